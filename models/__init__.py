@@ -1,0 +1,1 @@
+"""Typed data: agreement terms, plans, decisions."""

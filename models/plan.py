@@ -1,0 +1,144 @@
+"""What the schedule engine returns, and the decisions it takes into account.
+
+Plain pydantic models (never table rows), so that workflows can pass them and the
+command line can print them as JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.agreement import DateRule, Language
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class MilestoneKind(StrEnum):
+    signing = "signing"
+    invoice = "invoice"
+    in_kind = "in_kind"
+    report_due = "report_due"
+    meeting = "meeting"
+    notice_deadline = "notice_deadline"
+    extension_deadline = "extension_deadline"
+    review_deadline = "review_deadline"
+    withdrawal_opens = "withdrawal_opens"
+    milestone = "milestone"
+    period_end = "period_end"
+    agreement_end = "agreement_end"
+
+
+class Scenario(StrEnum):
+    """Which future the engine plans for.
+
+    plan: everyone signs the day the round starts, reports arrive on their due day,
+          every extension is approved on its deadline, up to the maximum term.
+    recorded: only what the decisions say; an opt-in agreement that nobody has approved
+          ends on its date, and a report not submitted is escalated when overdue.
+    """
+
+    plan = "plan"
+    recorded = "recorded"
+
+
+class PlannedMilestone(Frozen):
+    id: str  # stable across re-plans: the calendar UID and the outbox key are built from it
+    kind: MilestoneKind
+    date: dt.date  # as written (or as derived from the written terms)
+    effective_date: dt.date  # after the date rule
+    rule: DateRule
+    title: str
+    period: int | None = None
+    party: str | None = None  # the party responsible (reports) or concerned
+    payer: str | None = None
+    payee: str | None = None
+    amount: int | None = None  # whole kronor
+    report: str | None = None
+    occurrence: int | None = None  # the nth report or meeting of its kind
+    past: bool = False  # before `now`: already over when the service took the agreement on
+
+
+class Recipient(Frozen):
+    email: str
+    name: str
+    party: str | None  # None for the coordinator
+    role: str  # contact, finance, signatory, convener, coordinator
+    language: Language
+
+
+class PlannedEmail(Frozen):
+    key: str  # unique per (agreement, milestone, recipient, template, offset): the outbox key
+    milestone_id: str
+    template: str
+    send_at: dt.datetime  # aware, Europe/Stockholm
+    to: Recipient
+    days_before: int  # 0 on the day; negative after it (overdue escalations)
+    past: bool = False
+
+
+class RenewalDecision(Frozen):
+    """A party's decision about the term ending on `term_end`.
+
+    Opt-out: `renew=False` is a notice of non-renewal; silence renews.
+    Opt-in: `renew=True` is a written approval; it extends only when every party approves.
+    """
+
+    party: str
+    term_end: dt.date
+    renew: bool
+    given_on: dt.date
+
+
+class ReportSubmission(Frozen):
+    report: str
+    occurrence: int
+    submitted_on: dt.date
+
+
+class ReportPostponement(Frozen):
+    report: str
+    occurrence: int
+    new_due: dt.date
+
+
+class EndingKind(StrEnum):
+    expiry = "expiry"
+    non_renewal = "non_renewal"
+    not_extended = "not_extended"
+    termination = "termination"
+    withdrawal = "withdrawal"
+    rescission = "rescission"
+
+
+class Ending(Frozen):
+    kind: EndingKind
+    decided_on: dt.date
+    end: dt.date  # last day of the agreement
+    party: str | None = None
+    reason: str | None = None
+    repayment: int | None = None
+
+
+class Decisions(Frozen):
+    """Everything recorded so far that changes the plan."""
+
+    signed_on: dt.date | None = None
+    renewals: list[RenewalDecision] = Field(default_factory=list)
+    reports: list[ReportSubmission] = Field(default_factory=list)
+    postponements: list[ReportPostponement] = Field(default_factory=list)
+    ending: Ending | None = None
+
+
+class Plan(Frozen):
+    agreement: str
+    start: dt.date
+    end: dt.date  # the end this plan arrives at (after renewals, or an ending)
+    ending: EndingKind  # how it ends in this plan
+    periods: int
+    milestones: list[PlannedMilestone]
+    emails: list[PlannedEmail]

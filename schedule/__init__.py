@@ -1,0 +1,1 @@
+"""The pure schedule engine and Swedish date rules."""

@@ -1,0 +1,1 @@
+"""Agreement-lifecycle workflows (later issue)."""
