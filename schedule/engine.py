@@ -37,6 +37,8 @@ from schedule import dates
 from schedule.titles import title
 
 _ORDER = {kind: index for index, kind in enumerate(MilestoneKind)}
+# The report covering the last months is due after the end; nothing else outlives the term.
+_AFTER_END = {MilestoneKind.agreement_end, MilestoneKind.report_due}
 _TEMPLATE_ORDER = {"signature_request": 0, "signature_completed": 1, "deadline_escalation": 9}
 
 
@@ -106,7 +108,7 @@ class _Builder:
         **fields: object,
     ) -> None:
         effective = dates.effective_date(written, rule)
-        if written > self.term.end and kind is not MilestoneKind.agreement_end:
+        if written > self.term.end and kind not in _AFTER_END:
             return
         self.milestones.append(
             PlannedMilestone(
@@ -386,7 +388,7 @@ class _Builder:
                 at = dates.local_time(day, rem.send_time)
                 if cutoff is not None and at < cutoff and not signing:
                     continue  # nothing is sent for an agreement before it is signed
-                if day > self.term.end and m.kind is not MilestoneKind.agreement_end:
+                if day > self.term.end and m.kind not in _AFTER_END:
                     continue
                 for person in people:
                     key = f"{self.a.id}:{m.id}:{template}:{days_before}:{person.email}"

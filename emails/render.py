@@ -1,0 +1,99 @@
+"""Render email parts from the templates under `emails/templates/<language>/<kind>/`.
+
+One Jinja environment, autoescaped for HTML, with the formatting DOMAIN.md asks for:
+ISO dates with the weekday, "650 000 kr" with a no-break space, Stockholm times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from babel.dates import format_date
+from babel.numbers import format_decimal
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from models.agreement import Agreement
+from models.plan import PlannedEmail, PlannedMilestone
+
+TEMPLATES = Path(__file__).parent / "templates"
+_LOCALES = {"sv": "sv_SE", "en": "en_GB"}
+_NEWLINES = re.compile(r"[\r\n\u2028\u2029]+")
+
+
+def kronor(amount: int | None, language: str = "sv") -> str:
+    """650000 -> '650 000 kr' with a no-break space between thousands."""
+    if amount is None:
+        return ""
+    number = format_decimal(amount, locale="sv_SE", group_separator=True)
+    return f"{number}\u00a0kr".replace("\u202f", "\u00a0")
+
+
+def day(value: dt.date, language: str = "sv") -> str:
+    """2025-01-30 -> '2025-01-30 (torsdag)': ISO date with the weekday a reader checks."""
+    weekday = format_date(value, "EEEE", locale=_LOCALES.get(language, "sv_SE"))
+    return f"{value.isoformat()} ({weekday})"
+
+
+def long_date(value: dt.date, language: str = "sv") -> str:
+    """2025-01-30 -> '30 januari 2025' for prose."""
+    return str(format_date(value, "d MMMM y", locale=_LOCALES.get(language, "sv_SE")))
+
+
+@lru_cache(maxsize=4)
+def environment(language: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES / language)),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters["kronor"] = lambda v: kronor(v, language)
+    env.filters["day"] = lambda v: day(v, language)
+    env.filters["long_date"] = lambda v: long_date(v, language)
+    return env
+
+
+def one_line(text: str) -> str:
+    """Headers never carry a raw newline from data: collapse every line break to a space."""
+    return _NEWLINES.sub(" ", text).strip()
+
+
+def _when(email: PlannedEmail, language: str) -> str:
+    if email.days_before == 0:
+        return "Idag" if language == "sv" else "Today"
+    if email.days_before < 0:
+        return "Försenad" if language == "sv" else "Overdue"
+    if language == "sv":
+        return f"Om {email.days_before} dagar"
+    return f"In {email.days_before} days"
+
+
+def context(
+    agreement: Agreement, milestone: PlannedMilestone, email: PlannedEmail
+) -> dict[str, Any]:
+    language = email.to.language.value
+    ref = f" (dnr {agreement.reference})" if agreement.reference else ""
+    report = next((r for r in agreement.reports if r.key == milestone.report), None)
+    return {
+        "agreement": agreement,
+        "milestone": milestone,
+        "email": email,
+        "when": _when(email, language),
+        "ref": ref,
+        "report_name": report.name if report else "",
+        "meeting_name": agreement.meetings.name if agreement.meetings else "",
+    }
+
+
+def render_subject(
+    agreement: Agreement, milestone: PlannedMilestone, email: PlannedEmail
+) -> str:
+    language = email.to.language.value
+    template = environment(language).get_template(f"{email.template}/subject.txt")
+    return one_line(template.render(context(agreement, milestone, email)))

@@ -1,0 +1,66 @@
+"""Set up and run the project with nothing but Python 3.11: `python3.11 tasks.py run|test`.
+
+Creates `.venv` when it is missing, installs the project into it (again whenever
+pyproject.toml changes), then runs the service or the whole test suite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed"
+
+
+def sh(*args: str | Path) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    result = subprocess.run([str(a) for a in args], cwd=ROOT)
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def install() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        print(f"Creating {VENV}", flush=True)
+        venv.create(VENV, with_pip=True)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    sh(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    sh(BIN / "python", "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    STAMP.write_text(digest)
+
+
+def run() -> None:
+    # Until the service exists, the main job is the preview of an example agreement.
+    sh(BIN / "agreements", "check", *sorted((ROOT / "examples").glob("*.toml")))
+    sh(BIN / "agreements", "preview", ROOT / "examples" / "helsingborg-inva-sam.toml")
+
+
+def test() -> None:
+    sh(BIN / "ruff", "check", ".")
+    sh(BIN / "ruff", "format", "--check", ".")
+    sh(BIN / "mypy", ".")
+    sh(BIN / "agreements", "check", *sorted((ROOT / "examples").glob("*.toml")))
+    sh(BIN / "python", "-m", "pytest", "-q")
+
+
+def main() -> None:
+    commands = {"run": run, "test": test}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        sys.exit(f"usage: python3.11 tasks.py {'|'.join(commands)}")
+    install()
+    commands[sys.argv[1]]()
+
+
+if __name__ == "__main__":
+    main()
