@@ -56,9 +56,7 @@ def warnings(agreement: Agreement) -> list[str]:
     if agreement.kind == "iop":
         missing = [key for key in CHECKLIST if not agreement.prerequisites.get(key)]
         if missing:
-            notes.append(
-                "prerequisites: not yet confirmed before signing: " + ", ".join(missing)
-            )
+            notes.append("prerequisites: not yet confirmed before signing: " + ", ".join(missing))
     return notes
 
 
@@ -193,9 +191,7 @@ def print_table(agreement: Agreement, data: dict[str, Any]) -> None:
     for m in data["milestones"]:
         written = "" if m["date"] == m["effective_date"] else m["date"]
         what = m["title"] + (f" [dim]({h[8]})[/dim]" if m["past"] else "")
-        milestones.add_row(
-            m["effective_date"], written, m["kind"], what, kronor(m.get("amount"))
-        )
+        milestones.add_row(m["effective_date"], written, m["kind"], what, kronor(m.get("amount")))
     out.print(milestones)
     emails = Table(header_style="bold")
     for column in h[5:8]:
@@ -204,7 +200,9 @@ def print_table(agreement: Agreement, data: dict[str, Any]) -> None:
         sent = e["send_at"][:16].replace("T", " ")
         emails.add_row(sent, f"{e['to_name']} <{e['to']}>", e["subject"])
     out.print(emails)
-    out.print(f"{len(data['milestones'])} milestones, {len(data['emails'])} emails", highlight=False)
+    out.print(
+        f"{len(data['milestones'])} milestones, {len(data['emails'])} emails", highlight=False
+    )
 
 
 @app.command()

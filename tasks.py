@@ -27,8 +27,6 @@ def sh(*args: str | Path) -> None:
 
 
 def install() -> None:
-    if sys.version_info < (3, 11):
-        sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
     if not (BIN / "python").exists():
         print(f"Creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)

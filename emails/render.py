@@ -91,9 +91,7 @@ def context(
     }
 
 
-def render_subject(
-    agreement: Agreement, milestone: PlannedMilestone, email: PlannedEmail
-) -> str:
+def render_subject(agreement: Agreement, milestone: PlannedMilestone, email: PlannedEmail) -> str:
     language = email.to.language.value
     template = environment(language).get_template(f"{email.template}/subject.txt")
     return one_line(template.render(context(agreement, milestone, email)))

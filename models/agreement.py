@@ -7,8 +7,8 @@ problem can be reported with the exact path it belongs to.
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -54,6 +54,7 @@ Key = Annotated[
 Kronor = Annotated[int, Field(ge=0, le=10_000_000_000)]
 Months = Annotated[int, Field(ge=1, le=600)]
 Days = Annotated[int, Field(ge=0, le=3650)]
+
 
 class Strict(BaseModel):
     """Base for every table in the file: unknown keys are errors, not silently dropped."""

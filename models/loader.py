@@ -45,8 +45,10 @@ def _problems(error: ValidationError) -> list[Problem]:
     problems = []
     for item in error.errors(include_url=False):
         message = _MESSAGES.get(item["type"]) or str(item["msg"]).removeprefix("Value error, ")
-        if item["type"] not in _MESSAGES and "input" in item and not isinstance(
-            item["input"], dict | list
+        if (
+            item["type"] not in _MESSAGES
+            and "input" in item
+            and not isinstance(item["input"], dict | list)
         ):
             shown = repr(item["input"])
             if len(shown) > 60:

@@ -53,7 +53,7 @@ def check(agreement: Agreement) -> list[Problem]:
     return list(_check(agreement))
 
 
-def _check(a: Agreement) -> Iterator[Problem]:  # noqa: C901 - a flat list of independent rules
+def _check(a: Agreement) -> Iterator[Problem]:
     parties = a.parties
     term = a.term
 
@@ -106,13 +106,12 @@ def _check(a: Agreement) -> Iterator[Problem]:  # noqa: C901 - a flat list of in
                 "term.renewal_months",
                 f"{renewal} is not a whole number of {term.period_months}-month periods",
             )
-    elif term.last_end is not None or term.max_total_months is not None:
-        if limit != term.end:
-            yield Problem(
-                "term.renewal",
-                f"a fixed agreement ends on {term.end}, but the maximum term ends on {limit}; "
-                "set renewal to 'opt-out' or 'opt-in', or remove the maximum",
-            )
+    elif (term.last_end is not None or term.max_total_months is not None) and limit != term.end:
+        yield Problem(
+            "term.renewal",
+            f"a fixed agreement ends on {term.end}, but the maximum term ends on {limit}; "
+            "set renewal to 'opt-out' or 'opt-in', or remove the maximum",
+        )
     if limit < term.end:
         yield Problem(
             "term",

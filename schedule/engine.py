@@ -118,7 +118,7 @@ class _Builder:
                 effective_date=effective,
                 rule=rule,
                 title=title_text,
-                **fields,  # type: ignore[arg-type]
+                **fields,
             )
         )
 
@@ -144,7 +144,9 @@ class _Builder:
     def build_milestones(self) -> None:
         a, t = self.a, self.term
         signed = self.signing_date()
-        self.add("signing", MilestoneKind.signing, signed, DateRule.none, title("signing", self.language))
+        self.add(
+            "signing", MilestoneKind.signing, signed, DateRule.none, title("signing", self.language)
+        )
 
         periods = list(self.periods())
         for index, _first, last in periods[:-1]:
@@ -223,7 +225,9 @@ class _Builder:
                     )
                     continue
                 days = self.instalment_days(c.instalments, first, last)
-                for k, (day, part) in enumerate(zip(days, _split(amount or 0, len(days)), strict=True)):
+                for k, (day, part) in enumerate(
+                    zip(days, _split(amount or 0, len(days)), strict=True)
+                ):
                     self.add(
                         f"invoice:{base}:{index}:{k + 1}",
                         MilestoneKind.invoice,
@@ -266,10 +270,12 @@ class _Builder:
                     # A part report (first 6 of every 12 months) covers 6 months, not 12.
                     covered = min(first, every)
                     cover_start = dates.add_months(cover_end + dt.timedelta(days=1), -covered)
-                    due: dt.date = cover_end + relativedelta(months=r.due_months, days=r.due_days)
-                    occurrences.append((due, max(cover_start, start), cover_end))
+                    due_on: dt.date = cover_end + relativedelta(
+                        months=r.due_months, days=r.due_days
+                    )
+                    occurrences.append((due_on, max(cover_start, start), cover_end))
                     k += 1
-            for n, (due, cover_start, cover_end) in enumerate(occurrences, start=1):
+            for n, (due, covers_from, covers_to) in enumerate(occurrences, start=1):
                 written = postponed.get((r.key, n), due)
                 self.add(
                     f"report:{r.key}:{n}",
@@ -280,10 +286,10 @@ class _Builder:
                         "report_due",
                         self.language,
                         name=r.name,
-                        cover_start=cover_start,
-                        cover_end=cover_end,
+                        cover_start=covers_from,
+                        cover_end=covers_to,
                     ),
-                    period=self.period_of(cover_end or due),
+                    period=self.period_of(covers_to or due),
                     party=r.party,
                     report=r.key,
                     occurrence=n,
@@ -299,7 +305,9 @@ class _Builder:
         elif m.every_months is not None:
             offset = m.offset_months if m.offset_months is not None else m.every_months // 2
             k = 0
-            while (window := dates.add_months(self.a.term.start, k * m.every_months)) <= self.term.end:
+            while (
+                window := dates.add_months(self.a.term.start, k * m.every_months)
+            ) <= self.term.end:
                 days.append(dates.add_months(window, offset))
                 k += 1
         for n, day in enumerate(days, start=1):
@@ -335,9 +343,11 @@ class _Builder:
     def recipients(self, party: str, role: Role) -> list[Recipient]:
         """The party's contacts with `role`; its plain contacts when it names none."""
         contacts = self.a.parties[party].contacts
-        chosen = [c for c in contacts if role in c.roles] or [
-            c for c in contacts if Role.contact in c.roles
-        ] or list(contacts)
+        chosen = (
+            [c for c in contacts if role in c.roles]
+            or [c for c in contacts if Role.contact in c.roles]
+            or list(contacts)
+        )
         return [
             Recipient(
                 email=c.email,
@@ -437,8 +447,7 @@ class _Builder:
                     offsets = [
                         d
                         for d in rem.report_due
-                        if submitted is None
-                        or dates.reminder_day(m.effective_date, d) <= submitted
+                        if submitted is None or dates.reminder_day(m.effective_date, d) <= submitted
                     ]
                     send(m, "report_reminder", offsets, people)
                     if self.scenario is Scenario.recorded and submitted is None:
@@ -450,7 +459,9 @@ class _Builder:
                         )
                 case MilestoneKind.meeting:
                     assert m.party is not None
-                    send(m, "meeting_reminder", rem.meeting, self.recipients(m.party, Role.convener))
+                    send(
+                        m, "meeting_reminder", rem.meeting, self.recipients(m.party, Role.convener)
+                    )
                 case MilestoneKind.notice_deadline | MilestoneKind.extension_deadline:
                     offsets = (
                         rem.notice_deadline
@@ -467,7 +478,9 @@ class _Builder:
                             for d in offsets
                             if when is None or dates.reminder_day(m.effective_date, d) <= when
                         ]
-                        send(m, f"{m.kind.value}_reminder", todo, self.recipients(key, Role.contact))
+                        send(
+                            m, f"{m.kind.value}_reminder", todo, self.recipients(key, Role.contact)
+                        )
                     if not self.all_decided_before(
                         expiry, dates.reminder_day(m.effective_date, rem.escalate_days)
                     ):
@@ -548,4 +561,3 @@ def plan(
         milestones=milestones,
         emails=emails,
     )
-

@@ -14,9 +14,7 @@ _TITLES: dict[str, dict[str, str]] = {
         "agreement_end.termination": "Överenskommelsen upphör efter uppsägning",
         "agreement_end.withdrawal": "Överenskommelsen upphör efter att en part gått ur",
         "agreement_end.rescission": "Överenskommelsen hävs",
-        "notice_deadline": (
-            "Sista dag att meddela att man inte förlänger (perioden slutar {end})"
-        ),
+        "notice_deadline": ("Sista dag att meddela att man inte förlänger (perioden slutar {end})"),
         "extension_deadline": (
             "Sista dag att skriftligen godkänna förlängning (överenskommelsen upphör {end})"
         ),
