@@ -31,11 +31,15 @@ app = typer.Typer(
 )
 # Piped output (files, CI logs) gets a wide table instead of rich's 80-column default.
 out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+
+
+def say_error(message: str) -> None:
+    # Plain lines, never wrapped: one problem per line, easy to read and to grep.
+    typer.echo(message, err=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(message, markup=False, highlight=False)
+    say_error(message)
     return typer.Exit(code)
 
 
@@ -71,11 +75,11 @@ def check(
             agreement = load_agreement(path)
         except AgreementFileError as error:
             bad += 1
-            err.print(str(error), markup=False, highlight=False)
+            say_error(str(error))
             continue
-        out.print(f"{path}: ok ({agreement.id})", markup=False, highlight=False)
+        typer.echo(f"{path}: ok ({agreement.id})")
         for note in warnings(agreement):
-            out.print(f"{path}: note: {note}", markup=False, highlight=False)
+            typer.echo(f"{path}: note: {note}")
     if bad:
         raise typer.Exit(1)
 
