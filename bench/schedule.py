@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from models.agreement import DateRule
 from models.loader import load_agreement
 from models.plan import Scenario
-from models.agreement import DateRule
 from schedule import dates
 from schedule.engine import plan
 

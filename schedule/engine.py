@@ -7,7 +7,7 @@ A pure function: deterministic, no I/O, no clock of its own. The workflow calls 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dateutil.relativedelta import relativedelta
@@ -94,6 +94,7 @@ class _Builder:
         self.scenario = scenario
         self.language = agreement.language
         self.term = resolve_term(agreement, decisions, scenario)
+        self._period_list = self._periods()
         self.milestones: list[PlannedMilestone] = []
 
     # Milestones -------------------------------------------------------------------------
@@ -122,18 +123,22 @@ class _Builder:
             )
         )
 
-    def periods(self) -> Iterator[tuple[int, dt.date, dt.date]]:
+    def _periods(self) -> list[tuple[int, dt.date, dt.date]]:
         start, months = self.a.term.start, self.a.term.period_months
+        found = []
         index = 1
         while True:
             first, last = dates.period_bounds(start, months, index)
             if first > self.term.end:
-                return
-            yield index, first, min(last, self.term.end)
+                return found
+            found.append((index, first, min(last, self.term.end)))
             index += 1
 
+    def periods(self) -> list[tuple[int, dt.date, dt.date]]:
+        return self._period_list
+
     def period_of(self, day: dt.date) -> int | None:
-        for index, first, last in self.periods():
+        for index, first, last in self._period_list:
             if first <= day <= last:
                 return index
         return None
@@ -148,7 +153,7 @@ class _Builder:
             "signing", MilestoneKind.signing, signed, DateRule.none, title("signing", self.language)
         )
 
-        periods = list(self.periods())
+        periods = self.periods()
         for index, _first, last in periods[:-1]:
             self.add(
                 f"period-end:{index}",
@@ -557,7 +562,7 @@ def plan(
         start=agreement.term.start,
         end=builder.term.end,
         ending=builder.term.ending,
-        periods=len(list(builder.periods())),
+        periods=len(builder.periods()),
         milestones=milestones,
         emails=emails,
     )
