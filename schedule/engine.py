@@ -125,7 +125,7 @@ class _Builder:
 
     def _periods(self) -> list[tuple[int, dt.date, dt.date]]:
         start, months = self.a.term.start, self.a.term.period_months
-        found = []
+        found: list[tuple[int, dt.date, dt.date]] = []
         index = 1
         while True:
             first, last = dates.period_bounds(start, months, index)
