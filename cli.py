@@ -181,12 +181,33 @@ _HEAD = {
 }
 
 
+_ENDING = {
+    "sv": {
+        "expiry": "löper ut på sitt slutdatum",
+        "non_renewal": "upphör: en part förlänger inte",
+        "not_extended": "upphör: förlängningen godkändes inte",
+        "termination": "uppsagd",
+        "withdrawal": "en part har gått ur",
+        "rescission": "hävd",
+    },
+    "en": {
+        "expiry": "runs to its end date",
+        "non_renewal": "ends: a party does not renew",
+        "not_extended": "ends: the extension was not approved",
+        "termination": "terminated",
+        "withdrawal": "a party has withdrawn",
+        "rescission": "rescinded",
+    },
+}
+
+
 def print_table(agreement: Agreement, data: dict[str, Any]) -> None:
     h = _HEAD[agreement.language.value]
+    ending = _ENDING[agreement.language.value].get(data["ending"], data["ending"])
     ref = f" (dnr {agreement.reference})" if agreement.reference else ""
     out.print(f"[bold]{agreement.title}[/bold]{ref}", highlight=False)
     out.print(
-        f"{data['start']} – {data['end']} · {data['periods']} period(er) · {data['ending']}",
+        f"{data['start']} – {data['end']} · {data['periods']} period(er) · {ending}",
         highlight=False,
     )
     milestones = Table(show_lines=False, header_style="bold")
