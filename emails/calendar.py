@@ -48,13 +48,18 @@ def calendar(
     milestones: Iterable[PlannedMilestone],
     stamp: dt.datetime,
     method: str = "PUBLISH",
+    sequence: int = 0,
 ) -> bytes:
+    """A calendar of the milestones; METHOD:CANCEL marks every event cancelled (same UIDs)."""
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("method", method)
     cal.add("x-wr-calname", agreement.title)
     for milestone in milestones:
-        cal.add_component(event(agreement, milestone, stamp))
+        item = event(agreement, milestone, stamp, sequence)
+        if method == "CANCEL":
+            item.add("status", "CANCELLED")
+        cal.add_component(item)
     data: bytes = cal.to_ical()
     return data

@@ -10,13 +10,14 @@ import datetime as dt
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from models.agreement import Agreement
+from models.lifecycle import EmailSpec
 from models.plan import PlannedEmail, PlannedMilestone
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -95,3 +96,63 @@ def render_subject(agreement: Agreement, milestone: PlannedMilestone, email: Pla
     language = email.to.language.value
     template = environment(language).get_template(f"{email.template}/subject.txt")
     return one_line(template.render(context(agreement, milestone, email)))
+
+
+# --- whole emails ---------------------------------------------------------------------
+
+
+class Rendered(NamedTuple):
+    subject: str
+    text: str
+    html: str
+
+
+def email_context(agreement: Agreement, spec: EmailSpec, link: str | None = None) -> dict[str, Any]:
+    """Everything a body template may use; see emails/templates/README.md."""
+    language = spec.to.language.value
+    milestone = spec.milestone
+    report = next((r for r in agreement.reports if milestone and r.key == milestone.report), None)
+    party = agreement.parties.get(spec.to.party) if spec.to.party else None
+
+    def party_name(key: str | None) -> str:
+        return agreement.parties[key].name if key and key in agreement.parties else ""
+
+    return {
+        "agreement": agreement,
+        "ref": f" (dnr {agreement.reference})" if agreement.reference else "",
+        "to": spec.to,
+        "party": party,
+        "milestone": milestone,
+        "payer_name": party_name(milestone.payer if milestone else None),
+        "payee_name": party_name(milestone.payee if milestone else None),
+        "concerned_name": party_name(milestone.party if milestone else None),
+        "when": _when_days(spec.days_before, language),
+        "days_before": spec.days_before,
+        "report_name": report.name if report else "",
+        "meeting_name": agreement.meetings.name if agreement.meetings else "",
+        "link": link,
+        "round": spec.round,
+        "reason": spec.reason,
+        "ending": spec.ending,
+        "failed": spec.failed,
+        "coordinator": agreement.coordinator,
+        "language": language,
+    }
+
+
+def _when_days(days_before: int, language: str) -> str:
+    if days_before == 0:
+        return "Idag" if language == "sv" else "Today"
+    if days_before < 0:
+        return "Försenad" if language == "sv" else "Overdue"
+    return f"Om {days_before} dagar" if language == "sv" else f"In {days_before} days"
+
+
+def render_email(agreement: Agreement, spec: EmailSpec, link: str | None = None) -> Rendered:
+    """Subject, plain text and HTML of one email, in the recipient's language."""
+    env = environment(spec.to.language.value)
+    values = email_context(agreement, spec, link)
+    subject = one_line(env.get_template(f"{spec.template}/subject.txt").render(values))
+    text = env.get_template(f"{spec.template}/body.txt").render(values).strip() + "\n"
+    html = env.get_template(f"{spec.template}/body.html").render(values)
+    return Rendered(subject, text, html)

@@ -1,0 +1,160 @@
+"""The notification activity: render one email and send it exactly once per outbox key.
+
+The outbox row is written before the message goes out; a second attempt for the same key
+finds it and never sends twice. SMTP failures are classified: a connection error, a
+timeout or a 4xx answer is retried by Temporal with backoff; a 5xx answer or a refused
+recipient is permanent, recorded as failed, and reported back so the workflow can tell the
+coordinator once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from functools import lru_cache
+
+import aiosmtplib
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from config import Settings
+from emails.message import build, message_id, sender_address
+from emails.render import render_email
+from models.agreement import Agreement
+from models.db import create_all
+from models.lifecycle import EmailSpec, SendOutcome, SendResult
+from models.records import OutboxRecord, TermsRecord, utcnow
+
+TRANSIENT = "SmtpTransient"
+
+
+class Notifier:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = create_all(settings.db_url())
+
+    @activity.defn(name="send_email")
+    async def send_email(self, spec: EmailSpec) -> SendResult:
+        agreement = await asyncio.to_thread(_terms, self.db, spec.terms_sha256)
+        rendered = render_email(agreement, spec, self._link(spec))
+        mid = message_id(spec.key, self.settings.mail_from)
+        row = await asyncio.to_thread(self._claim, spec, rendered.subject, mid)
+        if row.status == "sent":
+            return SendResult(
+                key=spec.key, outcome=SendOutcome.already_sent, message_id=mid, subject=row.subject
+            )
+        if row.status == "failed":
+            return SendResult(
+                key=spec.key,
+                outcome=SendOutcome.failed,
+                message_id=mid,
+                subject=row.subject,
+                error=row.error,
+            )
+        message = build(agreement, spec, rendered, self.settings.mail_from, dt.datetime.now(dt.UTC))
+        try:
+            await aiosmtplib.send(
+                message,
+                sender=sender_address(self.settings.mail_from),
+                recipients=[spec.to.email],
+                hostname=self.settings.smtp_host,
+                port=self.settings.smtp_port,
+                username=self.settings.smtp_user,
+                password=(
+                    self.settings.smtp_password.get_secret_value()
+                    if self.settings.smtp_password
+                    else None
+                ),
+                use_tls=self.settings.smtp_security == "tls",
+                start_tls=self.settings.smtp_security == "starttls",
+                timeout=self.settings.smtp_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            reason = "; ".join(f"{r.code} {r.message}" for r in error.recipients)
+            return await self._failed(spec, mid, rendered.subject, reason)
+        except aiosmtplib.SMTPResponseException as error:
+            if error.code >= 500:
+                return await self._failed(
+                    spec, mid, rendered.subject, f"{error.code} {error.message}"
+                )
+            await asyncio.to_thread(
+                self._mark, spec.key, "pending", f"{error.code} {error.message}"
+            )
+            raise ApplicationError(f"SMTP {error.code}: {error.message}", type=TRANSIENT) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            text = f"{type(error).__name__}: {error}"
+            await asyncio.to_thread(self._mark, spec.key, "pending", text)
+            raise ApplicationError(f"mail server unreachable: {text}", type=TRANSIENT) from None
+        await asyncio.to_thread(self._mark, spec.key, "sent", None)
+        return SendResult(
+            key=spec.key, outcome=SendOutcome.sent, message_id=mid, subject=rendered.subject
+        )
+
+    def _link(self, spec: EmailSpec) -> str | None:
+        if spec.link_token is None:
+            return None
+        return f"{self.settings.public_base_url.rstrip('/')}/sign/{spec.link_token}"
+
+    def _claim(self, spec: EmailSpec, subject: str, mid: str) -> OutboxRecord:
+        """The outbox row for this key, written now if it is new; counts the attempt."""
+        with Session(self.db) as session:
+            row = session.get(OutboxRecord, spec.key)
+            if row is None:
+                row = OutboxRecord(
+                    key=spec.key,
+                    agreement_id=spec.agreement_id,
+                    template=spec.template,
+                    recipient=spec.to.email,
+                    subject=subject,
+                    message_id=mid,
+                    status="pending",
+                )
+                session.add(row)
+                try:
+                    session.commit()
+                except IntegrityError:  # another worker wrote it first
+                    session.rollback()
+                    row = session.get(OutboxRecord, spec.key)
+                    assert row is not None
+            if row.status in ("pending", "sending"):
+                row.status = "sending"
+                row.attempts += 1
+                session.add(row)
+                session.commit()
+            session.refresh(row)
+            session.expunge(row)
+            return row
+
+    def _mark(self, key: str, status: str, error: str | None) -> None:
+        with Session(self.db) as session:
+            row = session.get(OutboxRecord, key)
+            if row is None:
+                return
+            row.status = status
+            row.error = error
+            if status == "sent":
+                row.sent_at = utcnow()
+            session.add(row)
+            session.commit()
+
+    async def _failed(self, spec: EmailSpec, mid: str, subject: str, reason: str) -> SendResult:
+        await asyncio.to_thread(self._mark, spec.key, "failed", reason)
+        return SendResult(
+            key=spec.key, outcome=SendOutcome.failed, message_id=mid, subject=subject, error=reason
+        )
+
+
+@lru_cache(maxsize=256)
+def _cached_terms(db: Engine, sha256: str) -> Agreement:
+    with Session(db) as session:
+        row = session.get(TermsRecord, sha256)
+        if row is None:
+            raise ApplicationError(f"terms {sha256} are not stored", type="TermsMissing")
+        return Agreement.model_validate_json(row.terms_json)
+
+
+def _terms(db: Engine, sha256: str) -> Agreement:
+    return _cached_terms(db, sha256)

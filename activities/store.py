@@ -1,0 +1,126 @@
+"""Persistence activities: the read model, every version of the terms, and the event log.
+
+Each one is idempotent: retried after a crash, it leaves the same rows as one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+from pydantic import Field
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from temporalio import activity
+
+from models.db import create_all
+from models.plan import Frozen
+from models.records import AgreementRecord, EventRecord, TermsRecord, utcnow
+
+
+class SaveTerms(Frozen):
+    agreement_id: str
+    sha256: str
+    terms_json: str
+
+
+class EventIn(Frozen):
+    event_key: str  # unique: workflow id + a sequence number the workflow keeps
+    agreement_id: str
+    at: dt.datetime
+    kind: str
+    actor: str | None = None
+    summary: str
+    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class Summary(Frozen):
+    id: str
+    title: str
+    reference: str | None
+    language: str
+    state: str
+    terms_sha256: str
+    workflow_id: str
+    round_workflow_id: str | None
+    start: dt.date
+    end: dt.date
+    ending: str | None
+    next_date: dt.date | None
+    next_title: str | None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
+class Store:
+    """Activities bound to one database URL."""
+
+    def __init__(self, url: str) -> None:
+        self.db = create_all(url)
+
+    @activity.defn(name="save_terms")
+    async def save_terms(self, terms: SaveTerms) -> None:
+        await asyncio.to_thread(self._save_terms, terms)
+
+    def _save_terms(self, terms: SaveTerms) -> None:
+        with Session(self.db) as session:
+            if session.get(TermsRecord, terms.sha256) is not None:
+                return
+            session.add(
+                TermsRecord(
+                    sha256=terms.sha256,
+                    agreement_id=terms.agreement_id,
+                    terms_json=terms.terms_json,
+                )
+            )
+            try:
+                session.commit()
+            except IntegrityError:  # written by a concurrent attempt: the same terms
+                session.rollback()
+
+    @activity.defn(name="record_event")
+    async def record_event(self, event: EventIn) -> None:
+        await asyncio.to_thread(self._record_event, event)
+
+    def _record_event(self, event: EventIn) -> None:
+        with Session(self.db) as session:
+            exists = session.exec(
+                select(EventRecord.id).where(EventRecord.event_key == event.event_key)
+            ).first()
+            if exists is not None:
+                return
+            session.add(
+                EventRecord(
+                    event_key=event.event_key,
+                    agreement_id=event.agreement_id,
+                    at=_utc(event.at),
+                    kind=event.kind,
+                    actor=event.actor,
+                    summary=event.summary,
+                    data_json=json.dumps(event.data, ensure_ascii=False, sort_keys=True),
+                )
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+
+    @activity.defn(name="update_summary")
+    async def update_summary(self, summary: Summary) -> None:
+        await asyncio.to_thread(self._update_summary, summary)
+
+    def _update_summary(self, summary: Summary) -> None:
+        with Session(self.db) as session:
+            row = session.get(AgreementRecord, summary.id)
+            values = summary.model_dump()
+            if row is None:
+                session.add(AgreementRecord(**values))
+            else:
+                for name, value in values.items():
+                    setattr(row, name, value)
+                row.updated_at = utcnow()
+                session.add(row)
+            session.commit()

@@ -1,0 +1,51 @@
+"""One settings object for the whole service, from environment variables or a `.env` file.
+
+Every variable is prefixed `AGREEMENTS_` (for example `AGREEMENTS_SMTP_HOST`). The defaults
+are the embedded setup on one machine: SQLite and the dev mail sink under `data/`, the
+Temporal dev server on localhost.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TASK_QUEUE = "agreements"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AGREEMENTS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None  # default: sqlite:///<data_dir>/agreements.db
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = TASK_QUEUE
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str = "Avtalsservice <avtal@agreements.example.se>"
+
+    public_base_url: str = "http://127.0.0.1:8000"
+    signing_secret: SecretStr = SecretStr("change-me-in-production")
+
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'agreements.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings()

@@ -1,0 +1,142 @@
+"""What the agreement workflow, its signature rounds and its activities pass to each other.
+
+Plain frozen pydantic models (never `table=True` rows): they travel through Temporal's
+pydantic data converter and stay small, because every one of them is written to history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from enum import StrEnum
+
+from pydantic import Field
+
+from models.agreement import Agreement
+from models.plan import Frozen, PlannedMilestone, Recipient
+
+
+def terms_json(agreement: Agreement) -> str:
+    """The canonical text of the terms: what is hashed, stored and signed."""
+    return agreement.model_dump_json()
+
+
+def terms_sha256(agreement: Agreement) -> str:
+    return hashlib.sha256(terms_json(agreement).encode()).hexdigest()
+
+
+class State(StrEnum):
+    draft = "draft"
+    signing = "signing"
+    signed = "signed"  # every signature in, the term not started yet
+    active = "active"
+    ending = "ending"  # an ending is decided; the last day is still ahead
+    ended = "ended"
+
+
+class SignerStatus(StrEnum):
+    waiting = "waiting"  # sequential mode: not their turn yet
+    invited = "invited"
+    opened = "opened"
+    signed = "signed"
+    declined = "declined"
+
+
+class RoundOutcome(StrEnum):
+    open = "open"
+    completed = "completed"
+    declined = "declined"
+    cancelled = "cancelled"
+    expired = "expired"
+
+
+class SignatureEvent(Frozen):
+    """One line of the verification record."""
+
+    at: dt.datetime  # aware; shown with its time zone
+    signer: str | None  # signer email; None for the round itself
+    name: str | None = None
+    what: str  # sent, reminded, opened, signed, declined, cancelled, expired, completed
+    method: str | None = None  # link or paper
+    ip: str | None = None
+    user_agent: str | None = None
+    reason: str | None = None
+
+
+class Signer(Frozen):
+    email: str
+    name: str
+    party: str
+    party_name: str
+    language: str = "sv"
+    token: str  # personal; the signing link (next issue) wraps it in a signed URL
+    status: SignerStatus = SignerStatus.invited
+    signed_at: dt.datetime | None = None
+    reminders: int = 0
+
+
+class RoundInfo(Frozen):
+    """A signature round as the emails and the timeline show it."""
+
+    number: int
+    purpose: str = "signing"  # signing (the first) or amendment
+    method: str = "link"
+    mode: str = "parallel"
+    started_at: dt.datetime
+    expires_at: dt.datetime
+    terms_sha256: str
+    signers: list[Signer] = Field(default_factory=list)
+    events: list[SignatureEvent] = Field(default_factory=list)
+    outcome: RoundOutcome = RoundOutcome.open
+    reason: str | None = None
+
+
+class EndingInfo(Frozen):
+    kind: str  # models.plan.EndingKind value
+    end: dt.date
+    party: str | None = None
+    party_name: str | None = None
+    reason: str | None = None
+    repayment: int | None = None
+
+
+class FailedInfo(Frozen):
+    """An email that could not be delivered, as the coordinator is told of it."""
+
+    to: str
+    subject: str
+    error: str
+
+
+class EmailSpec(Frozen):
+    """One email the workflow asks the notification activity to send, exactly once per key."""
+
+    key: str  # the outbox key: unique per (agreement, milestone, recipient, kind, offset)
+    agreement_id: str
+    terms_sha256: str  # which version of the terms to render from (stored by persistence)
+    template: str
+    to: Recipient
+    milestone: PlannedMilestone | None = None
+    days_before: int = 0
+    link_token: str | None = None
+    round: RoundInfo | None = None
+    reason: str | None = None
+    ending: EndingInfo | None = None
+    failed: FailedInfo | None = None
+    calendar: str | None = None  # REQUEST (add or update) or CANCEL for the milestone's entry
+    sequence: int = 0  # iCalendar SEQUENCE: rises each time the entry changes
+    cancel: list[PlannedMilestone] = Field(default_factory=list)  # entries an ending cancels
+
+
+class SendOutcome(StrEnum):
+    sent = "sent"
+    already_sent = "already_sent"
+    failed = "failed"  # permanent (5xx, refused recipient): recorded, not retried
+
+
+class SendResult(Frozen):
+    key: str
+    outcome: SendOutcome
+    message_id: str
+    subject: str
+    error: str | None = None
