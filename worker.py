@@ -1,21 +1,77 @@
-"""The Temporal worker for agreement workflows.
+"""The Temporal worker: agreement workflows, signature rounds, persistence and email.
 
-Not built yet: the durable lifecycle (workflows, activities, this worker) is the next
-issue. Until then this entry point says so instead of pretending to run.
+`python worker.py` runs it against the configured Temporal server (the embedded dev server
+on localhost by default) until SIGTERM or Ctrl-C, then shuts down cleanly: activities that
+are running finish (or are retried elsewhere), nothing is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.notify import Notifier
+from activities.store import Store
+from config import Settings, settings
+from workflows.agreement import AgreementWorkflow
+from workflows.signing import SignatureRoundWorkflow
+
+
+def build_worker(client: Client, config: Settings) -> Worker:
+    store = Store(config.db_url())
+    notifier = Notifier(config)
+    return Worker(
+        client,
+        task_queue=config.task_queue,
+        workflows=[AgreementWorkflow, SignatureRoundWorkflow],
+        activities=[
+            store.save_terms,
+            store.record_event,
+            store.update_summary,
+            notifier.send_email,
+        ],
+        activity_executor=ThreadPoolExecutor(max_workers=8),
+    )
+
+
+async def connect(config: Settings) -> Client:
+    return await Client.connect(
+        config.temporal_address,
+        namespace=config.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+async def serve(config: Settings) -> None:
+    client = await connect(config)
+    worker = build_worker(client, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(
+        f"worker on {config.temporal_address} ({config.temporal_namespace}), "
+        f"task queue {config.task_queue}",
+        flush=True,
+    )
+    async with worker:
+        await stop.wait()
+    print("worker stopped", flush=True)
 
 
 def main() -> int:
-    print(
-        "The worker is not built yet: agreement workflows arrive with the lifecycle issue. "
-        "Use `agreements preview FILE` to see what an agreement will do.",
-        file=sys.stderr,
-    )
-    return 2
+    try:
+        asyncio.run(serve(settings()))
+    except RuntimeError as error:  # cannot reach the server
+        print(f"worker: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import datetime as dt
 from functools import lru_cache
 
 import aiosmtplib
+from jinja2 import TemplateError
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -39,7 +40,12 @@ class Notifier:
     @activity.defn(name="send_email")
     async def send_email(self, spec: EmailSpec) -> SendResult:
         agreement = await asyncio.to_thread(_terms, self.db, spec.terms_sha256)
-        rendered = render_email(agreement, spec, self._link(spec))
+        try:
+            rendered = render_email(agreement, spec, self._link(spec))
+        except TemplateError as error:  # a defect, not a passing fault: retrying cannot help
+            raise ApplicationError(
+                f"cannot render {spec.template}: {error}", type="RenderFailed", non_retryable=True
+            ) from None
         mid = message_id(spec.key, self.settings.mail_from)
         row = await asyncio.to_thread(self._claim, spec, rendered.subject, mid)
         if row.status == "sent":

@@ -38,6 +38,9 @@ def build(
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Agreement-Id"] = agreement.id
     msg["X-Agreement-Email-Key"] = one_line(spec.key)
+    msg["X-Agreement-Template"] = spec.template
+    if spec.planned_at is not None:
+        msg["X-Agreement-Planned-At"] = spec.planned_at.isoformat()
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
     ics = _calendar(agreement, spec, now)

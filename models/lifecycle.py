@@ -126,6 +126,7 @@ class EmailSpec(Frozen):
     calendar: str | None = None  # REQUEST (add or update) or CANCEL for the milestone's entry
     sequence: int = 0  # iCalendar SEQUENCE: rises each time the entry changes
     cancel: list[PlannedMilestone] = Field(default_factory=list)  # entries an ending cancels
+    planned_at: dt.datetime | None = None  # when the workflow sent it, on its own clock
 
 
 class SendOutcome(StrEnum):

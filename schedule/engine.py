@@ -346,36 +346,13 @@ class _Builder:
     # Emails -----------------------------------------------------------------------------
 
     def recipients(self, party: str, role: Role) -> list[Recipient]:
-        """The party's contacts with `role`; its plain contacts when it names none."""
-        contacts = self.a.parties[party].contacts
-        chosen = (
-            [c for c in contacts if role in c.roles]
-            or [c for c in contacts if Role.contact in c.roles]
-            or list(contacts)
-        )
-        return [
-            Recipient(
-                email=c.email,
-                name=c.name,
-                party=party,
-                role=role.value,
-                language=c.language or self.language,
-            )
-            for c in chosen
-        ]
+        return recipients(self.a, party, role)
 
     def coordinator(self) -> Recipient:
-        c = self.a.coordinator
-        return Recipient(
-            email=c.email,
-            name=c.name,
-            party=c.party,
-            role="coordinator",
-            language=c.language or self.language,
-        )
+        return coordinator(self.a)
 
     def everyone(self, role: Role = Role.contact) -> list[Recipient]:
-        return [r for key in self.a.parties for r in self.recipients(key, role)]
+        return everyone(self.a, role)
 
     def emails(self, now: dt.datetime) -> list[PlannedEmail]:
         rem = self.a.reminders
@@ -566,3 +543,38 @@ def plan(
         milestones=milestones,
         emails=emails,
     )
+
+
+def recipients(agreement: Agreement, party: str, role: Role) -> list[Recipient]:
+    """The party's contacts with `role`; its plain contacts when it names none."""
+    contacts = agreement.parties[party].contacts
+    chosen = (
+        [c for c in contacts if role in c.roles]
+        or [c for c in contacts if Role.contact in c.roles]
+        or list(contacts)
+    )
+    return [
+        Recipient(
+            email=c.email,
+            name=c.name,
+            party=party,
+            role=role.value,
+            language=c.language or agreement.language,
+        )
+        for c in chosen
+    ]
+
+
+def coordinator(agreement: Agreement) -> Recipient:
+    c = agreement.coordinator
+    return Recipient(
+        email=c.email,
+        name=c.name,
+        party=c.party,
+        role="coordinator",
+        language=c.language or agreement.language,
+    )
+
+
+def everyone(agreement: Agreement, role: Role = Role.contact) -> list[Recipient]:
+    return [r for key in agreement.parties for r in recipients(agreement, key, role)]

@@ -1,0 +1,319 @@
+"""Run an agreement's whole life through the real workflow code on Temporal's time-skipping
+test server, with a real SMTP sink, and report every email that reached the sink.
+
+The test server's clock starts today and cannot go back, while the seed agreements lie in
+the past: the workflow input carries a clock offset (zero in production) that puts the
+workflow's "now" on the agreement's own dates. One agreement per environment: the test
+server stalls with several time-skipping workflows at once.
+
+With no scenario, the driver plays the plan scenario that `agreements preview` shows:
+everyone signs the day the round starts, reports arrive on their due day, every party
+approves an opt-in extension on its deadline. A scenario file scripts other decisions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from config import Settings
+from emails.sink import read_mail, start_sink
+from models.agreement import Agreement, RenewalKind
+from models.lifecycle import RoundInfo
+from models.plan import EndingKind, MilestoneKind, Scenario
+from models.prerequisites import CHECKLIST
+from schedule import dates
+from schedule.engine import plan
+from worker import build_worker
+from workflows.agreement import (
+    AgreementInput,
+    AgreementWorkflow,
+    ConfirmPrerequisites,
+    RenewalRequest,
+    ReportDecision,
+    Snapshot,
+    StartSigning,
+    TerminationRequest,
+    WithdrawalOutcome,
+    workflow_id,
+)
+from workflows.signing import (
+    DeclineRequest,
+    PaperSignature,
+    SignatureRoundWorkflow,
+    SignRequest,
+)
+
+COORDINATOR = "coordinator"
+
+
+class Step(BaseModel):
+    """One scripted decision, at a local time on the agreement's own dates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: dt.datetime  # naive = Europe/Stockholm
+    action: str  # sign, decline, report, postpone, renew, notice, approve, terminate,
+    #              withdraw, rescind, withdrawal_end_all, withdrawal_continue, none
+    party: str | None = None
+    signer: str | None = None  # email; default every signer
+    report: str | None = None
+    occurrence: int | None = None
+    new_due: dt.date | None = None
+    reason: str = "enligt scenariot"
+    repayment: int | None = None
+
+
+class ScenarioFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[Step] = Field(default_factory=list)
+    plan_reports: bool = True  # submit every report on its due day unless a step says else
+    plan_renewals: bool = True  # approve opt-in extensions on their deadline
+    sign: bool = True  # everyone signs when the round starts
+
+
+class SentEmail(BaseModel):
+    send_at: str
+    template: str
+    to: str
+    subject: str
+    key: str
+    message_id: str
+    calendar: str | None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def mail_sink(folder: Path) -> Iterator[int]:
+    port = free_port()
+    controller = start_sink(folder, port=port)
+    try:
+        yield port
+    finally:
+        controller.stop()
+
+
+def local(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo else at.replace(tzinfo=dates.STOCKHOLM)
+
+
+def plan_steps(agreement: Agreement, script: ScenarioFile) -> list[Step]:
+    """The decisions of the plan scenario, plus the script's own."""
+    steps = list(script.steps)
+    scripted = {(s.report, s.occurrence) for s in steps if s.report}
+    full = plan(agreement, dt.datetime(1900, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
+    noon = dt.time(12, 0)
+    for m in full.milestones:
+        if (
+            script.plan_reports
+            and m.kind is MilestoneKind.report_due
+            and (m.report, m.occurrence) not in scripted
+        ):
+            steps.append(
+                Step(
+                    at=dt.datetime.combine(m.effective_date, noon),
+                    action="report",
+                    report=m.report,
+                    occurrence=m.occurrence,
+                )
+            )
+        if (
+            script.plan_renewals
+            and m.kind is MilestoneKind.extension_deadline
+            and agreement.term.renewal is RenewalKind.opt_in
+        ):
+            for key, party in agreement.parties.items():
+                if party.signs:
+                    at = dt.datetime.combine(m.effective_date, noon)
+                    steps.append(Step(at=at, action="approve", party=key))
+    return sorted(steps, key=lambda s: local(s.at))
+
+
+async def simulate(
+    agreement: Agreement,
+    script: ScenarioFile | None = None,
+    workdir: Path | None = None,
+) -> tuple[list[SentEmail], Snapshot]:
+    script = script or ScenarioFile()
+    with tempfile.TemporaryDirectory(prefix="simulate-") as scratch:
+        folder = workdir or Path(scratch)
+        with mail_sink(folder / "mail") as port:
+            config = Settings(
+                data_dir=folder,
+                database_url=f"sqlite:///{folder / 'simulate.db'}",
+                smtp_port=port,
+                task_queue="simulate",
+            )
+            env = await WorkflowEnvironment.start_time_skipping(
+                data_converter=pydantic_data_converter,
+                test_server_existing_path=shutil.which("temporal-test-server"),
+            )
+            async with env, build_worker(env.client, config):
+                snapshot = await _drive(env, agreement, script, config)
+            return _sent(read_mail(folder / "mail")), snapshot
+
+
+async def _drive(
+    env: WorkflowEnvironment, agreement: Agreement, script: ScenarioFile, config: Settings
+) -> Snapshot:
+    client = env.client
+    send_time = agreement.reminders.send_time
+    begin = agreement.signing.planned or agreement.term.start
+    start_at = dates.local_time(begin, send_time)
+    real = await env.get_current_time()
+    offset = (start_at - real).total_seconds()
+    imported = agreement.model_copy(
+        update={"signing": agreement.signing.model_copy(update={"signed": None})}
+    )
+    handle = await client.start_workflow(
+        AgreementWorkflow.run,
+        AgreementInput(agreement=imported, clock_offset_seconds=offset),
+        id=workflow_id(agreement.id),
+        task_queue=config.task_queue,
+    )
+
+    async def now() -> dt.datetime:
+        return (await env.get_current_time()).astimezone(dates.STOCKHOLM) + dt.timedelta(
+            seconds=offset
+        )
+
+    await handle.execute_update(
+        AgreementWorkflow.confirm_prerequisites,
+        ConfirmPrerequisites(keys=list(CHECKLIST), by=COORDINATOR),
+    )
+    snap = await handle.execute_update(
+        AgreementWorkflow.start_signing, StartSigning(by=COORDINATOR)
+    )
+    steps = plan_steps(agreement, script)
+    if script.sign:
+        await _sign_all(client, snap, begin)
+    for step in steps:
+        wait = local(step.at) - await now()
+        if wait > dt.timedelta(0):
+            await env.sleep(wait)
+        await _apply(client, handle, step)
+    result: Snapshot = await handle.result()
+    return result
+
+
+async def _round(client: Client, snap: Snapshot) -> tuple[WorkflowHandle[Any, Any], RoundInfo]:
+    assert snap.round_workflow_id is not None
+    round_handle = client.get_workflow_handle(snap.round_workflow_id)
+    info: RoundInfo = await round_handle.query(SignatureRoundWorkflow.get_round)
+    return round_handle, info
+
+
+async def _sign_all(client: Client, snap: Snapshot, day: dt.date) -> None:
+    round_handle, info = await _round(client, snap)
+    for signer in info.signers:
+        if info.method == "link":
+            await round_handle.execute_update(
+                SignatureRoundWorkflow.sign, SignRequest(token=signer.token, ip="127.0.0.1")
+            )
+        else:
+            await round_handle.execute_update(
+                SignatureRoundWorkflow.sign_paper,
+                PaperSignature(signer=signer.email, signed_on=day, recorded_by=COORDINATOR),
+            )
+
+
+async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -> None:
+    wf = AgreementWorkflow
+    match step.action:
+        case "report" | "postpone":
+            assert step.report and step.occurrence
+            await handle.execute_update(
+                wf.record_report,
+                ReportDecision(
+                    report=step.report,
+                    occurrence=step.occurrence,
+                    new_due=step.new_due if step.action == "postpone" else None,
+                    by=COORDINATOR,
+                ),
+            )
+        case "renew" | "notice" | "approve":
+            assert step.party
+            await handle.execute_update(
+                wf.decide_renewal,
+                RenewalRequest(party=step.party, renew=step.action != "notice", by=COORDINATOR),
+            )
+        case "terminate" | "withdraw" | "rescind":
+            kind = {
+                "terminate": EndingKind.termination,
+                "withdraw": EndingKind.withdrawal,
+                "rescind": EndingKind.rescission,
+            }[step.action]
+            await handle.execute_update(
+                wf.terminate,
+                TerminationRequest(
+                    kind=kind,
+                    party=step.party,
+                    reason=step.reason,
+                    repayment=step.repayment,
+                    by=COORDINATOR,
+                ),
+            )
+        case "withdrawal_end_all" | "withdrawal_continue":
+            await handle.execute_update(
+                wf.withdrawal_outcome,
+                WithdrawalOutcome(end_all=step.action == "withdrawal_end_all", by=COORDINATOR),
+            )
+        case "decline" | "sign":
+            snap: Snapshot = await handle.query(wf.get_state)
+            round_handle, info = await _round(client, snap)
+            for signer in info.signers:
+                if step.signer not in (None, signer.email):
+                    continue
+                if step.action == "decline":
+                    await round_handle.execute_update(
+                        SignatureRoundWorkflow.decline,
+                        DeclineRequest(token=signer.token, reason=step.reason),
+                    )
+                    break
+                await round_handle.execute_update(
+                    SignatureRoundWorkflow.sign, SignRequest(token=signer.token)
+                )
+        case "none":
+            pass
+        case other:
+            raise ValueError(f"unknown scenario action {other!r}")
+
+
+def _sent(messages: list[Message]) -> list[SentEmail]:
+    out = []
+    for msg in messages:
+        calendar = None
+        for part in msg.walk():
+            if part.get_content_type() == "text/calendar":
+                calendar = str(part.get_param("method") or "")
+        key = str(msg["X-Agreement-Email-Key"])
+        out.append(
+            SentEmail(
+                send_at=str(msg["X-Agreement-Planned-At"]),
+                template=str(msg["X-Agreement-Template"]),
+                to=str(msg["X-Sink-Recipient"]),
+                subject=str(msg["Subject"]),
+                key=key,
+                message_id=str(msg["Message-ID"]),
+                calendar=calendar,
+            )
+        )
+    return sorted(out, key=lambda e: (e.send_at, e.key))

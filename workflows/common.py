@@ -1,0 +1,86 @@
+"""What the agreement workflow and its signature rounds share: the clock, sending one email
+through the notification activity, and writing the event log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.store import EventIn
+    from models.lifecycle import EmailSpec, SendOutcome, SendResult
+    from schedule import dates
+
+# Transient SMTP trouble (connection refused, 421, 451, timeouts) is retried with backoff for
+# up to three days; a permanent refusal comes back as a result, never as a retry.
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=30),
+    non_retryable_error_types=["TermsMissing"],
+)
+EMAIL_TIMEOUT = timedelta(seconds=90)
+EMAIL_DEADLINE = timedelta(days=3)
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
+)
+STORE_TIMEOUT = timedelta(seconds=60)
+
+
+class Clock:
+    """`workflow.now()` plus an offset: zero in production; a simulation of an agreement
+    that lies in the past runs the real workflow code on the agreement's own dates."""
+
+    def __init__(self, offset_seconds: float) -> None:
+        self.offset = timedelta(seconds=offset_seconds)
+
+    def now(self) -> dt.datetime:
+        return (workflow.now() + self.offset).astimezone(dates.STOCKHOLM)
+
+    def until(self, moment: dt.datetime) -> timedelta:
+        return max(moment - self.now(), timedelta(0))
+
+
+async def send_email(spec: EmailSpec) -> SendResult:
+    """Send once; an email the mail server would not take after three days counts as failed."""
+    try:
+        result: SendResult = await workflow.execute_activity(
+            "send_email",
+            spec,
+            result_type=SendResult,
+            start_to_close_timeout=EMAIL_TIMEOUT,
+            schedule_to_close_timeout=EMAIL_DEADLINE,
+            retry_policy=EMAIL_RETRY,
+        )
+        return result
+    except Exception as error:  # ActivityError once every retry is spent
+        cause = getattr(error, "cause", None) or error
+        return SendResult(
+            key=spec.key,
+            outcome=SendOutcome.failed,
+            message_id="",
+            subject=spec.template,
+            error=str(cause),
+        )
+
+
+async def wait_until(clock: Clock, woken: Callable[[], bool], moment: dt.datetime) -> bool:
+    """Sleep until `moment` on the clock, or less if `woken()` turns true: says which."""
+    try:
+        await workflow.wait_condition(woken, timeout=clock.until(moment))
+    except TimeoutError:
+        return False
+    return True
+
+
+async def record(event: EventIn) -> None:
+    await workflow.execute_activity(
+        "record_event",
+        event,
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
