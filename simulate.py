@@ -14,7 +14,6 @@ approves an opt-in extension on its deadline. A scenario file scripts other deci
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from config import Settings
+from config import Settings, binary
 from emails.sink import read_mail, start_sink
 from models.agreement import Agreement, RenewalKind
 from models.lifecycle import RoundInfo
@@ -164,7 +163,7 @@ async def simulate(
             )
             env = await WorkflowEnvironment.start_time_skipping(
                 data_converter=pydantic_data_converter,
-                test_server_existing_path=shutil.which("temporal-test-server"),
+                test_server_existing_path=binary("temporal-test-server"),
             )
             async with env, build_worker(env.client, config):
                 snapshot = await _drive(env, agreement, script, config)
@@ -209,7 +208,12 @@ async def _drive(
         wait = local(step.at) - await now()
         if wait > dt.timedelta(0):
             await env.sleep(wait)
-        await _apply(client, handle, step)
+        try:
+            await _apply(client, handle, step)
+        except Exception as error:
+            print("STEP FAILED", step, repr(error))
+            print(await handle.query(AgreementWorkflow.get_state))
+            raise
     result: Snapshot = await handle.result()
     return result
 

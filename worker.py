@@ -15,15 +15,32 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.notify import Notifier
 from activities.store import Store
 from config import Settings, settings
+from schedule import dates
 from workflows.agreement import AgreementWorkflow
 from workflows.signing import SignatureRoundWorkflow
 
+# Deterministic code shared by every workflow run is imported once, outside the sandbox: the
+# schedule engine and models (pure by design), and the libraries they load lazily.
+PASSTHROUGH = (
+    "models",
+    "schedule",
+    "activities.store",
+    "holidays",
+    "dateutil",
+    "email_validator",
+    "idna",
+    "pydantic",
+    "pydantic_core",
+)
+
 
 def build_worker(client: Client, config: Settings) -> Worker:
+    dates.warm()
     store = Store(config.db_url())
     notifier = Notifier(config)
     return Worker(
@@ -37,6 +54,9 @@ def build_worker(client: Client, config: Settings) -> Worker:
             notifier.send_email,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        ),
     )
 
 

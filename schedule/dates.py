@@ -35,6 +35,12 @@ def _year_holidays(year: int, language: str) -> dict[dt.date, str]:
     return dict(calendar.items())
 
 
+def warm(first: int = 1990, last: int = 2100) -> None:
+    """Compute the holiday calendars ahead (a worker does this once at start)."""
+    for year in range(first, last + 1):
+        _year_holidays(year, "sv")
+
+
 def holiday_name(day: dt.date, language: str = "sv") -> str | None:
     """The name of the Swedish (de facto) holiday on `day`, or None."""
     return _year_holidays(day.year, language).get(day)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from datetime import timedelta
+from typing import Any
 
 from pydantic import Field
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ChildWorkflowHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import EventIn, SaveTerms, Summary
@@ -205,8 +207,11 @@ class AgreementWorkflow:
     def today(self) -> dt.date:
         return self.now().date()
 
-    def plan(self) -> Plan:
-        return plan(self.agreement, self.now(), self.decisions)
+    def plan(self, decisions: Decisions | None = None) -> Plan:
+        # The engine is deterministic; the holiday library it calls reads locale data for
+        # its translations the first time a year is asked for, which the sandbox forbids.
+        with workflow.unsafe.sandbox_unrestricted():
+            return plan(self.agreement, self.now(), decisions or self.decisions)
 
     def snapshot(self) -> Snapshot:
         p = self.plan()
@@ -300,8 +305,8 @@ class AgreementWorkflow:
             raise reject("the prerequisites are confirmed before signing, in the draft")
 
     @workflow.update(name="start_signing")
-    def start_signing(self, request: StartSigning) -> Snapshot:
-        self.begin_round("signing", self.agreement, request.by)
+    async def start_signing(self, request: StartSigning) -> Snapshot:
+        await self.begin_round("signing", self.agreement, request.by)
         return self.snapshot()
 
     @start_signing.validator
@@ -312,7 +317,8 @@ class AgreementWorkflow:
         if missing:
             raise reject("confirm the IOP prerequisites first: " + ", ".join(missing))
 
-    def begin_round(self, purpose: str, terms: Agreement, by: str) -> None:
+    async def begin_round(self, purpose: str, terms: Agreement, by: str) -> None:
+        """Start the round's child workflow; returns once it runs, so its links work."""
         self.rounds += 1
         number = self.rounds
         now = self.now()
@@ -352,13 +358,10 @@ class AgreementWorkflow:
         if purpose == "signing":
             self.state = State.signing
         self.log(f"{purpose}.round_started", f"signature round {number} started", by, round=number)
-        self.round_task = asyncio.create_task(self.run_round(terms, info))
-
-    async def run_round(self, terms: Agreement, info: RoundInfo) -> RoundInfo:
         await self.save_terms(terms)
-        signers = {s.email for s in info.signers}
-        others = [r for r in everyone(terms) if r.email not in signers]
-        result: RoundInfo = await workflow.execute_child_workflow(
+        signing = {s.email for s in info.signers}
+        others = [r for r in everyone(terms) if r.email not in signing]
+        child = await workflow.start_child_workflow(
             SignatureRoundWorkflow.run,
             RoundInput(
                 agreement_id=terms.id,
@@ -371,6 +374,10 @@ class AgreementWorkflow:
             ),
             id=round_workflow_id(terms.id, info.number),
         )
+        self.round_task = asyncio.create_task(self.await_round(child))
+
+    async def await_round(self, child: ChildWorkflowHandle[Any, RoundInfo]) -> RoundInfo:
+        result = await child
         self.changed = True
         return result
 
@@ -430,7 +437,7 @@ class AgreementWorkflow:
 
     @record_report.validator
     def _validate_report(self, request: ReportDecision) -> None:
-        self.require_signed()
+        self.require_signed(after_end=True)  # the last report is due after the end
         due = [
             m
             for m in self.plan().milestones
@@ -615,9 +622,9 @@ class AgreementWorkflow:
             raise reject("no withdrawal is waiting for a decision")
 
     @workflow.update(name="amend")
-    def amend(self, request: Amendment) -> Snapshot:
+    async def amend(self, request: Amendment) -> Snapshot:
         self.amendment = request.agreement
-        self.begin_round("amendment", request.agreement, request.by)
+        await self.begin_round("amendment", request.agreement, request.by)
         return self.snapshot()
 
     @amend.validator
@@ -633,10 +640,10 @@ class AgreementWorkflow:
         if problems:
             raise reject("; ".join(f"{p.location}: {p.message}" for p in problems))
 
-    def require_signed(self) -> None:
+    def require_signed(self, after_end: bool = False) -> None:
         if self.state in (State.draft, State.signing):
             raise reject(f"the agreement is not signed yet ({self.state.value})")
-        if self.state is State.ended:
+        if self.state is State.ended and not after_end:
             raise reject("the agreement has ended")
 
     def decide_ending(self, ending: Ending, by: str) -> None:
@@ -671,7 +678,7 @@ class AgreementWorkflow:
             reason=ending.reason if ending else None,
             repayment=ending.repayment if ending else None,
         )
-        full = plan(self.agreement, self.now(), self.decisions.model_copy(update={"ending": None}))
+        full = self.plan(self.decisions.model_copy(update={"ending": None}))
         cancelled = [m for m in full.milestones if m.effective_date > end]
         people = [*everyone(self.agreement), coordinator(self.agreement)]
         seen: set[str] = set()
@@ -706,7 +713,7 @@ class AgreementWorkflow:
     # The life -------------------------------------------------------------------------------
 
     def sendable(self, email: PlannedEmail) -> bool:
-        if self.decisions.signed_on is None or self.state is State.ended:
+        if self.decisions.signed_on is None:
             return False
         return self.sent_until is None or email.send_at > self.sent_until
 
@@ -833,9 +840,9 @@ class AgreementWorkflow:
             if last_summary is None or summary_key != last_summary:
                 await self.save_summary(p)
                 last_summary = summary_key
-            if self.state is State.ended:
-                break
             due = [e for e in p.emails if self.sendable(e)]
+            if self.state is State.ended and not due:
+                break  # ended, and the last report after the end is in (or overdue and told)
             wake_at = [t for t in (due[0].send_at if due else None, self.next_change(p)) if t]
             self.changed = False
             if not wake_at:
