@@ -199,7 +199,7 @@ async def _drive(
         ConfirmPrerequisites(keys=list(CHECKLIST), by=COORDINATOR),
     )
     snap = await handle.execute_update(
-        AgreementWorkflow.start_signing, StartSigning(by=COORDINATOR)
+        "start_signing", StartSigning(by=COORDINATOR), result_type=Snapshot
     )
     steps = plan_steps(agreement, script)
     if script.sign:
@@ -208,12 +208,7 @@ async def _drive(
         wait = local(step.at) - await now()
         if wait > dt.timedelta(0):
             await env.sleep(wait)
-        try:
-            await _apply(client, handle, step)
-        except Exception as error:
-            print("STEP FAILED", step, repr(error))
-            print(await handle.query(AgreementWorkflow.get_state))
-            raise
+        await _apply(client, handle, step)
     result: Snapshot = await handle.result()
     return result
 
