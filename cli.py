@@ -263,3 +263,64 @@ def preview(
 
 if __name__ == "__main__":
     app()
+
+
+def load_scenario(path: Path) -> Any:
+    """A scenario file (TOML): `[[steps]]` with `at`, `action` and what the action needs."""
+    import tomllib
+
+    from pydantic import ValidationError
+
+    from simulate import ScenarioFile
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return ScenarioFile.model_validate(data)
+    except OSError as error:
+        raise fail(f"{path}: cannot read the scenario: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise fail(f"{path}: not valid TOML: {error}") from None
+    except ValidationError as error:
+        lines = [
+            f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        ]
+        raise fail("\n".join(lines)) from None
+
+
+@app.command()
+def simulate(
+    file: Annotated[Path, typer.Argument(help="Agreement file (.toml)")],
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario file (.toml) scripting decisions on dates")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Run the agreement's whole life through the real workflows on Temporal's time-skipping
+    test server, with a real mail sink, and list every email actually sent."""
+    import asyncio
+
+    from simulate import simulate as run_simulation
+
+    try:
+        agreement = load_agreement(file)
+    except AgreementFileError as error:
+        raise fail(str(error)) from None
+    script = load_scenario(scenario) if scenario is not None else None
+    sent, snapshot = asyncio.run(run_simulation(agreement, script))
+    data = {
+        "agreement": agreement.id,
+        "state": snapshot.state.value,
+        "end": snapshot.end.isoformat(),
+        "ending": snapshot.ending,
+        "emails": [e.model_dump() for e in sent],
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table(header_style="bold")
+    for column in ("Skickades", "Mall", "Till", "Ämne"):
+        table.add_column(column)
+    for e in sent:
+        table.add_row(e.send_at[:16].replace("T", " "), e.template, e.to, e.subject)
+    out.print(table)
+    out.print(f"{len(sent)} e-post · {snapshot.state.value} · slut {snapshot.end}")

@@ -30,7 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from config import Settings, binary
 from emails.sink import read_mail, start_sink
 from models.agreement import Agreement, RenewalKind
-from models.lifecycle import RoundInfo
+from models.lifecycle import RoundInfo, State
 from models.plan import EndingKind, MilestoneKind, Scenario
 from models.prerequisites import CHECKLIST
 from schedule import dates
@@ -209,6 +209,11 @@ async def _drive(
         if wait > dt.timedelta(0):
             await env.sleep(wait)
         await _apply(client, handle, step)
+    state: Snapshot = await handle.query(AgreementWorkflow.get_state)
+    if state.state in (State.draft, State.signing):
+        # Not signed (declined, cancelled, expired): nothing more will happen on its own.
+        await handle.terminate("simulation over: the agreement was never signed")
+        return state
     result: Snapshot = await handle.result()
     return result
 
