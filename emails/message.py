@@ -34,7 +34,6 @@ def build(
     msg["Subject"] = one_line(rendered.subject)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id(spec.key, mail_from)
-    msg["Content-Language"] = spec.to.language.value
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Agreement-Id"] = agreement.id
     msg["X-Agreement-Email-Key"] = one_line(spec.key)
@@ -43,6 +42,7 @@ def build(
         msg["X-Agreement-Planned-At"] = spec.planned_at.isoformat()
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
+    msg["Content-Language"] = spec.to.language.value  # after the parts: set_content clears it
     ics = _calendar(agreement, spec, now)
     if ics is not None:
         method, data = ics

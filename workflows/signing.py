@@ -269,9 +269,8 @@ class SignatureRoundWorkflow:
                         suffix=str(signer.reminders + 1),
                     )
                     self._event("reminded", signer)
-        self.round = self.round.model_copy(
-            update={"outcome": outcome, "reason": self.cancel.reason if self.cancel else None}
-        )
+        reason = self.cancel.reason if self.cancel else _decline_reason(self.round)
+        self.round = self.round.model_copy(update={"outcome": outcome, "reason": reason})
         self._event(outcome.value)
         await self._log_events()
         await self._announce(outcome)
@@ -383,7 +382,7 @@ def signer_recipient(signer: Signer) -> Recipient:
 
 def _decline_reason(info: RoundInfo) -> str | None:
     for event in reversed(info.events):
-        if event.what == "declined":
+        if event.what == "declined" and event.signer is not None:
             return event.reason
     return None
 
