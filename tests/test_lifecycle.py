@@ -179,7 +179,7 @@ async def test_declined_signature_tells_everyone_involved(tmp_path: Path) -> Non
     assert "sara.svensson@raddabarnen.example.se" in told  # already signed: still told
     assert agreement.coordinator.email in told
     assert len(told) == 7  # six signatories and the coordinator
-    reason = [m for m in mail(tmp_path) if m["X-Agreement-Template"] == "signature_declined"][0]
+    reason = next(m for m in mail(tmp_path) if m["X-Agreement-Template"] == "signature_declined")
     text = reason.get_body(preferencelist=("plain",))
     assert text is not None and "nämnden" in text.get_content()
     assert not [e for e in sent if e.template in ("invoice_reminder", "report_reminder")]
