@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from email import message_from_bytes
-from email.message import Message
+from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 
@@ -29,11 +29,13 @@ def example(name: str) -> Agreement:
     return load_agreement(EXAMPLES / f"{name}.toml")
 
 
-def mail(folder: Path) -> list[Message]:
-    return [
-        message_from_bytes(p.read_bytes(), policy=default)
-        for p in sorted((folder / "mail").glob("*.eml"))
-    ]
+def mail(folder: Path) -> list[EmailMessage]:
+    out = []
+    for path in sorted((folder / "mail").glob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=default)
+        assert isinstance(message, EmailMessage)
+        out.append(message)
+    return out
 
 
 def minute(value: str) -> str:
