@@ -112,7 +112,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def mail_sink(folder: Path) -> Iterator[int]:
+def mail_sink(folder: Path, external: int | None = None) -> Iterator[int]:
+    if external is not None:
+        yield external
+        return
     port = free_port()
     controller = start_sink(folder, port=port)
     try:
@@ -162,11 +165,14 @@ async def simulate(
     agreement: Agreement,
     script: ScenarioFile | None = None,
     workdir: Path | None = None,
+    smtp_port: int | None = None,
 ) -> tuple[list[SentEmail], Snapshot]:
+    """`smtp_port`: send to a mail server the caller runs (writing to `workdir/mail`)
+    instead of the simulation's own sink."""
     script = script or ScenarioFile()
     with tempfile.TemporaryDirectory(prefix="simulate-") as scratch:
         folder = workdir or Path(scratch)
-        with mail_sink(folder / "mail") as port:
+        with mail_sink(folder / "mail", smtp_port) as port:
             config = Settings(
                 data_dir=folder,
                 database_url=f"sqlite:///{folder / 'simulate.db'}",
@@ -261,6 +267,21 @@ async def _sign_all(client: Client, snap: Snapshot, day: dt.date) -> None:
                 SignatureRoundWorkflow.sign_paper,
                 PaperSignature(signer=signer.email, signed_on=day, recorded_by=COORDINATOR),
             )
+    await _round_result(round_handle)
+
+
+async def _round_result(round_handle: WorkflowHandle[Any, Any]) -> None:
+    """Wait for the round to announce its outcome and end. Time skips while waiting, so a
+    mail server's retry backoff passes in virtual time; when it skips far, the test server's
+    history long-poll can come back empty ("No completion event found"): ask again."""
+    for _ in range(100):
+        try:
+            await round_handle.result()
+            return
+        except RuntimeError as error:
+            if "No completion event" not in str(error):
+                raise
+    raise RuntimeError("the signature round did not end")
 
 
 async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -> None:
@@ -315,7 +336,7 @@ async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -
                         SignatureRoundWorkflow.decline,
                         DeclineRequest(token=signer.token, reason=step.reason),
                     )
-                    await round_handle.result()  # the round announces the outcome and ends
+                    await _round_result(round_handle)
                     break
                 await round_handle.execute_update(
                     SignatureRoundWorkflow.sign, SignRequest(token=signer.token)

@@ -748,9 +748,10 @@ class AgreementWorkflow:
         if result.outcome is SendOutcome.failed:
             self.log("email.failed", f"{spec.template} to {spec.to.email}: {result.error}", None)
             if spec.template != "send_failed":
+                # The coordinator is told once per address that cannot be reached.
                 self.outbox.append(
                     EmailSpec(
-                        key=f"{spec.key}:send_failed",
+                        key=f"{self.agreement.id}:event:send_failed:{spec.to.email}",
                         agreement_id=self.agreement.id,
                         terms_sha256=self.sha,
                         template="send_failed",

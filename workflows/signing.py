@@ -340,7 +340,7 @@ class SignatureRoundWorkflow:
         if result.outcome is SendOutcome.failed and to.email != self.data.coordinator.email:
             await send_email(
                 EmailSpec(
-                    key=f"{spec.key}:send_failed",
+                    key=f"{self.data.agreement_id}:event:send_failed:{to.email}",
                     agreement_id=spec.agreement_id,
                     terms_sha256=spec.terms_sha256,
                     template="send_failed",
