@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from functools import lru_cache
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from models.agreement import Agreement
 from models.lifecycle import EmailSpec
 from models.plan import PlannedEmail, PlannedMilestone
+from schedule.dates import STOCKHOLM
 
 TEMPLATES = Path(__file__).parent / "templates"
 _LOCALES = {"sv": "sv_SE", "en": "en_GB"}
@@ -57,7 +59,14 @@ def environment(language: str) -> Environment:
     env.filters["kronor"] = lambda v: kronor(v, language)
     env.filters["day"] = lambda v: day(v, language)
     env.filters["long_date"] = lambda v: long_date(v, language)
+    env.filters["stamp"] = stamp
     return env
+
+
+def stamp(value: dt.datetime) -> str:
+    """A moment as the verification record shows it: local time with its zone named."""
+    local = value.astimezone(STOCKHOLM)
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()} (Europe/Stockholm)"
 
 
 def one_line(text: str) -> str:
@@ -149,10 +158,57 @@ def _when_days(days_before: int, language: str) -> str:
 
 
 def render_email(agreement: Agreement, spec: EmailSpec, link: str | None = None) -> Rendered:
-    """Subject, plain text and HTML of one email, in the recipient's language."""
+    """Subject, plain text and HTML of one email, in the recipient's language.
+
+    Each kind is written once, as `body.html` extending the shared `_base.html`
+    (autoescaped); the plain-text part is derived from it, so the two never disagree.
+    """
     env = environment(spec.to.language.value)
     values = email_context(agreement, spec, link)
     subject = one_line(env.get_template(f"{spec.template}/subject.txt").render(values))
-    text = env.get_template(f"{spec.template}/body.txt").render(values).strip() + "\n"
     html = env.get_template(f"{spec.template}/body.html").render(values)
-    return Rendered(subject, text, html)
+    return Rendered(subject, html_to_text(html), html)
+
+
+class _Text(HTMLParser):
+    """Plain text from the emails' small HTML: paragraphs, lists, links, line breaks."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+        self.href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("head", "style", "script", "title"):
+            self.skip += 1
+        elif tag in ("p", "ul", "hr", "div"):
+            self.out.append("\n\n")
+        elif tag == "li":
+            self.out.append("\n- ")
+        elif tag == "br":
+            self.out.append("\n")
+        elif tag == "a":
+            self.href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("head", "style", "script", "title"):
+            self.skip -= 1
+        elif tag == "a" and self.href:
+            if not self.href.startswith("mailto:") and self.href not in "".join(self.out[-3:]):
+                self.out.append(f" ({self.href})")
+            self.href = None
+        elif tag == "hr":
+            self.out.append("--\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.out.append(re.sub(r"[ \t\r\n]+", " ", data))  # keeps no-break spaces
+
+
+def html_to_text(html: str) -> str:
+    parser = _Text()
+    parser.feed(html)
+    lines = [line.strip() for line in "".join(parser.out).splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

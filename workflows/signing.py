@@ -231,8 +231,12 @@ class SignatureRoundWorkflow:
         first = self.round.signers if self.round.mode == "parallel" else self.round.signers[:1]
         if self.round.method == "link":
             for signer in first:
-                await self._mail(signer_recipient(signer), "signature_request", signer)
-        self._event("sent")
+                self._event("sent", signer, method="link")
+            await asyncio.gather(
+                *(self._mail(signer_recipient(s), "signature_request", s) for s in first)
+            )
+        else:
+            self._event("started", method="paper")
         last_contact = {s.email: self.clock.now() for s in first}
         every = timedelta(days=data.reminder_every_days)
         while True:
@@ -255,6 +259,7 @@ class SignatureRoundWorkflow:
                     for signer in self.round.signers:
                         if signer.email == turn and signer.email not in last_contact:
                             last_contact[signer.email] = self.clock.now()
+                            self._event("sent", signer, method="link")
                             await self._mail(signer_recipient(signer), "signature_request", signer)
                 continue
             for signer in self._awaiting():
