@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from icalendar import Calendar, Event
 
+from emails.render import one_line
 from models.agreement import Agreement
 from models.plan import PlannedMilestone
 
@@ -28,7 +29,7 @@ def event(
     item.add("dtstart", milestone.effective_date)
     item.add("dtend", milestone.effective_date + dt.timedelta(days=1))
     item.add("sequence", sequence)
-    item.add("summary", f"{milestone.title} – {agreement.title}")
+    item.add("summary", one_line(f"{milestone.title} – {agreement.title}"))
     written = (
         ""
         if milestone.date == milestone.effective_date
@@ -36,8 +37,8 @@ def event(
         if agreement.language == "sv"
         else f" (written date {milestone.date.isoformat()})"
     )
-    reference = f"\nDnr {agreement.reference}" if agreement.reference else ""
-    item.add("description", f"{milestone.title}{written}{reference}")
+    reference = f"\nDnr {one_line(agreement.reference)}" if agreement.reference else ""
+    item.add("description", one_line(f"{milestone.title}{written}") + reference)
     item.add("categories", [milestone.kind.value])
     item.add("transp", "TRANSPARENT")
     return item
@@ -55,7 +56,7 @@ def calendar(
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("method", method)
-    cal.add("x-wr-calname", agreement.title)
+    cal.add("x-wr-calname", one_line(agreement.title))
     for milestone in milestones:
         item = event(agreement, milestone, stamp, sequence)
         if method == "CANCEL":
