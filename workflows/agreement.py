@@ -832,6 +832,9 @@ class AgreementWorkflow:
             self.log("created", f"taken on as {self.state.value}", None, sha256=self.sha)
         last_summary: tuple[State, dt.date, str, int] | None = None
         while True:
+            # Cleared before the work, not before the wait: a decision that arrives while
+            # this loop awaits an activity is never lost.
+            self.changed = False
             if self.round_task is not None and self.round_task.done():
                 self.round_finished(self.round_task.result())
             p = self.plan()
@@ -845,7 +848,6 @@ class AgreementWorkflow:
             if self.state is State.ended and not due:
                 break  # ended, and the last report after the end is in (or overdue and told)
             wake_at = [t for t in (due[0].send_at if due else None, self.next_change(p)) if t]
-            self.changed = False
             if not wake_at:
                 await workflow.wait_condition(lambda: self.changed or self.round_done())
                 continue

@@ -240,27 +240,27 @@ class SignatureRoundWorkflow:
         last_contact = {s.email: self.clock.now() for s in first}
         every = timedelta(days=data.reminder_every_days)
         while True:
+            # Cleared before the work, not before the wait: a decision that arrives while
+            # this loop awaits an activity is never lost.
+            self.changed = False
             await self._log_events()
             outcome = self._outcome()
             if outcome is not None:
                 break
+            if self.round.method == "link":
+                # A sequential round invites the next signer as soon as it is their turn.
+                for signer in self._awaiting():
+                    if signer.status is SignerStatus.waiting:
+                        last_contact[signer.email] = self.clock.now()
+                        self._replace(signer, status=SignerStatus.invited)
+                        self._event("sent", signer, method="link")
+                        await self._mail(signer_recipient(signer), "signature_request", signer)
             wake = self.round.expires_at
             if self.round.method == "link":
                 for signer in self._awaiting():
-                    since = last_contact.setdefault(signer.email, self.clock.now())
                     if signer.reminders < data.max_reminders:
-                        wake = min(wake, since + every)
-            self.changed = False
-            await wait_until(self.clock, lambda: self.changed, wake)
-            if self.changed or self.clock.now() >= self.round.expires_at:
-                # A sequential round invites the next signer as soon as it is their turn.
-                if self.round.mode == "sequential" and self.round.method == "link":
-                    turn = self._turn()
-                    for signer in self.round.signers:
-                        if signer.email == turn and signer.email not in last_contact:
-                            last_contact[signer.email] = self.clock.now()
-                            self._event("sent", signer, method="link")
-                            await self._mail(signer_recipient(signer), "signature_request", signer)
+                        wake = min(wake, last_contact[signer.email] + every)
+            if await wait_until(self.clock, lambda: self.changed, wake):
                 continue
             for signer in self._awaiting():
                 since = last_contact[signer.email]
