@@ -28,6 +28,7 @@ from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowHistory,
     WorkflowUpdateFailedError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -166,9 +167,11 @@ async def simulate(
     script: ScenarioFile | None = None,
     workdir: Path | None = None,
     smtp_port: int | None = None,
+    histories: list[WorkflowHistory] | None = None,
 ) -> tuple[list[SentEmail], Snapshot]:
     """`smtp_port`: send to a mail server the caller runs (writing to `workdir/mail`)
-    instead of the simulation's own sink."""
+    instead of the simulation's own sink. `histories`: filled with the history of every
+    run (each continue-as-new, each signature round), for replay tests."""
     script = script or ScenarioFile()
     with tempfile.TemporaryDirectory(prefix="simulate-") as scratch:
         folder = workdir or Path(scratch)
@@ -185,6 +188,8 @@ async def simulate(
             )
             async with env, build_worker(env.client, config):
                 snapshot = await _drive(env, agreement, script, config)
+                if histories is not None:
+                    histories.extend(await collect_histories(env.client, agreement.id))
             return _sent(read_mail(folder / "mail")), snapshot
 
 
@@ -345,6 +350,26 @@ async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -
             pass
         case other:
             raise ValueError(f"unknown scenario action {other!r}")
+
+
+async def collect_histories(client: Client, agreement_id: str) -> list[WorkflowHistory]:
+    """Every run of the agreement's workflow, first to last, and its signature rounds."""
+    found: list[WorkflowHistory] = []
+    handle = client.get_workflow_handle(workflow_id(agreement_id))
+    run_id = (await handle.describe()).raw_description.workflow_execution_info.first_run_id
+    pending = [(workflow_id(agreement_id), run_id)]
+    while pending:
+        wid, rid = pending.pop(0)
+        history = await client.get_workflow_handle(wid, run_id=rid).fetch_history()
+        found.append(history)
+        for event in history.events:
+            if event.HasField("child_workflow_execution_started_event_attributes"):
+                child = event.child_workflow_execution_started_event_attributes.workflow_execution
+                pending.append((child.workflow_id, child.run_id))
+            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                attrs = event.workflow_execution_continued_as_new_event_attributes
+                pending.append((wid, attrs.new_execution_run_id))
+    return found
 
 
 def _sent(messages: list[Message]) -> list[SentEmail]:

@@ -39,6 +39,15 @@ PASSTHROUGH = (
 )
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
+WORKFLOWS = [AgreementWorkflow, SignatureRoundWorkflow]
+
+
 def build_worker(client: Client, config: Settings) -> Worker:
     dates.warm()
     store = Store(config.db_url())
@@ -46,7 +55,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
     return Worker(
         client,
         task_queue=config.task_queue,
-        workflows=[AgreementWorkflow, SignatureRoundWorkflow],
+        workflows=WORKFLOWS,
         activities=[
             store.save_terms,
             store.record_event,
@@ -54,9 +63,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
             notifier.send_email,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-        ),
+        workflow_runner=workflow_runner(),
     )
 
 
