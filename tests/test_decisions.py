@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -24,7 +28,7 @@ from emails.sink import read_mail
 from models.agreement import Agreement, SigningMethod, SigningMode
 from models.lifecycle import RoundInfo, State
 from models.loader import load_agreement
-from models.plan import EndingKind
+from models.plan import EndingKind, MilestoneKind, PlannedMilestone
 from models.prerequisites import CHECKLIST
 from schedule import dates
 from simulate import mail_sink
@@ -32,6 +36,7 @@ from worker import build_worker
 from workflows.agreement import (
     AgreementInput,
     AgreementWorkflow,
+    Amendment,
     ConfirmPrerequisites,
     RenewalRequest,
     ReportDecision,
@@ -135,7 +140,8 @@ async def running(agreement: Agreement, at: dt.datetime, tmp_path: Path) -> Asyn
                 task_queue=config.task_queue,
             )
             yield Running(env, handle, offset, tmp_path / "mail")
-            await handle.terminate("test over")
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test over")
 
 
 def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
@@ -331,3 +337,76 @@ async def test_taken_on_mid_term_sends_only_what_is_ahead(tmp_path: Path) -> Non
         mail = read_mail(run.mail)
         assert [m["X-Agreement-Template"] for m in mail] == ["report_reminder"]
         assert mail[0]["X-Agreement-Planned-At"].startswith("2026-11-30T08:00")
+
+
+async def test_amendment_runs_its_own_round_and_replans(tmp_path: Path) -> None:
+    base = example("lund-radrum")
+    agreement = base.model_copy(
+        update={"signing": base.signing.model_copy(update={"signed": dt.date(2019, 6, 10)})}
+    )
+    # Seed 003: from 2020 Kultur- och fritidsförvaltningen pays instead of Socialförvaltningen.
+    moved = [
+        c.model_copy(update={"payer": "kff"}) if c.payer == "sof" else c
+        for c in agreement.contributions
+    ]
+    amended = agreement.model_copy(update={"contributions": moved})
+    async with running(agreement, local(2019, 12, 2, 9, 0), tmp_path) as run:
+        await run.settled(State.active)
+        reason = await rejected(
+            run.update,
+            "amend",
+            Amendment(agreement=amended.model_copy(update={"id": "other"})),
+        )
+        assert "is for other" in reason
+        state = await run.update("amend", Amendment(agreement=amended))
+        assert state.state is State.active  # the agreement runs on while the round does
+        round_handle, info = await run.round()
+        assert info.purpose == "amendment" and info.method == "paper"
+        for signer in info.signers:
+            await round_handle.execute_update(
+                SignatureRoundWorkflow.sign_paper,
+                PaperSignature(
+                    signer=signer.email, signed_on=dt.date(2019, 12, 2), recorded_by="c"
+                ),
+            )
+        await round_handle.result()
+        for _ in range(100):
+            state = await run.state()
+            if state.terms_sha256 == info.terms_sha256:
+                break
+            await asyncio.sleep(0.05)
+        assert state.terms_sha256 == info.terms_sha256
+        upcoming: list[PlannedMilestone] = await run.handle.query(
+            AgreementWorkflow.get_upcoming, 400
+        )
+        invoices = [m for m in upcoming if m.kind is MilestoneKind.invoice]
+        assert invoices and {m.payer for m in invoices} == {"kff"}
+        completed = run.sent("signature_completed")
+        assert agreement.coordinator.email in completed
+
+
+async def test_termination_with_notice_ends_after_three_months(tmp_path: Path) -> None:
+    base = example("lund-radrum")
+    agreement = base.model_copy(
+        update={"signing": base.signing.model_copy(update={"signed": dt.date(2019, 6, 10)})}
+    )
+    async with running(agreement, local(2020, 3, 16, 9, 0), tmp_path) as run:
+        await run.settled(State.active)
+        state = await run.update(
+            "terminate",
+            TerminationRequest(
+                kind=EndingKind.termination, party="im", reason="Väsentligt ändrade förhållanden"
+            ),
+        )
+        assert state.state is State.ending
+        assert state.end == dt.date(2020, 6, 16)
+        reason = await rejected(
+            run.update,
+            "terminate",
+            TerminationRequest(kind=EndingKind.rescission, party="sof", reason="x"),
+        )
+        assert "already ends (termination)" in reason
+        told = await run.delivered("agreement_ended", 4)
+        assert agreement.coordinator.email in told
+        await run.until(local(2020, 6, 18, 9, 0))
+        assert (await run.state()).state is State.ended
