@@ -220,3 +220,23 @@ async def test_english_agreement_sends_english(tmp_path: Path) -> None:
     assert subjects and all("IOP Gamlegården" in s for s in subjects)
     body = next(m for m in mail(tmp_path) if m["X-Agreement-Template"] == "agreement_end")
     assert body["Content-Language"] == "en"
+
+
+async def test_opt_in_not_approved_ends_and_everyone_is_told(tmp_path: Path) -> None:
+    """Seed 001: without every party's written approval by 30 September, it ends 2024-12-31."""
+    agreement = example("planteringen")
+    script = ScenarioFile(
+        plan_renewals=False,
+        steps=[Step(at=dt.datetime(2024, 9, 2, 10, 0), action="approve", party="sff")],
+    )
+    sent, state = await simulate(agreement, script, workdir=tmp_path)
+    assert state.end == dt.date(2024, 12, 31)
+    ended = [e for e in sent if e.template == "agreement_ended"]
+    assert ended and {e.send_at[:10] for e in ended} == {"2024-10-01"}
+    assert agreement.coordinator.email in {e.to for e in ended}
+    # Reminders went to the parties that had not approved, not to SFF after it did.
+    late = [
+        e for e in sent if e.template == "extension_deadline_reminder" and e.send_at >= "2024-09-02"
+    ]
+    assert late and "mahmoud.el-rameid@helsingborg.example.se" not in {e.to for e in late}
+    assert not [e for e in sent if e.send_at >= "2025-01-01" and e.template != "report_reminder"]

@@ -100,6 +100,7 @@ class AgreementInput(Frozen):
     event_seq: int = 0
     withdrawal_pending: Ending | None = None
     withdrawn: list[str] = Field(default_factory=list)
+    ending_told: dt.date | None = None  # the end every party has been told of
     run_periods: int = 0  # periods completed; continue-as-new at each boundary
 
 
@@ -188,6 +189,7 @@ class AgreementWorkflow:
         self.event_seq = data.event_seq
         self.withdrawal_pending = data.withdrawal_pending
         self.withdrawn = list(data.withdrawn)
+        self.ending_told = data.ending_told
         self.taken_on = data.taken_on
         self.sent_until = data.sent_until
         self.run_periods = data.run_periods
@@ -668,6 +670,7 @@ class AgreementWorkflow:
         ending: Ending | None,
     ) -> None:
         """Every party is told; the calendar entries after the end are cancelled."""
+        self.ending_told = end
         if party_name is None and party is not None:
             party_name = self.agreement.parties[party].name
         info = EndingInfo(
@@ -718,12 +721,38 @@ class AgreementWorkflow:
         return self.sent_until is None or email.send_at > self.sent_until
 
     def next_change(self, p: Plan) -> dt.datetime | None:
-        """When the state moves on by itself: the term starts, or the agreement ends."""
+        """When the state moves on by itself: the term starts, an extension deadline passes
+        (unapproved, the agreement ends), or the agreement ends."""
         if self.state is State.signed:
             return dates.local_time(p.start, dt.time(0, 0))
         if self.state in (State.active, State.ending):
-            return dates.local_time(p.end + timedelta(days=1), dt.time(0, 0))
+            today = self.today()
+            deadlines = [
+                m.effective_date
+                for m in p.milestones
+                if m.kind is MilestoneKind.extension_deadline and m.effective_date >= today
+            ]
+            after = [dates.local_time(d + timedelta(days=1), dt.time(0, 0)) for d in deadlines]
+            return min([*after, dates.local_time(p.end + timedelta(days=1), dt.time(0, 0))])
         return None
+
+    def tell_unextended(self, p: Plan) -> None:
+        """Opt-in: once the last extension deadline has passed without every approval, every
+        party is told the agreement ends."""
+        if p.ending is not EndingKind.not_extended or self.ending_told == p.end:
+            return
+        today = self.today()
+        if self.state not in (State.active, State.ending, State.signed):
+            return
+        if any(
+            m.kind is MilestoneKind.extension_deadline and m.effective_date >= today
+            for m in p.milestones
+        ):
+            return
+        self.log(
+            "ending.not_extended", f"not every party approved: the agreement ends {p.end}", None
+        )
+        self.announce_ending(EndingKind.not_extended, p.end, None, None, None)
 
     def advance_state(self, p: Plan) -> None:
         today = self.today()
@@ -839,6 +868,7 @@ class AgreementWorkflow:
                 self.round_finished(self.round_task.result())
             p = self.plan()
             self.advance_state(p)
+            self.tell_unextended(p)
             await self.flush()
             summary_key = (self.state, p.end, self.sha, self.rounds)
             if last_summary is None or summary_key != last_summary:
@@ -898,5 +928,6 @@ class AgreementWorkflow:
             event_seq=self.event_seq,
             withdrawal_pending=self.withdrawal_pending,
             withdrawn=self.withdrawn,
+            ending_told=self.ending_told,
             run_periods=done,
         )
