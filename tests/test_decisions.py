@@ -410,3 +410,36 @@ async def test_termination_with_notice_ends_after_three_months(tmp_path: Path) -
         assert agreement.coordinator.email in told
         await run.until(local(2020, 6, 18, 9, 0))
         assert (await run.state()).state is State.ended
+
+
+async def test_postponed_report_moves_its_reminders(tmp_path: Path) -> None:
+    base = example("lund-radrum")
+    agreement = base.model_copy(
+        update={"signing": base.signing.model_copy(update={"signed": dt.date(2019, 6, 10)})}
+    )
+    async with running(agreement, local(2020, 1, 20, 9, 0), tmp_path) as run:
+        await run.settled(State.active)
+        reason = await rejected(
+            run.update,
+            "record_report",
+            ReportDecision(report="halvarsrapport", occurrence=1, new_due=dt.date(2020, 1, 15)),
+        )
+        assert "must move the due date after 2020-01-31" in reason
+        await run.update(
+            "record_report",
+            ReportDecision(report="halvarsrapport", occurrence=1, new_due=dt.date(2020, 2, 28)),
+        )
+        upcoming: list[PlannedMilestone] = await run.handle.query(
+            AgreementWorkflow.get_upcoming, 60
+        )
+        due = [m for m in upcoming if m.report == "halvarsrapport" and m.occurrence == 1]
+        assert [m.effective_date for m in due] == [dt.date(2020, 2, 28)]
+        # No overdue notice after the old date; reminders 30, 7 and 0 days before the new one.
+        await run.until(local(2020, 2, 28, 9, 0))
+        assert not run.sent("report_overdue")
+        reminders = [
+            str(m["X-Agreement-Planned-At"])[:10]
+            for m in read_mail(run.mail)
+            if m["X-Agreement-Template"] == "report_reminder"
+        ]
+        assert reminders == ["2020-01-29", "2020-02-21", "2020-02-28"]

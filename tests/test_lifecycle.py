@@ -240,3 +240,19 @@ async def test_opt_in_not_approved_ends_and_everyone_is_told(tmp_path: Path) -> 
     ]
     assert late and "mahmoud.el-rameid@helsingborg.example.se" not in {e.to for e in late}
     assert not [e for e in sent if e.send_at >= "2025-01-01" and e.template != "report_reminder"]
+
+
+async def test_after_a_withdrawal_the_others_go_on_without_that_party(tmp_path: Path) -> None:
+    agreement = example("kristianstad-gamlegarden")
+    script = ScenarioFile(
+        steps=[
+            Step(at=dt.datetime(2023, 3, 15, 10, 0), action="withdraw", party="shaf"),
+            Step(at=dt.datetime(2023, 3, 20, 10, 0), action="withdrawal_continue"),
+        ]
+    )
+    sent, state = await simulate(agreement, script, workdir=tmp_path)
+    assert state.end == dt.date(2024, 6, 30)
+    assert state.withdrawn == {"shaf": dt.date(2023, 4, 15)}
+    jamal = [e for e in sent if e.to == "jamal.abdulle@shaf.example.se"]
+    assert jamal and max(e.send_at for e in jamal) < "2023-04-16"
+    assert any(e.to == "lisa.bjorck@quinnorunited.example.se" and e.send_at > "2024" for e in sent)

@@ -99,7 +99,7 @@ class AgreementInput(Frozen):
     calendar_sequence: int = 0
     event_seq: int = 0
     withdrawal_pending: Ending | None = None
-    withdrawn: list[str] = Field(default_factory=list)
+    withdrawn: dict[str, dt.date] = Field(default_factory=dict)  # party: its last day
     ending_told: dt.date | None = None  # the end every party has been told of
     run_periods: int = 0  # periods completed; continue-as-new at each boundary
 
@@ -119,7 +119,7 @@ class Snapshot(Frozen):
     round_workflow_id: str | None
     prerequisites_missing: list[str]
     next: list[PlannedMilestone]
-    withdrawn: list[str]
+    withdrawn: dict[str, dt.date]
 
 
 class Actor(Frozen):
@@ -188,7 +188,7 @@ class AgreementWorkflow:
         self.calendar_sequence = data.calendar_sequence
         self.event_seq = data.event_seq
         self.withdrawal_pending = data.withdrawal_pending
-        self.withdrawn = list(data.withdrawn)
+        self.withdrawn = dict(data.withdrawn)
         self.ending_told = data.ending_told
         self.taken_on = data.taken_on
         self.sent_until = data.sent_until
@@ -500,6 +500,8 @@ class AgreementWorkflow:
             raise reject("this agreement has a fixed term: there is nothing to renew")
         term_end, deadline = self.open_decision()
         given = request.given_on or self.today()
+        if given > self.today():
+            raise reject("a decision cannot be dated in the future")
         if given > deadline:
             raise reject(f"the deadline for the term ending {term_end} was {deadline}")
         if any(
@@ -610,7 +612,7 @@ class AgreementWorkflow:
         if request.end_all:
             self.decide_ending(pending, request.by)
         else:
-            self.withdrawn.append(pending.party)
+            self.withdrawn[pending.party] = pending.end
             self.log(
                 "withdrawal.continues",
                 f"the remaining parties go on without {pending.party} after {pending.end}",
@@ -718,6 +720,9 @@ class AgreementWorkflow:
     def sendable(self, email: PlannedEmail) -> bool:
         if self.decisions.signed_on is None:
             return False
+        left = self.withdrawn.get(email.to.party or "")
+        if left is not None and email.send_at.date() > left:
+            return False  # the party has left the agreement
         return self.sent_until is None or email.send_at > self.sent_until
 
     def next_change(self, p: Plan) -> dt.datetime | None:
