@@ -17,8 +17,8 @@ import asyncio
 import datetime as dt
 import socket
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -175,42 +175,62 @@ async def simulate(
     script = script or ScenarioFile()
     with tempfile.TemporaryDirectory(prefix="simulate-") as scratch:
         folder = workdir or Path(scratch)
-        with mail_sink(folder / "mail", smtp_port) as port:
-            config = Settings(
-                data_dir=folder,
-                database_url=f"sqlite:///{folder / 'simulate.db'}",
-                smtp_port=port,
-                task_queue="simulate",
+        begin = agreement.signing.planned or agreement.term.start
+        start_at = dates.local_time(begin, agreement.reminders.send_time)
+        # The simulation plays the signing, even of an agreement imported as signed.
+        draft = agreement.model_copy(
+            update={"signing": agreement.signing.model_copy(update={"signed": None})}
+        )
+        async with started(draft, start_at, folder, smtp_port) as (env, handle, offset):
+            snapshot = await _drive(env, handle, offset, agreement, script)
+            if histories is not None:
+                histories.extend(await collect_histories(env.client, agreement.id))
+        return _sent(read_mail(folder / "mail")), snapshot
+
+
+@asynccontextmanager
+async def started(
+    agreement: Agreement,
+    at: dt.datetime,
+    folder: Path,
+    smtp_port: int | None = None,
+) -> AsyncIterator[tuple[WorkflowEnvironment, WorkflowHandle[Any, Any], float]]:
+    """A time-skipping Temporal server, a worker (database and mail under `folder`), and
+    the agreement's workflow started at `at` on the agreement's own dates. Yields the
+    environment, the workflow's handle and the clock offset in seconds."""
+    with mail_sink(folder / "mail", smtp_port) as port:
+        config = Settings(
+            data_dir=folder,
+            database_url=f"sqlite:///{folder / 'simulate.db'}",
+            smtp_port=port,
+            task_queue="simulate",
+        )
+        env = await WorkflowEnvironment.start_time_skipping(
+            data_converter=pydantic_data_converter,
+            test_server_existing_path=binary("temporal-test-server"),
+        )
+        async with env, build_worker(env.client, config):
+            offset = (at - await env.get_current_time()).total_seconds()
+            handle = await env.client.start_workflow(
+                AgreementWorkflow.run,
+                AgreementInput(agreement=agreement, clock_offset_seconds=offset),
+                id=workflow_id(agreement.id),
+                task_queue=config.task_queue,
             )
-            env = await WorkflowEnvironment.start_time_skipping(
-                data_converter=pydantic_data_converter,
-                test_server_existing_path=binary("temporal-test-server"),
-            )
-            async with env, build_worker(env.client, config):
-                snapshot = await _drive(env, agreement, script, config)
-                if histories is not None:
-                    histories.extend(await collect_histories(env.client, agreement.id))
-            return _sent(read_mail(folder / "mail")), snapshot
+            yield env, handle, offset
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("simulation over")
 
 
 async def _drive(
-    env: WorkflowEnvironment, agreement: Agreement, script: ScenarioFile, config: Settings
+    env: WorkflowEnvironment,
+    handle: WorkflowHandle[Any, Any],
+    offset: float,
+    agreement: Agreement,
+    script: ScenarioFile,
 ) -> Snapshot:
     client = env.client
-    send_time = agreement.reminders.send_time
     begin = agreement.signing.planned or agreement.term.start
-    start_at = dates.local_time(begin, send_time)
-    real = await env.get_current_time()
-    offset = (start_at - real).total_seconds()
-    imported = agreement.model_copy(
-        update={"signing": agreement.signing.model_copy(update={"signed": None})}
-    )
-    handle = await client.start_workflow(
-        AgreementWorkflow.run,
-        AgreementInput(agreement=imported, clock_offset_seconds=offset),
-        id=workflow_id(agreement.id),
-        task_queue=config.task_queue,
-    )
 
     async def now() -> dt.datetime:
         moment = await env.get_current_time() + dt.timedelta(seconds=offset)

@@ -15,15 +15,12 @@ from typing import Any
 
 import pytest
 from temporalio.client import (
-    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from config import Settings, binary
 from emails.sink import read_mail
 from models.agreement import Agreement, SigningMethod, SigningMode
 from models.lifecycle import RoundInfo, State
@@ -31,10 +28,8 @@ from models.loader import load_agreement
 from models.plan import EndingKind, MilestoneKind, PlannedMilestone
 from models.prerequisites import CHECKLIST
 from schedule import dates
-from simulate import mail_sink
-from worker import build_worker
+from simulate import started
 from workflows.agreement import (
-    AgreementInput,
     AgreementWorkflow,
     Amendment,
     ConfirmPrerequisites,
@@ -43,7 +38,6 @@ from workflows.agreement import (
     Snapshot,
     StartSigning,
     TerminationRequest,
-    workflow_id,
 )
 from workflows.signing import (
     CancelRequest,
@@ -120,28 +114,8 @@ class Running:
 @asynccontextmanager
 async def running(agreement: Agreement, at: dt.datetime, tmp_path: Path) -> AsyncIterator[Running]:
     """The agreement's workflow started as a draft at `at` (on the agreement's own dates)."""
-    with mail_sink(tmp_path / "mail") as port:
-        config = Settings(
-            data_dir=tmp_path,
-            database_url=f"sqlite:///{tmp_path / 'test.db'}",
-            smtp_port=port,
-            task_queue="decisions",
-        )
-        env = await WorkflowEnvironment.start_time_skipping(
-            data_converter=pydantic_data_converter,
-            test_server_existing_path=binary("temporal-test-server"),
-        )
-        async with env, build_worker(env.client, config):
-            offset = (at - await env.get_current_time()).total_seconds()
-            handle = await env.client.start_workflow(
-                AgreementWorkflow.run,
-                AgreementInput(agreement=agreement, clock_offset_seconds=offset),
-                id=workflow_id(agreement.id),
-                task_queue=config.task_queue,
-            )
-            yield Running(env, handle, offset, tmp_path / "mail")
-            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-                await handle.terminate("test over")
+    async with started(agreement, at, tmp_path) as (env, handle, offset):
+        yield Running(env, handle, offset, tmp_path / "mail")
 
 
 def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
