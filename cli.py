@@ -84,10 +84,10 @@ def check(
         raise typer.Exit(1)
 
 
-def _milestone_json(agreement: Agreement, m: Any) -> dict[str, Any]:
+def _milestone_json(agreement: Agreement | None, m: Any) -> dict[str, Any]:
     data: dict[str, Any] = m.model_dump(mode="json", exclude_none=True)
     for role in ("payer", "payee", "party"):
-        if getattr(m, role):
+        if agreement is not None and getattr(m, role):
             data[f"{role}_name"] = agreement.parties[getattr(m, role)].name
     return data
 
@@ -324,3 +324,400 @@ def simulate(
         table.add_row(e.send_at[:16].replace("T", " "), e.template, e.to, e.subject)
     out.print(table)
     out.print(f"{len(sent)} e-post · {snapshot.state.value} · slut {snapshot.end}")
+
+
+# --- the running service ------------------------------------------------------------------
+
+
+def _settings() -> Any:
+    from config import settings
+
+    return settings()
+
+
+def _run(work: Any) -> Any:
+    """Run one operation; a refusal or an unreachable server becomes a one-line error."""
+    import asyncio
+
+    from service.ops import OperationError
+
+    try:
+        return asyncio.run(work)
+    except OperationError as error:
+        raise fail(str(error)) from None
+
+
+def _emit(data: Any, as_json: bool, table: Table | str | None = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    elif table is not None:
+        out.print(table)
+
+
+def _snapshot_json(snapshot: Any) -> dict[str, Any]:
+    data: dict[str, Any] = snapshot.model_dump(mode="json")
+    return data
+
+
+def _print_snapshot(snapshot: Any) -> None:
+    out.print(f"[bold]{snapshot.title}[/bold] ({snapshot.agreement_id})", highlight=False)
+    ending = f" · slutar: {snapshot.ending}" if snapshot.ending else ""
+    out.print(
+        f"Läge: {snapshot.state.value} · {snapshot.start} – {snapshot.end}{ending}",
+        highlight=False,
+    )
+    if snapshot.prerequisites_missing:
+        out.print("Förutsättningar att bekräfta: " + ", ".join(snapshot.prerequisites_missing))
+    if snapshot.round is not None:
+        r = snapshot.round
+        out.print(f"Signeringsomgång {r.number} ({r.method}, {r.mode}): {r.outcome.value}")
+        for s in r.signers:
+            out.print(f"  {s.name} ({s.party_name}): {s.status.value}", highlight=False)
+
+
+async def _with_client(work: Any) -> Any:
+    from service.ops import connect
+
+    client = await connect(_settings())
+    return await work(client)
+
+
+@app.command()
+def up() -> None:
+    """Run the whole service here: Temporal dev server, worker and mail sink (Ctrl-C stops)."""
+    from service.up import up as run_up
+
+    _run(run_up(_settings()))
+
+
+@app.command()
+def create(
+    file: Annotated[Path, typer.Argument(help="Agreement file (.toml)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Start the agreement as a draft (or as signed, when the file says `signing.signed`)."""
+    from service import ops
+
+    try:
+        agreement = load_agreement(file)
+    except AgreementFileError as error:
+        raise fail(str(error)) from None
+    snapshot = _run(_with_client(lambda c: ops.create(c, _settings(), agreement)))
+    _emit(_snapshot_json(snapshot), as_json)
+    if not as_json:
+        _print_snapshot(snapshot)
+
+
+@app.command("list")
+def list_agreements(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every agreement with its state and next milestone."""
+    from service import ops
+
+    rows = ops.agreements(_settings())
+    table = Table(header_style="bold")
+    for column in ("Id", "Avtal", "Läge", "Slut", "Nästa"):
+        table.add_column(column)
+    for r in rows:
+        coming = f"{r.next_date} {r.next_title}" if r.next_date else ""
+        table.add_row(r.id, r.title, r.state, str(r.end), coming)
+    _emit([r.model_dump(mode="json") for r in rows], as_json, table)
+
+
+@app.command()
+def show(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """State, parties' signatures, coming milestones and sent emails of one agreement."""
+    from service import ops
+
+    snapshot = _run(_with_client(lambda c: ops.state(c, agreement_id)))
+    sent = ops.outbox(_settings(), agreement_id)
+    if as_json:
+        data = _snapshot_json(snapshot)
+        data["emails"] = [r.model_dump(mode="json") for r in sent]
+        _emit(data, True)
+        return
+    _print_snapshot(snapshot)
+    table = Table(title="Kommande", header_style="bold")
+    for column in ("Datum", "Skrivet", "Typ", "Vad"):
+        table.add_column(column)
+    for m in snapshot.next:
+        written = "" if m.date == m.effective_date else str(m.date)
+        table.add_row(str(m.effective_date), written, m.kind.value, m.title)
+    out.print(table)
+    out.print(
+        f"E-post: {sum(r.status == 'sent' for r in sent)} skickade, "
+        f"{sum(r.status == 'failed' for r in sent)} misslyckade, "
+        f"{sum(r.status in ('pending', 'sending') for r in sent)} väntar"
+    )
+
+
+def _decision(agreement_id: str, update: str, request: Any, as_json: bool) -> None:
+    from service import ops
+
+    snapshot = _run(_with_client(lambda c: ops.decide(c, agreement_id, update, request)))
+    if as_json:
+        _emit(_snapshot_json(snapshot), True)
+    else:
+        _print_snapshot(snapshot)
+
+
+@app.command()
+def confirm(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    keys: Annotated[list[str], typer.Argument(help="Checklist keys, e.g. no-market trust")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Confirm IOP prerequisites of a draft (the checklist from the guidelines)."""
+    from workflows.agreement import ConfirmPrerequisites
+
+    _decision(agreement_id, "confirm_prerequisites", ConfirmPrerequisites(keys=keys), as_json)
+
+
+@app.command("sign-start")
+def sign_start(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Start (or restart) the signature round: every signer gets a personal link."""
+    from workflows.agreement import StartSigning
+
+    _decision(agreement_id, "start_signing", StartSigning(), as_json)
+
+
+@app.command("sign-cancel")
+def sign_cancel(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option(help="Why; everyone involved is told")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Cancel the running signature round."""
+    from service import ops
+    from workflows.signing import CancelRequest
+
+    info = _run(
+        _with_client(
+            lambda c: ops.round_action(
+                c, agreement_id, "cancel", CancelRequest(reason=reason, by="coordinator")
+            )
+        )
+    )
+    _emit(info.model_dump(mode="json"), as_json)
+    if not as_json:
+        out.print(f"Signeringsomgång {info.number} avbryts: {reason}", highlight=False)
+
+
+@app.command("sign-paper")
+def sign_paper(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    signer: Annotated[str, typer.Option(help="The signer's email")],
+    date: Annotated[str, typer.Option(help="The date on the paper (YYYY-MM-DD)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Record a signature made on paper."""
+    from service import ops
+    from workflows.signing import PaperSignature
+
+    try:
+        signed_on = dt.date.fromisoformat(date)
+    except ValueError:
+        raise fail(f"--date: {date!r} is not a date (YYYY-MM-DD)") from None
+    request = PaperSignature(signer=signer, signed_on=signed_on, recorded_by="coordinator")
+    info = _run(_with_client(lambda c: ops.round_action(c, agreement_id, "sign_paper", request)))
+    _emit(info.model_dump(mode="json"), as_json)
+    if not as_json:
+        for s in info.signers:
+            out.print(f"  {s.name} ({s.party_name}): {s.status.value}", highlight=False)
+
+
+@app.command()
+def report(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    report_key: Annotated[str, typer.Option("--report", help="The report's key")],
+    period: Annotated[int, typer.Option(help="Which one: 1 for the first")],
+    postpone_to: Annotated[
+        str | None, typer.Option(help="Grant a new due date instead (YYYY-MM-DD)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Record a report as submitted (today), or postpone it."""
+    from workflows.agreement import ReportDecision
+
+    new_due = None
+    if postpone_to is not None:
+        try:
+            new_due = dt.date.fromisoformat(postpone_to)
+        except ValueError:
+            raise fail(f"--postpone-to: {postpone_to!r} is not a date (YYYY-MM-DD)") from None
+    request = ReportDecision(report=report_key, occurrence=period, new_due=new_due)
+    _decision(agreement_id, "record_report", request, as_json)
+
+
+@app.command()
+def decide(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    decision: Annotated[str, typer.Argument(help="renew, notice or approve")],
+    party: Annotated[str, typer.Option(help="The party's key")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Record a party's renewal decision: notice of non-renewal, or approval of an extension."""
+    from workflows.agreement import RenewalRequest
+
+    if decision not in ("renew", "notice", "approve"):
+        raise fail(f"decision: {decision!r} is not one of renew, notice, approve")
+    request = RenewalRequest(party=party, renew=decision != "notice")
+    _decision(agreement_id, "decide_renewal", request, as_json)
+
+
+@app.command()
+def amend(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    file: Annotated[Path, typer.Argument(help="The amended agreement file")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Propose an amendment: it runs its own signature round, then re-plans every date."""
+    from workflows.agreement import Amendment
+
+    try:
+        agreement = load_agreement(file)
+    except AgreementFileError as error:
+        raise fail(str(error)) from None
+    _decision(agreement_id, "amend", Amendment(agreement=agreement), as_json)
+
+
+@app.command()
+def terminate(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    reason: Annotated[str, typer.Option(help="Why; every party is told")],
+    notice: Annotated[str | None, typer.Option(help="Party giving notice")] = None,
+    withdraw: Annotated[str | None, typer.Option(help="Party withdrawing")] = None,
+    rescind: Annotated[str | None, typer.Option(help="Party rescinding (hävning)")] = None,
+    repayment: Annotated[int | None, typer.Option(help="Repayment claimed, kronor")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """End the agreement: termination with notice, a party's withdrawal, or rescission."""
+    from models.plan import EndingKind
+    from workflows.agreement import TerminationRequest
+
+    chosen = [
+        (k, p)
+        for k, p in (
+            (EndingKind.termination, notice),
+            (EndingKind.withdrawal, withdraw),
+            (EndingKind.rescission, rescind),
+        )
+        if p is not None
+    ]
+    if len(chosen) != 1:
+        raise fail("give exactly one of --notice PARTY, --withdraw PARTY, --rescind PARTY")
+    kind, party = chosen[0]
+    request = TerminationRequest(kind=kind, party=party, reason=reason, repayment=repayment)
+    _decision(agreement_id, "terminate", request, as_json)
+
+
+@app.command()
+def outbox(
+    agreement_id: Annotated[str | None, typer.Argument(metavar="[ID]")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What was sent, what failed and what is waiting to be sent."""
+    from service import ops
+
+    rows = ops.outbox(_settings(), agreement_id)
+    table = Table(header_style="bold")
+    for column in ("Skapad", "Status", "Till", "Ämne", "Fel"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r.created_at.strftime("%Y-%m-%d %H:%M"), r.status, r.recipient, r.subject, r.error or ""
+        )
+    _emit([r.model_dump(mode="json") for r in rows], as_json, table)
+
+
+@app.command()
+def upcoming(
+    days: Annotated[int, typer.Option(help="How far ahead")] = 30,
+    role: Annotated[
+        str | None, typer.Option(help="finance (invoicing), coordinator (all) or contact")
+    ] = None,
+    csv_out: Annotated[bool, typer.Option("--csv", help="CSV on standard output")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Coming milestones across every running agreement."""
+    from service import ops
+
+    kinds = {
+        "finance": {MilestoneKind.invoice},
+        "contact": {
+            MilestoneKind.report_due,
+            MilestoneKind.meeting,
+            MilestoneKind.notice_deadline,
+            MilestoneKind.extension_deadline,
+            MilestoneKind.review_deadline,
+            MilestoneKind.milestone,
+        },
+    }
+    if role not in (None, "finance", "coordinator", "contact"):
+        raise fail(f"--role: {role!r} is not one of finance, coordinator, contact")
+    wanted = kinds.get(role or "coordinator")
+    running = [r for r in ops.agreements(_settings()) if r.state != "ended"]
+
+    async def gather(client: Any) -> list[tuple[Any, Any]]:
+        found = []
+        for record in running:
+            for m in await ops.upcoming(client, record.id, days):
+                if wanted is None or m.kind in wanted:
+                    found.append((record, m))
+        return sorted(found, key=lambda pair: (pair[1].effective_date, pair[0].id))
+
+    rows = _run(_with_client(gather)) if running else []
+    data = [
+        {
+            "agreement": r.id,
+            "title": r.title,
+            "reference": r.reference,
+            **_milestone_json(None, m),
+        }
+        for r, m in rows
+    ]
+    if csv_out:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+        writer.writerow(
+            [
+                "agreement",
+                "reference",
+                "date",
+                "effective_date",
+                "kind",
+                "title",
+                "amount_sek",
+                "payer",
+                "payee",
+            ]
+        )
+        for d in data:
+            writer.writerow(
+                [
+                    d["agreement"],
+                    d["reference"] or "",
+                    d["date"],
+                    d["effective_date"],
+                    d["kind"],
+                    d["title"],
+                    d.get("amount") or "",
+                    d.get("payer") or "",
+                    d.get("payee") or "",
+                ]
+            )
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table(header_style="bold")
+    for column in ("Datum", "Avtal", "Typ", "Vad", "Belopp"):
+        table.add_column(column)
+    for d in data:
+        table.add_row(
+            d["effective_date"], d["agreement"], d["kind"], d["title"], kronor(d.get("amount"))
+        )
+    _emit(data, as_json, table)

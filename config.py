@@ -25,11 +25,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str | None = None  # default: sqlite:///<data_dir>/agreements.db
 
-    temporal_address: str = "localhost:7233"
+    # Unset: `agreements up` runs its own Temporal dev server on these loopback ports.
+    temporal_address: str | None = None
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
     temporal_namespace: str = "default"
     task_queue: str = TASK_QUEUE
 
-    smtp_host: str = "127.0.0.1"
+    smtp_host: str = "127.0.0.1"  # the embedded mail sink, unless set to a relay
     smtp_port: int = 8025
     smtp_security: Literal["none", "starttls", "tls"] = "none"
     smtp_user: str | None = None
@@ -37,8 +40,15 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     mail_from: str = "Avtalsservice <avtal@agreements.example.se>"
 
+    web_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
     signing_secret: SecretStr = SecretStr("change-me-in-production")
+
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    def embedded_temporal(self) -> bool:
+        return self.temporal_address is None
 
     def db_url(self) -> str:
         if self.database_url:

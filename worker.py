@@ -69,7 +69,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
 
 async def connect(config: Settings) -> Client:
     return await Client.connect(
-        config.temporal_address,
+        config.temporal_target(),
         namespace=config.temporal_namespace,
         data_converter=pydantic_data_converter,
     )
@@ -83,7 +83,7 @@ async def serve(config: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(
-        f"worker on {config.temporal_address} ({config.temporal_namespace}), "
+        f"worker on {config.temporal_target()} ({config.temporal_namespace}), "
         f"task queue {config.task_queue}",
         flush=True,
     )

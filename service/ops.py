@@ -1,0 +1,154 @@
+"""Operations on agreements through Temporal, with one error type that carries a reason a
+coordinator can read: a rejection from the workflow, an unknown agreement, an agreement
+that already exists, a server that cannot be reached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from config import Settings
+from models.agreement import Agreement
+from models.db import create_all
+from models.lifecycle import RoundInfo
+from models.plan import PlannedMilestone
+from models.records import AgreementRecord, EventRecord, OutboxRecord
+from workflows.agreement import AgreementInput, AgreementWorkflow, Snapshot, workflow_id
+from workflows.signing import SignatureRoundWorkflow
+
+
+class OperationError(Exception):
+    """Refused or impossible; `str()` is the reason, in words a coordinator can act on."""
+
+
+async def connect(config: Settings) -> Client:
+    try:
+        return await Client.connect(
+            config.temporal_target(),
+            namespace=config.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as error:
+        raise OperationError(
+            f"cannot reach Temporal at {config.temporal_target()}: is the service running "
+            f"(agreements up)? ({error})"
+        ) from None
+
+
+def _reason(error: BaseException) -> str:
+    cause = getattr(error, "cause", None)
+    return str(cause or error)
+
+
+async def create(client: Client, config: Settings, agreement: Agreement) -> Snapshot:
+    """Start the agreement's workflow as a draft (or as signed, when the file says so)."""
+    try:
+        handle = await client.start_workflow(
+            AgreementWorkflow.run,
+            AgreementInput(agreement=agreement),
+            id=workflow_id(agreement.id),
+            task_queue=config.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        raise OperationError(f"an agreement with id {agreement.id} already exists") from None
+    result: Snapshot = await handle.query(AgreementWorkflow.get_state)
+    return result
+
+
+async def state(client: Client, agreement_id: str) -> Snapshot:
+    handle = client.get_workflow_handle(workflow_id(agreement_id))
+    try:
+        result: Snapshot = await handle.query(AgreementWorkflow.get_state)
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            raise OperationError(f"no agreement with id {agreement_id}") from None
+        raise OperationError(str(error)) from None
+    return result
+
+
+async def upcoming(client: Client, agreement_id: str, days: int) -> list[PlannedMilestone]:
+    handle = client.get_workflow_handle(workflow_id(agreement_id))
+    try:
+        result: list[PlannedMilestone] = await handle.query(AgreementWorkflow.get_upcoming, days)
+    except RPCError as error:
+        raise OperationError(f"{agreement_id}: {error}") from None
+    return result
+
+
+async def decide(client: Client, agreement_id: str, update: str, request: Any) -> Snapshot:
+    """Send one decision; a rejection comes back as an OperationError with its reason."""
+    await state(client, agreement_id)  # a clear error for an unknown id
+    handle = client.get_workflow_handle(workflow_id(agreement_id))
+    try:
+        result: Snapshot = await handle.execute_update(update, request, result_type=Snapshot)
+    except WorkflowUpdateFailedError as error:
+        raise OperationError(_reason(error)) from None
+    except RPCError as error:
+        raise OperationError(f"{agreement_id}: {error.message}") from None
+    return result
+
+
+async def round_action(client: Client, agreement_id: str, update: str, request: Any) -> RoundInfo:
+    """An action on the agreement's current signature round (paper signature, cancel, or
+    a signer's open/sign/decline through their link)."""
+    snapshot = await state(client, agreement_id)
+    if snapshot.round_workflow_id is None:
+        raise OperationError(f"{agreement_id} has no signature round; start one first")
+    handle = client.get_workflow_handle(snapshot.round_workflow_id)
+    description = await handle.describe()
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        raise OperationError(f"the signature round of {agreement_id} is over")
+    try:
+        result: RoundInfo = await handle.execute_update(update, request, result_type=RoundInfo)
+    except WorkflowUpdateFailedError as error:
+        raise OperationError(_reason(error)) from None
+    return result
+
+
+async def current_round(client: Client, agreement_id: str) -> RoundInfo | None:
+    snapshot = await state(client, agreement_id)
+    if snapshot.round_workflow_id is None:
+        return snapshot.round
+    handle = client.get_workflow_handle(snapshot.round_workflow_id)
+    try:
+        info: RoundInfo = await handle.query(SignatureRoundWorkflow.get_round)
+    except RPCError:
+        return snapshot.round
+    return info
+
+
+# The read model (what the activities wrote) ----------------------------------------------
+
+
+def agreements(config: Settings) -> list[AgreementRecord]:
+    with Session(create_all(config.db_url())) as session:
+        return list(session.exec(select(AgreementRecord).order_by(col(AgreementRecord.id))))
+
+
+def outbox(config: Settings, agreement_id: str | None = None) -> list[OutboxRecord]:
+    with Session(create_all(config.db_url())) as session:
+        query = select(OutboxRecord).order_by(col(OutboxRecord.created_at))
+        if agreement_id is not None:
+            query = query.where(OutboxRecord.agreement_id == agreement_id)
+        return list(session.exec(query))
+
+
+def events(config: Settings, agreement_id: str) -> list[EventRecord]:
+    with Session(create_all(config.db_url())) as session:
+        query = (
+            select(EventRecord)
+            .where(EventRecord.agreement_id == agreement_id)
+            .order_by(col(EventRecord.id))
+        )
+        return list(session.exec(query))

@@ -1,0 +1,113 @@
+"""`agreements up`: the whole service on one machine, in one process tree.
+
+Starts the Temporal dev server from the installed `temporal` binary (persistent database
+under the data folder, so pending reminders survive a restart) unless an external Temporal
+address is configured; the mail sink (every email lands as an .eml file under
+data/mail) unless an SMTP relay is configured; and the worker. Prints the addresses and
+stops everything cleanly on Ctrl-C or SIGTERM. Running it again keeps the agreements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from temporalio.client import Client
+
+from config import Settings, binary
+from emails.sink import start_sink
+from service.ops import OperationError, connect
+from worker import build_worker
+
+
+def start_dev_server(config: Settings, log: Path) -> subprocess.Popen[bytes]:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            binary("temporal"),
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(config.temporal_port),
+            "--ui-port",
+            str(config.temporal_ui_port),
+            "--db-filename",
+            str((config.data_dir / "temporal.db").resolve()),
+            "--namespace",
+            config.temporal_namespace,
+            "--log-level",
+            "warn",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches us; we stop it in order
+    )
+
+
+async def wait_for_temporal(config: Settings, server: subprocess.Popen[bytes] | None) -> Client:
+    last = ""
+    for _ in range(300):
+        if server is not None and server.poll() is not None:
+            raise OperationError(
+                f"the Temporal dev server exited ({server.returncode}); see "
+                f"{config.data_dir / 'temporal.log'}"
+            )
+        try:
+            return await connect(config)
+        except OperationError as error:
+            last = str(error)
+            await asyncio.sleep(0.1)
+    raise OperationError(last)
+
+
+def uses_sink(config: Settings) -> bool:
+    return (
+        config.smtp_host in ("127.0.0.1", "localhost")
+        and "smtp_host" not in config.model_fields_set
+    )
+
+
+async def up(config: Settings, ready: asyncio.Event | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    server = None
+    if config.embedded_temporal():
+        server = start_dev_server(config, config.data_dir / "temporal.log")
+    try:
+        async with AsyncExitStack() as stack:
+            client = await wait_for_temporal(config, server)
+            mail = config.data_dir / "mail"
+            if uses_sink(config):
+                sink = start_sink(mail, host="127.0.0.1", port=config.smtp_port)
+                stack.callback(sink.stop)
+            await stack.enter_async_context(build_worker(client, config))
+            print("Avtalstjänsten körs / the agreement service is running:", flush=True)
+            print(f"  Temporal        {config.temporal_target()}", flush=True)
+            if server is not None:
+                print(f"  Temporal Web UI http://127.0.0.1:{config.temporal_ui_port}", flush=True)
+            if uses_sink(config):
+                print(f"  E-post (sink)   {mail.resolve()}  (SMTP 127.0.0.1:{config.smtp_port})")
+            else:
+                print(f"  E-post (SMTP)   {config.smtp_host}:{config.smtp_port}")
+            print(f"  Databas         {config.db_url()}")
+            print("Stoppa med Ctrl-C.", flush=True)
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+            print("Stoppar …", flush=True)
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        print("Stoppad.", flush=True)

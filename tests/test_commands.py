@@ -1,0 +1,166 @@
+"""Every `agreements` command against a running service: the real Temporal dev server, a
+worker process, the mail sink, a SQLite database. Rejections reach the user as the
+workflow's reason, with exit code 1."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+import config
+from cli import app
+from emails.sink import read_mail
+
+FUTURE = """
+id = "kommande"
+title = "IOP Kommande"
+reference = "SOF 2026/41"
+[coordinator]
+name = "Malin Samordnare"
+email = "malin@kommun.example.se"
+[parties.kommun]
+name = "Socialförvaltningen"
+kind = "public"
+org_number = "212000-1157"
+contacts = [
+  { name = "Maria Chef", email = "maria@kommun.example.se", roles = ["contact", "signatory"] },
+  { name = "Ekonomi", email = "ekonomi@kommun.example.se", roles = ["finance"] },
+]
+[parties.forening]
+name = "Föreningen"
+kind = "nonprofit"
+org_number = "802002-8638"
+contacts = [{ name = "Saul", email = "saul@forening.example.se", roles = ["contact", "signatory"] }]
+[term]
+start = 2027-01-01
+end = 2027-12-31
+[[contributions]]
+payer = "kommun"
+payee = "forening"
+amount = 240000
+[[reports]]
+key = "arsrapport"
+name = "Årsrapport"
+party = "forening"
+[signing]
+method = "paper"
+[prerequisites]
+no-market = true
+not-an-order = true
+idea-driven = true
+all-contribute = true
+budget-plan = true
+"""
+
+
+@pytest.fixture
+def cli(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    for name, value in service_env.items():
+        monkeypatch.setenv(name, value)
+    config.settings.cache_clear()
+    yield CliRunner()
+    config.settings.cache_clear()
+
+
+def run(cli: CliRunner, *args: str) -> Result:
+    result = cli.invoke(app, list(args))
+    assert "Traceback" not in result.output
+    return result
+
+
+def refused(cli: CliRunner, *args: str) -> str:
+    result = run(cli, *args)
+    assert result.exit_code == 1, result.output
+    return result.output
+
+
+def test_a_coordinators_week(cli: CliRunner, tmp_path: Path, service_env: dict[str, str]) -> None:
+    path = tmp_path / "kommande.toml"
+    path.write_text(FUTURE, encoding="utf-8")
+    created = run(cli, "create", str(path), "--json")
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.stdout)["state"] == "draft"
+    assert "already exists" in refused(cli, "create", str(path))
+    assert "no agreement with id nobody" in refused(cli, "show", "nobody")
+
+    reason = refused(cli, "sign-start", "kommande")
+    assert "confirm the IOP prerequisites first: follow-up-plan, trust" in reason
+    assert "unknown prerequisite tillit" in refused(cli, "confirm", "kommande", "tillit")
+    assert run(cli, "confirm", "kommande", "follow-up-plan", "trust").exit_code == 0
+    started = run(cli, "sign-start", "kommande", "--json")
+    assert json.loads(started.stdout)["state"] == "signing"
+
+    reason = refused(
+        cli, "sign-paper", "kommande", "--signer", "x@example.se", "--date", "2026-11-20"
+    )
+    assert "x@example.se is not a signatory" in reason
+    assert "is not a date" in refused(
+        cli, "sign-paper", "kommande", "--signer", "saul@forening.example.se", "--date", "20/11"
+    )
+    for signer in ("maria@kommun.example.se", "saul@forening.example.se"):
+        signed = run(cli, "sign-paper", "kommande", "--signer", signer, "--date", "2026-11-20")
+        assert signed.exit_code == 0, signed.output
+
+    state = {}
+    for _ in range(100):  # the round ends and the agreement takes it in
+        state = json.loads(run(cli, "show", "kommande", "--json").stdout)
+        if state["state"] == "signed":
+            break
+        time.sleep(0.1)
+    assert state["state"] == "signed"
+
+    listed = json.loads(run(cli, "list", "--json").stdout)
+    assert [(a["id"], a["state"]) for a in listed] == [("kommande", "signed")]
+    assert "kommande" in run(cli, "list").stdout
+
+    assert "no report arsrapport number 5" in refused(
+        cli, "report", "kommande", "--report", "arsrapport", "--period", "5"
+    )
+    assert "fixed term" in refused(cli, "decide", "kommande", "notice", "--party", "kommun")
+    assert "is not one of renew" in refused(cli, "decide", "kommande", "maybe", "--party", "x")
+    assert "exactly one of" in refused(cli, "terminate", "kommande", "--reason", "x")
+    assert "no termination with notice" in refused(
+        cli, "terminate", "kommande", "--notice", "kommun", "--reason", "Budget"
+    )
+
+    finance = json.loads(run(cli, "upcoming", "--days", "60", "--role", "finance", "--json").stdout)
+    assert [(r["agreement"], r["kind"], r["amount"]) for r in finance] == [
+        ("kommande", "invoice", 240000)
+    ]
+    assert "kommande;SOF 2026/41" in run(cli, "upcoming", "--days", "60", "--csv").stdout
+
+    # The completion emails reached the sink and the outbox says so.
+    mail = Path(service_env["AGREEMENTS_DATA_DIR"]) / "mail"
+    for _ in range(100):
+        if len(read_mail(mail)) >= 3:
+            break
+        time.sleep(0.1)
+    rows = json.loads(run(cli, "outbox", "kommande", "--json").stdout)
+    assert {r["template"] for r in rows} == {"signature_completed"}
+    assert {r["status"] for r in rows} == {"sent"}
+    assert {str(m["X-Sink-Recipient"]) for m in read_mail(mail)} == {
+        "maria@kommun.example.se",
+        "saul@forening.example.se",
+        "malin@kommun.example.se",
+    }
+    assert "Signeringsomgång 1" in run(cli, "show", "kommande").stdout
+
+
+def test_an_unreachable_service_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AGREEMENTS_TEMPORAL_ADDRESS", "127.0.0.1:9")
+    monkeypatch.setenv("AGREEMENTS_DATA_DIR", str(tmp_path))
+    config.settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["show", "kommande"])
+    finally:
+        config.settings.cache_clear()
+    assert result.exit_code == 1
+    assert "cannot reach Temporal at 127.0.0.1:9" in result.output
+    assert "Traceback" not in result.output
