@@ -39,9 +39,9 @@ def install() -> None:
 
 
 def run() -> None:
-    # Until the service exists, the main job is the preview of an example agreement.
+    # The whole service on its embedded default: Temporal dev server, worker, mail sink.
     sh(BIN / "agreements", "check", *sorted((ROOT / "examples").glob("*.toml")))
-    sh(BIN / "agreements", "preview", ROOT / "examples" / "helsingborg-inva-sam.toml")
+    os.execv(BIN / "agreements", [str(BIN / "agreements"), "up"])
 
 
 def test() -> None:

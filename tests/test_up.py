@@ -1,0 +1,96 @@
+"""`agreements up` as a newcomer runs it: one command starts the Temporal dev server, the
+worker and the mail sink; an agreement's first email lands in the sink; Ctrl-C stops
+everything; running it again keeps the agreements."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from emails.sink import read_mail
+from simulate import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+AGREEMENTS = str(Path(sys.executable).parent / "agreements")
+
+
+@contextmanager
+def service(env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [AGREEMENTS, "up"],
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        lines.append(line)
+        if "Stoppa med Ctrl-C" in line or not line:
+            break
+    assert any("Temporal Web UI" in line for line in lines), "".join(lines)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, "".join(lines) + rest
+        assert "Stoppad." in rest
+
+
+def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [AGREEMENTS, *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
+    env = {
+        "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
+        "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
+        "AGREEMENTS_SMTP_PORT": str(free_port()),
+    }
+    example = str(ROOT / "examples" / "planteringen.toml")
+    with service(env, tmp_path):
+        assert cli(env, tmp_path, "create", example).returncode == 0
+        confirm = cli(
+            env,
+            tmp_path,
+            "confirm",
+            "planteringen",
+            "no-market",
+            "not-an-order",
+            "budget-plan",
+            "follow-up-plan",
+        )
+        assert confirm.returncode == 0, confirm.stderr
+        started = cli(env, tmp_path, "sign-start", "planteringen")
+        assert started.returncode == 0, started.stderr
+        mail = tmp_path / "data" / "mail"
+        for _ in range(100):
+            if len(read_mail(mail)) >= 6:
+                break
+            time.sleep(0.1)
+        first = read_mail(mail)
+        assert len(first) == 6  # one signing link per signatory
+        assert {m["X-Agreement-Template"] for m in first} == {"signature_request"}
+    assert (tmp_path / "data" / "temporal.db").exists()
+    with service(env, tmp_path):
+        listed = cli(env, tmp_path, "show", "planteringen")
+        assert listed.returncode == 0, listed.stderr
+        assert "signing" in listed.stdout
