@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     web_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
     signing_secret: SecretStr = SecretStr("change-me-in-production")
+    api_token: SecretStr = SecretStr("change-me-in-production")
 
     def temporal_target(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"

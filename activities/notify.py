@@ -28,6 +28,7 @@ from models.agreement import Agreement
 from models.db import create_all
 from models.lifecycle import EmailSpec, SendOutcome, SendResult
 from models.records import OutboxRecord, TermsRecord, utcnow
+from service.links import make_link
 
 TRANSIENT = "SmtpTransient"
 
@@ -100,9 +101,18 @@ class Notifier:
         )
 
     def _link(self, spec: EmailSpec) -> str | None:
-        if spec.link_token is None:
+        """The signer's personal link, signed with the configured secret."""
+        if spec.link_token is None or spec.round is None:
             return None
-        return f"{self.settings.public_base_url.rstrip('/')}/sign/{spec.link_token}"
+        value = make_link(
+            self.settings.signing_secret.get_secret_value(),
+            spec.agreement_id,
+            spec.round.number,
+            spec.to.email,
+            spec.link_token,
+            spec.round.expires_at,
+        )
+        return f"{self.settings.public_base_url.rstrip('/')}/sign/{value}"
 
     def _claim(self, spec: EmailSpec, subject: str, mid: str) -> OutboxRecord:
         """The outbox row for this key, written now if it is new; counts the attempt."""

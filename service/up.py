@@ -10,17 +10,29 @@ stops everything cleanly on Ctrl-C or SIGTERM. Running it again keeps the agreem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import uvicorn
 from temporalio.client import Client
 
 from config import Settings, binary
 from emails.sink import start_sink
 from service.ops import OperationError, connect
+from web.app import create_app
 from worker import build_worker
+
+
+class WebServer(uvicorn.Server):
+    """uvicorn inside our process tree: `up` owns Ctrl-C and stops it in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def start_dev_server(config: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -89,7 +101,25 @@ async def up(config: Settings, ready: asyncio.Event | None = None) -> None:
                 sink = start_sink(mail, host="127.0.0.1", port=config.smtp_port)
                 stack.callback(sink.stop)
             await stack.enter_async_context(build_worker(client, config))
+            web = WebServer(
+                uvicorn.Config(
+                    create_app(config, client),
+                    host="127.0.0.1",
+                    port=config.web_port,
+                    log_level="warning",
+                    lifespan="on",
+                )
+            )
+            serving = asyncio.create_task(web.serve())
+
+            async def stop_web() -> None:
+                web.should_exit = True
+                await serving
+
+            stack.push_async_callback(stop_web)
             print("Avtalstjänsten körs / the agreement service is running:", flush=True)
+            print(f"  Webb            http://127.0.0.1:{config.web_port}", flush=True)
+            print(f"  API             http://127.0.0.1:{config.web_port}/docs", flush=True)
             print(f"  Temporal        {config.temporal_target()}", flush=True)
             if server is not None:
                 print(f"  Temporal Web UI http://127.0.0.1:{config.temporal_ui_port}", flush=True)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from emails.sink import read_mail
 from simulate import free_port
 
@@ -64,9 +66,12 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
         "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
         "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
         "AGREEMENTS_SMTP_PORT": str(free_port()),
+        "AGREEMENTS_WEB_PORT": str(free_port()),
     }
     example = str(ROOT / "examples" / "planteringen.toml")
     with service(env, tmp_path):
+        health = httpx.get(f"http://127.0.0.1:{env['AGREEMENTS_WEB_PORT']}/healthz", timeout=10)
+        assert health.text == "ok"
         assert cli(env, tmp_path, "create", example).returncode == 0
         confirm = cli(
             env,

@@ -1,0 +1,1 @@
+"""The HTTP side: the coordinators' API and web pages, and the signers' signing pages."""
