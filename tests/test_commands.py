@@ -114,7 +114,11 @@ def test_a_coordinators_week(cli: CliRunner, tmp_path: Path, service_env: dict[s
         time.sleep(0.1)
     assert state["state"] == "signed"
 
-    listed = json.loads(run(cli, "list", "--json").stdout)
+    for _ in range(100):  # the list is the read model the worker writes, a moment later
+        listed = json.loads(run(cli, "list", "--json").stdout)
+        if listed and listed[0]["state"] == "signed":
+            break
+        time.sleep(0.1)
     assert [(a["id"], a["state"]) for a in listed] == [("kommande", "signed")]
     assert "kommande" in run(cli, "list").stdout
 

@@ -1,0 +1,163 @@
+"""The HTTP API, the signing links and pages, the coordinators' pages and the calendar
+feed, against a running service (real dev server, worker process, mail sink)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from config import Settings
+from emails.sink import read_mail
+from web.app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-9f2c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PLANTERINGEN = (ROOT / "examples" / "planteringen.toml").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def web(service_env: dict[str, str]) -> Iterator[tuple[TestClient, Path]]:
+    config = Settings(
+        temporal_address=service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
+        data_dir=Path(service_env["AGREEMENTS_DATA_DIR"]),
+        smtp_port=int(service_env["AGREEMENTS_SMTP_PORT"]),
+        api_token=TOKEN,
+    )
+    with TestClient(create_app(config)) as client:
+        yield client, config.data_dir / "mail"
+
+
+def links(mail: Path, count: int) -> dict[str, str]:
+    """Signer email -> the path of their personal link, from the emails in the sink."""
+    for _ in range(200):
+        found = {}
+        for message in read_mail(mail):
+            if message["X-Agreement-Template"] != "signature_request":
+                continue
+            assert isinstance(message, EmailMessage)
+            body = message.get_body(preferencelist=("plain",))
+            assert body is not None
+            match = re.search(r"https?://[^/\s]+(/sign/[A-Za-z0-9_.-]+)", body.get_content())
+            assert match, body.get_content()
+            found[str(message["X-Sink-Recipient"])] = match.group(1)
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{count} signing emails did not arrive")
+
+
+def start(client: TestClient) -> None:
+    created = client.post("/api/agreements", content=PLANTERINGEN, headers=AUTH)
+    assert created.status_code == 201, created.text
+    confirmed = client.post(
+        "/api/agreements/planteringen/prerequisites",
+        json={"keys": ["no-market", "not-an-order", "budget-plan", "follow-up-plan"]},
+        headers=AUTH,
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    started = client.post("/api/agreements/planteringen/signing", headers=AUTH)
+    assert started.status_code == 200 and started.json()["state"] == "signing"
+
+
+def test_api_needs_the_token_and_explains_refusals(web: tuple[TestClient, Path]) -> None:
+    client, _ = web
+    assert client.get("/api/agreements").status_code == 401
+    assert (
+        client.get("/api/agreements", headers={"Authorization": "Bearer nope"}).status_code == 401
+    )
+    assert client.get("/openapi.json").json()["info"]["title"] == "Avtalstjänsten"
+    bad = client.post("/api/agreements", content='id = "x"\n', headers=AUTH)
+    assert bad.status_code == 422 and "request: coordinator: missing" in bad.json()["detail"]
+    start(client)
+    again = client.post("/api/agreements", content=PLANTERINGEN, headers=AUTH)
+    assert again.status_code == 409 and "already exists" in again.json()["detail"]
+    assert client.get("/api/agreements/nobody", headers=AUTH).status_code == 404
+    report = client.post(
+        "/api/agreements/planteringen/reports",
+        json={"report": "x", "occurrence": 1},
+        headers=AUTH,
+    )
+    assert report.status_code == 409 and "not signed yet" in report.json()["detail"]
+    for _ in range(100):  # the read model follows the workflow a moment later
+        listed = client.get("/api/agreements", headers=AUTH).json()
+        if listed:
+            break
+        time.sleep(0.05)
+    assert [a["id"] for a in listed] == ["planteringen"]
+
+
+def test_signers_sign_from_their_links(web: tuple[TestClient, Path]) -> None:
+    client, mail = web
+    start(client)
+    personal = links(mail, 6)
+    sara = personal["sara.svensson@raddabarnen.example.se"]
+    page = client.get(sara)
+    assert page.status_code == 200
+    assert "IOP Planteringen" in page.text and "SHA-256" in page.text
+    # Forged and altered links get a plain error page and change nothing.
+    assert client.get(sara[:-3] + "abc").status_code == 403
+    assert client.get("/sign/not-a-link").status_code == 403
+    other = personal["patrik.karlsson@rfsisu.example.se"]
+    _, mac = other.removeprefix("/sign/").split(".")
+    mixed = f"/sign/{sara.removeprefix('/sign/').split('.')[0]}.{mac}"
+    assert client.get(mixed).status_code == 403
+    # Sign once; the same link cannot sign again.
+    signed = client.post(sara, data={"action": "sign"})
+    assert signed.status_code == 200 and "Din underskrift är registrerad" in signed.text
+    assert client.post(sara, data={"action": "sign"}).status_code == 409
+    assert "Din underskrift är registrerad" in client.get(sara).text
+    # A decline needs a reason; with one, the round ends and everyone is told.
+    maria = personal["maria.holm@helsingborg.example.se"]
+    assert client.post(maria, data={"action": "decline", "reason": " "}).status_code == 400
+    declined = client.post(maria, data={"action": "decline", "reason": "Fel belopp"})
+    assert declined.status_code == 200 and "avböjt" in declined.text
+    for _ in range(100):
+        state = client.get("/api/agreements/planteringen", headers=AUTH).json()
+        if state["state"] == "draft":
+            break
+        time.sleep(0.05)
+    assert state["state"] == "draft"
+    round_ = state["round"]
+    assert round_["outcome"] == "declined" and round_["reason"] == "Fel belopp"
+    opened = [e for e in round_["events"] if e["what"] == "opened"]
+    assert opened and opened[0]["name"] == "Sara Svensson"
+    assert opened[0]["ip"] == "testclient" and opened[0]["user_agent"] == "testclient"
+
+
+def test_pages_need_login_and_forms_need_csrf(web: tuple[TestClient, Path]) -> None:
+    client, _ = web
+    start(client)
+    home = client.get("/", follow_redirects=False)
+    assert home.status_code == 303 and home.headers["location"] == "/login"
+    assert client.post("/login", data={"token": "wrong"}).status_code == 401
+    assert client.post("/login", data={"token": TOKEN}, follow_redirects=False).status_code == 303
+    for _ in range(100):  # the list is the read model the worker writes, a moment later
+        listing = client.get("/")
+        if "IOP Planteringen" in listing.text:
+            break
+        time.sleep(0.05)
+    assert listing.status_code == 200 and "IOP Planteringen" in listing.text
+    agreement = client.get("/a/planteringen")
+    assert agreement.status_code == 200 and "Signering (omgång 1" in agreement.text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', agreement.text)
+    assert csrf is not None
+    forged = client.post("/a/planteringen/sign-cancel", data={"csrf": "x", "reason": "r"})
+    assert forged.status_code == 403
+    cancelled = client.post(
+        "/a/planteringen/sign-cancel",
+        data={"csrf": csrf.group(1), "reason": "Fel belopp"},
+        follow_redirects=False,
+    )
+    assert cancelled.status_code == 303
+    feed_path = re.search(r'href="(/a/planteringen/calendar\.ics\?key=[0-9a-f]+)"', agreement.text)
+    assert feed_path is not None
+    feed = client.get(feed_path.group(1))
+    assert feed.status_code == 200 and "BEGIN:VCALENDAR" in feed.text
+    assert client.get("/a/planteringen/calendar.ics?key=0000").status_code == 404
