@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -44,7 +45,26 @@ def run() -> None:
     os.execv(BIN / "agreements", [str(BIN / "agreements"), "up"])
 
 
+def chromium() -> None:
+    """The browser tests use Debian's chromium; install it when missing and allowed."""
+    if shutil.which("chromium") or not shutil.which("apt-get"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        print("chromium is missing and this is not root: the browser tests will say so")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+
+    def apt(*args: str) -> int:
+        return subprocess.run(["apt-get", *args], stdout=subprocess.DEVNULL, env=env).returncode
+
+    print("+ apt-get install chromium (for the browser tests)", flush=True)
+    if apt("install", "-y", "-q", "chromium"):
+        apt("update", "-q")
+        apt("install", "-y", "-q", "chromium")
+
+
 def test() -> None:
+    chromium()
     sh(BIN / "ruff", "check", ".")
     sh(BIN / "ruff", "format", "--check", ".")
     sh(BIN / "mypy", ".")

@@ -11,9 +11,11 @@ nothing here stores passwords. Signers never log in: their signed link is their 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import hmac
+import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -312,6 +314,77 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, dependencies=pages)
     def index(request: Request) -> HTMLResponse:
         return page(request, "list.html", rows=ops.agreements(config))
+
+    @app.post("/create", dependencies=pages)
+    async def create_page(
+        request: Request, csrf: Annotated[str, Form()], terms: Annotated[str, Form()]
+    ) -> Response:
+        require_csrf(csrf)
+        try:
+            agreement = loads_agreement(terms, source="avtalsfilen")
+            await ops.create(temporal(request), config, agreement)
+        except AgreementFileError as error:
+            return problem(request, str(error), 422)
+        except ops.OperationError as error:
+            return problem(request, str(error), 409)
+        return RedirectResponse(f"/a/{agreement.id}", status_code=303)
+
+    async def coming(request: Request, days: int, role: str) -> list[dict[str, Any]]:
+        wanted = {"finance": {"invoice"}}.get(role)
+        rows = []
+        for record in ops.agreements(config):
+            if record.state == "ended":
+                continue
+            for m in await ops.upcoming(temporal(request), record.id, days):
+                if wanted is None or m.kind.value in wanted:
+                    rows.append({"agreement": record, "m": m})
+        return sorted(rows, key=lambda r: (r["m"].effective_date, r["agreement"].id))
+
+    @app.get("/upcoming", response_class=HTMLResponse, dependencies=pages)
+    async def upcoming_page(
+        request: Request, days: int = 60, role: str = "finance"
+    ) -> HTMLResponse:
+        rows = await run(coming(request, days, role))
+        return page(request, "upcoming.html", rows=rows, days=days, role=role)
+
+    @app.get("/upcoming.csv", dependencies=pages)
+    async def upcoming_csv(request: Request, days: int = 60, role: str = "finance") -> Response:
+        rows = await run(coming(request, days, role))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+        writer.writerow(
+            [
+                "agreement",
+                "reference",
+                "date",
+                "effective_date",
+                "kind",
+                "title",
+                "amount_sek",
+                "payer",
+                "payee",
+            ]
+        )
+        for r in rows:
+            m, a = r["m"], r["agreement"]
+            writer.writerow(
+                [
+                    a.id,
+                    a.reference or "",
+                    m.date,
+                    m.effective_date,
+                    m.kind.value,
+                    m.title,
+                    m.amount or "",
+                    m.payer or "",
+                    m.payee or "",
+                ]
+            )
+        return Response(
+            buffer.getvalue().encode("utf-8-sig"),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="kommande.csv"'},
+        )
 
     @app.get("/a/{agreement_id}", response_class=HTMLResponse, dependencies=pages)
     async def agreement_page(agreement_id: str, request: Request) -> HTMLResponse:

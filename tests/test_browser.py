@@ -1,0 +1,159 @@
+"""In headless Chromium (Debian's, driven by Playwright): a coordinator adds an agreement
+and starts signing in the web pages; signers open their links from the emails that
+reached the mail sink; one declines, the coordinator restarts, everyone signs, and the
+coordinator sees the agreement active. A forged and a reused link change nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from emails.sink import read_mail
+from simulate import free_port
+from tests.test_up import service
+
+CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None and os.environ.get("CI") == "true":
+    raise RuntimeError("chromium is missing on CI: tasks.py test installs it (apt-get)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Debian's chromium is not installed (python3.11 tasks.py test installs it as root)",
+)
+TOKEN = "browser-token-5e1a"
+START = dt.date.today()
+TERMS = f"""
+id = "webbavtal"
+title = "IOP Webbavtal"
+[coordinator]
+name = "Malin Samordnare"
+email = "malin@kommun.example.se"
+[parties.kommun]
+name = "Kommunen"
+kind = "public"
+contacts = [
+  {{ name = "Maria Chef", email = "maria@kommun.example.se", roles = ["contact", "signatory"] }},
+]
+[parties.forening]
+name = "Föreningen"
+kind = "nonprofit"
+contacts = [
+  {{ name = "Saul Ordförande", email = "saul@forening.example.se", roles = ["signatory"] }},
+]
+[term]
+start = {START.isoformat()}
+end = {(START.replace(year=START.year + 1) - dt.timedelta(days=1)).isoformat()}
+[[contributions]]
+payer = "kommun"
+payee = "forening"
+amount = 120000
+[prerequisites]
+no-market = true
+not-an-order = true
+idea-driven = true
+all-contribute = true
+budget-plan = true
+"""
+
+
+def link_for(mail: Path, email: str, round_number: int) -> str:
+    for _ in range(200):
+        found = []
+        for message in read_mail(mail):
+            if message["X-Sink-Recipient"] != email:
+                continue
+            if message["X-Agreement-Template"] != "signature_request":
+                continue
+            assert isinstance(message, EmailMessage)
+            body = message.get_body(preferencelist=("plain",))
+            assert body is not None
+            match = re.search(r"(https?://\S+/sign/[A-Za-z0-9_.-]+)", body.get_content())
+            if match:
+                found.append(match.group(1))
+        if len(found) >= round_number:
+            return found[round_number - 1]
+        time.sleep(0.05)
+    raise AssertionError(f"no signing link number {round_number} for {email}")
+
+
+def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    web_port = free_port()
+    env = {
+        "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
+        "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
+        "AGREEMENTS_SMTP_PORT": str(free_port()),
+        "AGREEMENTS_WEB_PORT": str(web_port),
+        "AGREEMENTS_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+        "AGREEMENTS_API_TOKEN": TOKEN,
+    }
+    base = f"http://127.0.0.1:{web_port}"
+    mail = tmp_path / "data" / "mail"
+    with service(env, tmp_path), sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        coordinator = browser.new_page()
+        coordinator.goto(base + "/")
+        coordinator.fill("input[name=token]", TOKEN)
+        coordinator.click("button[type=submit]")
+        coordinator.click("summary")
+        coordinator.fill("textarea[name=terms]", TERMS)
+        coordinator.click("#create")
+        assert "IOP Webbavtal" in coordinator.inner_text("h1")
+        coordinator.click("text=Bekräfta alla")
+        coordinator.click("text=Starta signering")
+        assert "Signering (omgång 1" in coordinator.content()
+
+        signer = browser.new_page()
+        # Saul declines with a reason.
+        signer.goto(link_for(mail, "saul@forening.example.se", 1))
+        assert "SHA-256" in signer.content()
+        signer.fill("textarea[name=reason]", "Budgeten är inte beslutad")
+        signer.click("#decline")
+        assert "avböjt" in signer.inner_text("#result")
+
+        # A forged link changes nothing.
+        forged = link_for(mail, "maria@kommun.example.se", 1)[:-4] + "AAAA"
+        signer.goto(forged)
+        assert "inte giltig" in signer.content()
+
+        # The coordinator restarts; both sign from the new emails.
+        for _ in range(100):
+            coordinator.goto(f"{base}/a/webbavtal")
+            if coordinator.is_visible("text=Starta signering"):
+                break
+            time.sleep(0.1)
+        coordinator.click("text=Starta signering")
+        for email in ("maria@kommun.example.se", "saul@forening.example.se"):
+            link = link_for(mail, email, 2)
+            signer.goto(link)
+            signer.click("#sign")
+            assert "registrerad" in signer.inner_text("#result")
+            # The same link again: nothing to sign, no second signature.
+            signer.goto(link)
+            assert "registrerad" in signer.inner_text("#result")
+            assert not signer.is_visible("#sign")
+
+        for _ in range(100):
+            coordinator.goto(f"{base}/a/webbavtal")
+            if "Läge: active" in coordinator.inner_text("main"):
+                break
+            time.sleep(0.1)
+        assert "Läge: active" in coordinator.inner_text("main")
+        browser.close()
