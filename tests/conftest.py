@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,10 +42,24 @@ def dev_server(tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
+        wait_for_port(port, server)
         yield f"127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    """Until the dev server accepts connections (it takes longer on a busy machine)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the Temporal dev server exited"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                time.sleep(0.3)  # the frontend is listening; let it finish starting
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the Temporal dev server did not listen on {port}")
 
 
 @pytest.fixture
@@ -64,7 +79,9 @@ def service_env(dev_server: str, tmp_path: Path) -> Iterator[dict[str, str]]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.5)
+    assert worker.stdout is not None
+    line = worker.stdout.readline()  # "worker on …" once it is connected
+    assert line.startswith("worker on"), line + (worker.stderr.read() if worker.stderr else "")
     try:
         yield env
     finally:

@@ -168,3 +168,64 @@ def test_an_unreachable_service_is_one_clear_line(
     assert result.exit_code == 1
     assert "cannot reach Temporal at 127.0.0.1:9" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cancel_amend_terminate_and_outbox(
+    cli: CliRunner, tmp_path: Path, service_env: dict[str, str]
+) -> None:
+    path = tmp_path / "kommande.toml"
+    path.write_text(FUTURE, encoding="utf-8")
+    assert run(cli, "create", str(path)).exit_code == 0
+    assert "has no signature round" in refused(cli, "sign-cancel", "kommande", "--reason", "x")
+    run(cli, "confirm", "kommande", "follow-up-plan", "trust")
+    assert run(cli, "sign-start", "kommande").exit_code == 0
+    cancelled = run(cli, "sign-cancel", "kommande", "--reason", "Fel belopp", "--json")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert json.loads(cancelled.stdout)["number"] == 1
+    for _ in range(100):
+        if json.loads(run(cli, "show", "kommande", "--json").stdout)["state"] == "draft":
+            break
+        time.sleep(0.1)
+    assert "the signature round of kommande is over" in refused(
+        cli, "sign-cancel", "kommande", "--reason", "igen"
+    )
+    assert "not signed yet" in refused(cli, "amend", "kommande", str(path))
+    # Restart and sign on paper; then amend and end it.
+    run(cli, "sign-start", "kommande")
+    for signer in ("maria@kommun.example.se", "saul@forening.example.se"):
+        run(cli, "sign-paper", "kommande", "--signer", signer, "--date", "2026-11-20")
+    for _ in range(100):
+        if json.loads(run(cli, "show", "kommande", "--json").stdout)["state"] == "signed":
+            break
+        time.sleep(0.1)
+    bigger = tmp_path / "kommande-2.toml"
+    bigger.write_text(FUTURE.replace("amount = 240000", "amount = 300000"), encoding="utf-8")
+    amended = run(cli, "amend", "kommande", str(bigger), "--json")
+    assert amended.exit_code == 0, amended.output
+    assert json.loads(amended.stdout)["round"]["purpose"] == "amendment"
+    ended = run(
+        cli,
+        "terminate",
+        "kommande",
+        "--rescind",
+        "kommun",
+        "--reason",
+        "Brister",
+        "--repayment",
+        "10000",
+        "--json",
+    )
+    assert ended.exit_code == 0, ended.output
+    assert json.loads(ended.stdout)["ending"] == "rescission"
+    assert "already ends" in refused(
+        cli, "terminate", "kommande", "--rescind", "kommun", "--reason", "igen"
+    )
+    for _ in range(100):
+        rows = json.loads(run(cli, "outbox", "--json").stdout)
+        if any(r["template"] == "agreement_ended" for r in rows):
+            break
+        time.sleep(0.1)
+    assert {"signature_cancelled", "signature_completed", "agreement_ended"} <= {
+        r["template"] for r in rows
+    }
+    assert "Status" in run(cli, "outbox").stdout
