@@ -161,3 +161,64 @@ def test_pages_need_login_and_forms_need_csrf(web: tuple[TestClient, Path]) -> N
     feed = client.get(feed_path.group(1))
     assert feed.status_code == 200 and "BEGIN:VCALENDAR" in feed.text
     assert client.get("/a/planteringen/calendar.ics?key=0000").status_code == 404
+
+
+def test_every_api_decision_endpoint(web: tuple[TestClient, Path]) -> None:
+    client, _ = web
+    lund = (ROOT / "examples" / "lund-radrum.toml").read_text(encoding="utf-8")
+    # An agreement still to come, signed on paper through the API.
+    future = lund.replace("2019-07-01", "2027-07-01").replace("2020-06-30", "2028-06-30")
+    future = future.replace("2020-07-01", "2028-07-01").replace("2021-06-30", "2029-06-30")
+    future = future.replace("date = 2021-01-31", "date = 2029-01-31")
+    assert client.post("/api/agreements", content=future, headers=AUTH).status_code == 201
+    url = "/api/agreements/lund-radrum"
+    assert (
+        client.post(
+            f"{url}/prerequisites", json={"keys": ["budget-plan"]}, headers=AUTH
+        ).status_code
+        == 200
+    )
+    assert client.post(f"{url}/signing", headers=AUTH).json()["state"] == "signing"
+    wrong = client.post(
+        f"{url}/signing/paper",
+        json={"signer": "x@example.se", "signed_on": "2026-11-20", "recorded_by": "api"},
+        headers=AUTH,
+    )
+    assert wrong.status_code == 409 and "is not a signatory" in wrong.json()["detail"]
+    for signer in (
+        "annika.pettersson@lund.example.se",
+        "martin.nihlgard@im.example.org",
+        "ingrid.olsson@im.example.org",
+    ):
+        paper = client.post(
+            f"{url}/signing/paper",
+            json={"signer": signer, "signed_on": "2026-11-20", "recorded_by": "api"},
+            headers=AUTH,
+        )
+        assert paper.status_code == 200, paper.text
+    for _ in range(100):
+        if client.get(url, headers=AUTH).json()["state"] == "signed":
+            break
+        time.sleep(0.05)
+    renewal = client.post(f"{url}/renewals", json={"party": "sof", "renew": False}, headers=AUTH)
+    assert renewal.status_code == 409 and "fixed term" in renewal.json()["detail"]
+    report = client.post(
+        f"{url}/reports", json={"report": "arsrapport", "occurrence": 9}, headers=AUTH
+    )
+    assert report.status_code == 409 and "no report arsrapport number 9" in report.json()["detail"]
+    bad_amend = client.post(f"{url}/amendments", content="id = 1", headers=AUTH)
+    assert bad_amend.status_code == 422
+    amend = client.post(
+        f"{url}/amendments", content=future.replace("520000", "530000"), headers=AUTH
+    )
+    assert amend.status_code == 200 and amend.json()["round"]["purpose"] == "amendment"
+    ending = client.post(
+        f"{url}/ending",
+        json={"kind": "termination", "party": "im", "reason": "Ändrade förhållanden"},
+        headers=AUTH,
+    )
+    assert ending.status_code == 200 and ending.json()["state"] == "ending"
+    outbox = client.get(f"{url}/outbox", headers=AUTH)
+    assert outbox.status_code == 200 and isinstance(outbox.json(), list)
+    cancel = client.post(f"{url}/signing/cancel", json={"reason": "x", "by": "api"}, headers=AUTH)
+    assert cancel.status_code == 200 and cancel.json()["purpose"] == "amendment"
