@@ -86,6 +86,15 @@ async def upcoming(client: Client, agreement_id: str, days: int) -> list[Planned
     return result
 
 
+async def timeline(client: Client, agreement_id: str) -> list[PlannedMilestone]:
+    handle = client.get_workflow_handle(workflow_id(agreement_id))
+    try:
+        result: list[PlannedMilestone] = await handle.query(AgreementWorkflow.get_timeline)
+    except RPCError as error:
+        raise OperationError(f"{agreement_id}: {error}") from None
+    return result
+
+
 async def decide(client: Client, agreement_id: str, update: str, request: Any) -> Snapshot:
     """Send one decision; a rejection comes back as an OperationError with its reason."""
     await state(client, agreement_id)  # a clear error for an unknown id

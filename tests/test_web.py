@@ -146,6 +146,9 @@ def test_pages_need_login_and_forms_need_csrf(web: tuple[TestClient, Path]) -> N
     assert listing.status_code == 200 and "IOP Planteringen" in listing.text
     agreement = client.get("/a/planteringen")
     assert agreement.status_code == 200 and "Signering (omgång 1" in agreement.text
+    # The timeline: the 2024 invoices are past; written and effective dates both shown.
+    assert "Tidslinje" in agreement.text
+    assert '<tr class="past"><td>2024-05-02 (torsdag)</td><td>2024-05-01</td>' in agreement.text
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', agreement.text)
     assert csrf is not None
     forged = client.post("/a/planteringen/sign-cancel", data={"csrf": "x", "reason": "r"})

@@ -398,6 +398,8 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             "agreement.html",
             s=snapshot,
             info=info,
+            terms=load_terms(config, snapshot.terms_sha256),
+            timeline=await ops.timeline(temporal(request), agreement_id),
             emails=ops.outbox(config, agreement_id),
             events=ops.events(config, agreement_id),
             feed=f"/a/{agreement_id}/calendar.ics?key={feed_key(agreement_id)}",

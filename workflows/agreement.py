@@ -251,6 +251,11 @@ class AgreementWorkflow:
         horizon = today + timedelta(days=days)
         return [m for m in self.plan().milestones if today <= m.effective_date <= horizon]
 
+    @workflow.query(name="timeline")
+    def get_timeline(self) -> list[PlannedMilestone]:
+        """Every milestone, past (`past`) and coming, with written and effective dates."""
+        return self.plan().milestones
+
     @workflow.query(name="planned_emails")
     def get_planned_emails(self) -> list[PlannedEmail]:
         return [e for e in self.plan().emails if self.sendable(e)]
