@@ -225,3 +225,23 @@ def test_every_api_decision_endpoint(web: tuple[TestClient, Path]) -> None:
     assert outbox.status_code == 200 and isinstance(outbox.json(), list)
     cancel = client.post(f"{url}/signing/cancel", json={"reason": "x", "by": "api"}, headers=AUTH)
     assert cancel.status_code == 200 and cancel.json()["purpose"] == "amendment"
+
+
+def test_every_interface_text_has_english() -> None:
+    from web.i18n import EN
+
+    used: set[str] = set()
+    for template in (ROOT / "web" / "templates").glob("*.html"):
+        used |= set(re.findall(r't\("([^"]+)"\)', template.read_text(encoding="utf-8")))
+    assert used and not used - set(EN), sorted(used - set(EN))
+
+
+def test_english_on_request(web: tuple[TestClient, Path]) -> None:
+    client, _ = web
+    client.post("/login", data={"token": TOKEN})
+    english = client.get("/?lang=en")
+    assert '<html lang="en">' in english.text and "Add an agreement" in english.text
+    assert "Lägg till ett avtal" not in english.text
+    # Remembered until switched back.
+    assert "Add an agreement" in client.get("/").text
+    assert "Lägg till ett avtal" in client.get("/?lang=sv").text

@@ -38,6 +38,7 @@ from models.plan import EndingKind
 from models.records import TermsRecord
 from service import ops
 from service.links import LinkError, read_link
+from web.i18n import translator
 from workflows.agreement import (
     Amendment,
     ConfirmPrerequisites,
@@ -98,10 +99,21 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         cookie = request.cookies.get(COOKIE, "")
         return hmac.compare_digest(cookie, session_value())
 
-    def page(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    def page(
+        request: Request, name: str, status: int = 200, language: str | None = None, **values: Any
+    ) -> HTMLResponse:
+        """Swedish first; `?lang=en` switches (and is remembered), a signer's page follows
+        the signer's language unless they switch."""
+        asked = request.query_params.get("lang")
+        lang = asked if asked in ("sv", "en") else request.cookies.get("lang") or language or "sv"
+        lang = lang if lang in ("sv", "en") else "sv"
         values.setdefault("csrf", csrf_value())
         values.setdefault("temporal_ui", f"http://127.0.0.1:{config.temporal_ui_port}")
-        return TEMPLATES.TemplateResponse(request, name, values, status_code=status)
+        values.update(lang=lang, t=translator(lang))
+        response = TEMPLATES.TemplateResponse(request, name, values, status_code=status)
+        if asked in ("sv", "en"):
+            response.set_cookie("lang", asked, samesite="lax")
+        return response
 
     def problem(request: Request, message: str, status: int = 400) -> HTMLResponse:
         return page(request, "message.html", status=status, title="Det gick inte", message=message)
@@ -238,7 +250,14 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             signer.status in (SignerStatus.signed, SignerStatus.declined)
             or info.outcome.value != "open"
         ):
-            return page(request, "signed.html", signer=signer, info=info, terms=terms)
+            return page(
+                request,
+                "signed.html",
+                language=signer.language,
+                signer=signer,
+                info=info,
+                terms=terms,
+            )
         ip, agent = client_facts(request)
         try:
             await ops.round_action(
@@ -249,7 +268,15 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             )
         except ops.OperationError as error:
             return problem(request, str(error), 409)
-        return page(request, "sign.html", signer=signer, info=info, terms=terms, value=value)
+        return page(
+            request,
+            "sign.html",
+            language=signer.language,
+            signer=signer,
+            info=info,
+            terms=terms,
+            value=value,
+        )
 
     @app.post("/sign/{value}", response_class=HTMLResponse)
     async def sign_post(
@@ -285,7 +312,14 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         except ops.OperationError as error:
             return problem(request, str(error), 409)
         signer = next(s for s in info.signers if s.token == link.token)
-        return page(request, "signed.html", signer=signer, info=info, terms=terms)
+        return page(
+            request,
+            "signed.html",
+            language=signer.language,
+            signer=signer,
+            info=info,
+            terms=terms,
+        )
 
     # --- coordinators' pages ----------------------------------------------------------------
 
