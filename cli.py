@@ -647,71 +647,14 @@ def upcoming(
     """Coming milestones across every running agreement."""
     from service import ops
 
-    kinds = {
-        "finance": {MilestoneKind.invoice},
-        "contact": {
-            MilestoneKind.report_due,
-            MilestoneKind.meeting,
-            MilestoneKind.notice_deadline,
-            MilestoneKind.extension_deadline,
-            MilestoneKind.review_deadline,
-            MilestoneKind.milestone,
-        },
-    }
-    if role not in (None, "finance", "coordinator", "contact"):
-        raise fail(f"--role: {role!r} is not one of finance, coordinator, contact")
-    wanted = kinds.get(role or "coordinator")
-    running = [r for r in ops.agreements(_settings()) if r.state != "ended"]
-
-    async def gather(client: Any) -> list[tuple[Any, Any]]:
-        found = []
-        for record in running:
-            for m in await ops.upcoming(client, record.id, days):
-                if wanted is None or m.kind in wanted:
-                    found.append((record, m))
-        return sorted(found, key=lambda pair: (pair[1].effective_date, pair[0].id))
-
-    rows = _run(_with_client(gather)) if running else []
+    role_name = role or "coordinator"
+    rows = _run(_with_client(lambda c: ops.upcoming_all(c, _settings(), days, role_name)))
     data = [
-        {
-            "agreement": r.id,
-            "title": r.title,
-            "reference": r.reference,
-            **_milestone_json(None, m),
-        }
+        {"agreement": r.id, "title": r.title, "reference": r.reference, **_milestone_json(None, m)}
         for r, m in rows
     ]
     if csv_out:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-        writer.writerow(
-            [
-                "agreement",
-                "reference",
-                "date",
-                "effective_date",
-                "kind",
-                "title",
-                "amount_sek",
-                "payer",
-                "payee",
-            ]
-        )
-        for d in data:
-            writer.writerow(
-                [
-                    d["agreement"],
-                    d["reference"] or "",
-                    d["date"],
-                    d["effective_date"],
-                    d["kind"],
-                    d["title"],
-                    d.get("amount") or "",
-                    d.get("payer") or "",
-                    d.get("payee") or "",
-                ]
-            )
-        sys.stdout.write(buffer.getvalue())
+        sys.stdout.write(ops.upcoming_csv(rows))
         return
     table = Table(header_style="bold")
     for column in ("Datum", "Avtal", "Typ", "Vad", "Belopp"):

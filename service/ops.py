@@ -4,6 +4,8 @@ that already exists, a server that cannot be reached."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -161,3 +163,68 @@ def events(config: Settings, agreement_id: str) -> list[EventRecord]:
             .order_by(col(EventRecord.id))
         )
         return list(session.exec(query))
+
+
+ROLE_KINDS: dict[str, set[str] | None] = {
+    "finance": {"invoice"},
+    "contact": {
+        "report_due",
+        "meeting",
+        "notice_deadline",
+        "extension_deadline",
+        "review_deadline",
+        "milestone",
+    },
+    "coordinator": None,  # everything
+}
+
+
+async def upcoming_all(
+    client: Client, config: Settings, days: int, role: str
+) -> list[tuple[AgreementRecord, PlannedMilestone]]:
+    """Coming milestones across every agreement that has not ended, for one role."""
+    if role not in ROLE_KINDS:
+        raise OperationError(f"role {role!r} is not one of {', '.join(ROLE_KINDS)}")
+    wanted = ROLE_KINDS[role]
+    found = []
+    for record in agreements(config):
+        if record.state == "ended":
+            continue
+        for m in await upcoming(client, record.id, days):
+            if wanted is None or m.kind.value in wanted:
+                found.append((record, m))
+    return sorted(found, key=lambda pair: (pair[1].effective_date, pair[0].id))
+
+
+def upcoming_csv(rows: list[tuple[AgreementRecord, PlannedMilestone]]) -> str:
+    """Semicolon-separated, as Swedish spreadsheets expect."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer.writerow(
+        [
+            "agreement",
+            "reference",
+            "date",
+            "effective_date",
+            "kind",
+            "title",
+            "amount_sek",
+            "payer",
+            "payee",
+        ]
+    )
+    for a, m in rows:
+        writer.writerow(
+            [
+                a.id,
+                a.reference or "",
+                m.date,
+                m.effective_date,
+                m.kind.value,
+                m.title,
+                m.amount or "",
+                m.payer or "",
+                m.payee or "",
+            ]
+        )
+    return buffer.getvalue()

@@ -11,11 +11,9 @@ nothing here stores passwords. Signers never log in: their signed link is their 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import hmac
-import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -364,15 +362,8 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return RedirectResponse(f"/a/{agreement.id}", status_code=303)
 
     async def coming(request: Request, days: int, role: str) -> list[dict[str, Any]]:
-        wanted = {"finance": {"invoice"}}.get(role)
-        rows = []
-        for record in ops.agreements(config):
-            if record.state == "ended":
-                continue
-            for m in await ops.upcoming(temporal(request), record.id, days):
-                if wanted is None or m.kind.value in wanted:
-                    rows.append({"agreement": record, "m": m})
-        return sorted(rows, key=lambda r: (r["m"].effective_date, r["agreement"].id))
+        rows = await ops.upcoming_all(temporal(request), config, days, role)
+        return [{"agreement": a, "m": m} for a, m in rows]
 
     @app.get("/upcoming", response_class=HTMLResponse, dependencies=pages)
     async def upcoming_page(
@@ -383,39 +374,10 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.get("/upcoming.csv", dependencies=pages)
     async def upcoming_csv(request: Request, days: int = 60, role: str = "finance") -> Response:
-        rows = await run(coming(request, days, role))
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-        writer.writerow(
-            [
-                "agreement",
-                "reference",
-                "date",
-                "effective_date",
-                "kind",
-                "title",
-                "amount_sek",
-                "payer",
-                "payee",
-            ]
-        )
-        for r in rows:
-            m, a = r["m"], r["agreement"]
-            writer.writerow(
-                [
-                    a.id,
-                    a.reference or "",
-                    m.date,
-                    m.effective_date,
-                    m.kind.value,
-                    m.title,
-                    m.amount or "",
-                    m.payer or "",
-                    m.payee or "",
-                ]
-            )
+        rows = await run(ops.upcoming_all(temporal(request), config, days, role))
+        text = ops.upcoming_csv(rows)
         return Response(
-            buffer.getvalue().encode("utf-8-sig"),
+            text.encode("utf-8-sig"),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="kommande.csv"'},
         )
