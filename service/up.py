@@ -128,6 +128,14 @@ async def up(config: Settings, ready: asyncio.Event | None = None) -> None:
             else:
                 print(f"  E-post (SMTP)   {config.smtp_host}:{config.smtp_port}")
             print(f"  Databas         {config.db_url()}")
+            if "change-me" in config.api_token.get_secret_value() + (
+                config.signing_secret.get_secret_value()
+            ):
+                print(
+                    "  Varning: standardnyckeln används; sätt AGREEMENTS_API_TOKEN och "
+                    "AGREEMENTS_SIGNING_SECRET innan tjänsten används på riktigt.",
+                    flush=True,
+                )
             print("Stoppa med Ctrl-C.", flush=True)
             if ready is not None:
                 ready.set()
