@@ -664,3 +664,13 @@ def upcoming(
             d["effective_date"], d["agreement"], d["kind"], d["title"], kronor(d.get("amount"))
         )
     _emit(data, as_json, table)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to the newest schema (agreements up does this by itself)."""
+    from models.db import migrate as run_migrations
+
+    config = _settings()
+    run_migrations(config.db_url())
+    out.print(f"Databasen är uppdaterad: {config.db_url()}", highlight=False)

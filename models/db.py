@@ -5,18 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, event, text
-from sqlmodel import SQLModel, create_engine
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, event
+from sqlmodel import create_engine
 
 from models import records  # noqa: F401  (registers the tables on SQLModel.metadata)
-
-# The event log is append-only: the database itself refuses to change or remove a row.
-_APPEND_ONLY = [
-    "CREATE TRIGGER IF NOT EXISTS event_no_update BEFORE UPDATE ON event "
-    "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS event_no_delete BEFORE DELETE ON event "
-    "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END",
-]
 
 
 @lru_cache(maxsize=8)
@@ -36,12 +30,33 @@ def engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+_migrated: set[tuple[str, str]] = set()
+
+
+def migrate(url: str, revision: str = "head") -> Engine:
+    """Bring the database to `revision` (the newest by default) and return its engine.
+    Done once per process and URL; `agreements migrate` and `agreements up` call it."""
+    if (url, revision) not in _migrated:
+        command.upgrade(alembic_config(url), revision)
+        _migrated.add((url, revision))
+    return engine(url)
+
+
+def downgrade(url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(url), revision)
+    _migrated.clear()
+
+
 def create_all(url: str) -> Engine:
-    """Create the tables when they are missing (migrations take this over later)."""
-    db = engine(url)
-    SQLModel.metadata.create_all(db)
-    if db.dialect.name == "sqlite":
-        with db.begin() as connection:
-            for statement in _APPEND_ONLY:
-                connection.execute(text(statement))
-    return db
+    """The database at the newest schema: every caller goes through the migrations."""
+    return migrate(url)

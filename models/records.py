@@ -54,7 +54,7 @@ class EventRecord(SQLModel, table=True):
     """Append-only: every state change and decision, who made it and when.
 
     `event_key` makes writing idempotent (an activity retried after a crash writes once).
-    Database triggers refuse UPDATE and DELETE (see `db.create_all`).
+    Database triggers refuse UPDATE and DELETE (migrations/versions/0001_initial.py).
     """
 
     __tablename__ = "event"

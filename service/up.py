@@ -22,6 +22,7 @@ from temporalio.client import Client
 
 from config import Settings, binary
 from emails.sink import start_sink
+from models.db import migrate
 from service.ops import OperationError, connect
 from web.app import create_app
 from worker import build_worker
@@ -95,6 +96,7 @@ async def up(config: Settings, ready: asyncio.Event | None = None) -> None:
         server = start_dev_server(config, config.data_dir / "temporal.log")
     try:
         async with AsyncExitStack() as stack:
+            migrate(config.db_url())  # the database at the newest schema before anything runs
             client = await wait_for_temporal(config, server)
             mail = config.data_dir / "mail"
             if uses_sink(config):

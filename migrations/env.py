@@ -1,0 +1,27 @@
+"""Alembic environment: the tables are SQLModel's metadata; the URL is the caller's."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+from models import records  # noqa: F401  (registers the tables)
+from models.db import engine
+
+target_metadata = SQLModel.metadata
+url = context.config.get_main_option("sqlalchemy.url")
+assert url, "migrations need sqlalchemy.url"
+
+if context.is_offline_mode():
+    context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    with engine(url).connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()

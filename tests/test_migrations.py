@@ -1,0 +1,57 @@
+"""Migrations: an empty database upgrades to the newest schema, which matches the models,
+keeps the event log append-only, and downgrades back to empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DatabaseError
+from sqlmodel import SQLModel
+from typer.testing import CliRunner
+
+import config
+from cli import app
+from models.db import downgrade, engine, migrate
+
+
+def test_upgrade_to_head_matches_the_models_and_downgrades(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    db = migrate(url)
+    assert set(inspect(db).get_table_names()) >= {"agreement", "terms", "event", "outbox"}
+    with db.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert differences == []
+    downgrade(url)
+    assert set(inspect(engine(url)).get_table_names()) <= {"alembic_version"}
+
+
+def test_the_event_log_refuses_changes(tmp_path: Path) -> None:
+    db = migrate(f"sqlite:///{tmp_path / 'e.db'}")
+    with db.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO event (event_key, agreement_id, at, kind, summary, data_json,"
+                " recorded_at) VALUES ('k', 'a', '2026-01-01', 'x', 's', '{}', '2026-01-01')"
+            )
+        )
+    for statement in ("UPDATE event SET summary = 'changed'", "DELETE FROM event"):
+        with pytest.raises(DatabaseError, match="append-only"), db.begin() as connection:
+            connection.execute(text(statement))
+
+
+def test_migrate_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGREEMENTS_DATA_DIR", str(tmp_path))
+    config.settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["migrate"])
+    finally:
+        config.settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert (
+        "agreement"
+        in inspect(engine(f"sqlite:///{tmp_path.resolve() / 'agreements.db'}")).get_table_names()
+    )
