@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     temporal_namespace: str = "default"
+    # A remote cluster: mutual TLS (certificate and key files, optional CA) or an API key.
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_api_key: SecretStr | None = None
     task_queue: str = TASK_QUEUE
 
     smtp_host: str = "127.0.0.1"  # the embedded mail sink, unless set to a relay

@@ -11,9 +11,11 @@ import asyncio
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -68,11 +70,26 @@ def build_worker(client: Client, config: Settings) -> Worker:
 
 
 async def connect(config: Settings) -> Client:
+    """The one way this service reaches Temporal: the embedded dev server, or a remote
+    cluster with mutual TLS (client certificate and key) or an API key."""
+    tls: TLSConfig | bool = False
+    if config.temporal_tls_cert or config.temporal_api_key:
+        tls = TLSConfig(
+            server_root_ca_cert=_read(config.temporal_tls_ca),
+            client_cert=_read(config.temporal_tls_cert),
+            client_private_key=_read(config.temporal_tls_key),
+        )
     return await Client.connect(
         config.temporal_target(),
         namespace=config.temporal_namespace,
         data_converter=pydantic_data_converter,
+        tls=tls,
+        api_key=config.temporal_api_key.get_secret_value() if config.temporal_api_key else None,
     )
+
+
+def _read(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
 
 
 async def serve(config: Settings) -> None:

@@ -15,7 +15,6 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -34,13 +33,11 @@ class OperationError(Exception):
 
 
 async def connect(config: Settings) -> Client:
+    from worker import connect as connect_client
+
     try:
-        return await Client.connect(
-            config.temporal_target(),
-            namespace=config.temporal_namespace,
-            data_converter=pydantic_data_converter,
-        )
-    except RuntimeError as error:
+        return await connect_client(config)
+    except (RuntimeError, OSError) as error:
         raise OperationError(
             f"cannot reach Temporal at {config.temporal_target()}: is the service running "
             f"(agreements up)? ({error})"

@@ -229,3 +229,20 @@ def test_cancel_amend_terminate_and_outbox(
         r["template"] for r in rows
     }
     assert "Status" in run(cli, "outbox").stdout
+
+
+def test_a_missing_tls_certificate_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AGREEMENTS_TEMPORAL_ADDRESS", "temporal.example.se:7233")
+    monkeypatch.setenv("AGREEMENTS_TEMPORAL_TLS_CERT", str(tmp_path / "client.pem"))
+    monkeypatch.setenv("AGREEMENTS_TEMPORAL_TLS_KEY", str(tmp_path / "client.key"))
+    monkeypatch.setenv("AGREEMENTS_DATA_DIR", str(tmp_path))
+    config.settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["show", "kommande"])
+    finally:
+        config.settings.cache_clear()
+    assert result.exit_code == 1
+    assert "cannot reach Temporal at temporal.example.se:7233" in result.output
+    assert "client.pem" in result.output and "Traceback" not in result.output
