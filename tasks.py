@@ -45,26 +45,33 @@ def run() -> None:
     os.execv(BIN / "agreements", [str(BIN / "agreements"), "up"])
 
 
-def chromium() -> None:
-    """The browser tests use Debian's chromium; install it when missing and allowed."""
-    if shutil.which("chromium") or not shutil.which("apt-get"):
+def apt_install(package: str, command: str, why: str) -> None:
+    """Install a Debian package the tests need when its command is missing and this is root
+    on a Debian machine (CI is); elsewhere the tests that need it say why they skip."""
+    if shutil.which(command) or not shutil.which("apt-get"):
         return
     if hasattr(os, "geteuid") and os.geteuid() != 0:
-        print("chromium is missing and this is not root: the browser tests will say so")
+        print(f"{package} is missing and this is not root: {why} will say so")
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
 
     def apt(*args: str) -> int:
         return subprocess.run(["apt-get", *args], stdout=subprocess.DEVNULL, env=env).returncode
 
-    print("+ apt-get install chromium (for the browser tests)", flush=True)
-    if apt("install", "-y", "-q", "chromium"):
+    print(f"+ apt-get install {package} (for {why})", flush=True)
+    if apt("install", "-y", "-q", package):
         apt("update", "-q")
-        apt("install", "-y", "-q", "chromium")
+        apt("install", "-y", "-q", package)
+
+
+def postgres_present() -> bool:
+    return bool(shutil.which("pg_ctl") or list(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")))
 
 
 def test() -> None:
-    chromium()
+    apt_install("chromium", "chromium", "the browser tests")
+    if not postgres_present():  # Debian puts its binaries under /usr/lib/postgresql/<v>/bin
+        apt_install("postgresql", "pg_ctl", "the PostgreSQL tests")
     sh(BIN / "ruff", "check", ".")
     sh(BIN / "ruff", "format", "--check", ".")
     sh(BIN / "mypy", ".")

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import socket
 from functools import lru_cache
 
 import aiosmtplib
 from jinja2 import TemplateError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, and_, or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -48,7 +50,7 @@ class Notifier:
                 f"cannot render {spec.template}: {error}", type="RenderFailed", non_retryable=True
             ) from None
         mid = message_id(spec.key, self.settings.mail_from)
-        row = await asyncio.to_thread(self._claim, spec, rendered.subject, mid)
+        row, claimed = await asyncio.to_thread(self._claim, spec, rendered.subject, mid)
         if row.status == "sent":
             return SendResult(
                 key=spec.key, outcome=SendOutcome.already_sent, message_id=mid, subject=row.subject
@@ -60,6 +62,10 @@ class Notifier:
                 message_id=mid,
                 subject=row.subject,
                 error=row.error,
+            )
+        if not claimed:  # another worker is sending it right now: ask again after backoff
+            raise ApplicationError(
+                f"another attempt ({row.worker}) is sending this email", type=TRANSIENT
             )
         message = build(agreement, spec, rendered, self.settings.mail_from, dt.datetime.now(dt.UTC))
         try:
@@ -114,35 +120,52 @@ class Notifier:
         )
         return f"{self.settings.public_base_url.rstrip('/')}/sign/{value}"
 
-    def _claim(self, spec: EmailSpec, subject: str, mid: str) -> OutboxRecord:
-        """The outbox row for this key, written now if it is new; counts the attempt."""
+    def _claim(self, spec: EmailSpec, subject: str, mid: str) -> tuple[OutboxRecord, bool]:
+        """The outbox row for this key, written now if it is new, and whether this attempt
+        holds it. One conditional UPDATE takes the claim, so of two workers racing on one
+        key exactly one wins; a claim left by a crashed attempt lapses with its lease."""
+        now = utcnow()
         with Session(self.db) as session:
-            row = session.get(OutboxRecord, spec.key)
-            if row is None:
-                row = OutboxRecord(
-                    key=spec.key,
-                    agreement_id=spec.agreement_id,
-                    template=spec.template,
-                    recipient=spec.to.email,
-                    subject=subject,
-                    message_id=mid,
-                    status="pending",
+            if session.get(OutboxRecord, spec.key) is None:
+                session.add(
+                    OutboxRecord(
+                        key=spec.key,
+                        agreement_id=spec.agreement_id,
+                        template=spec.template,
+                        recipient=spec.to.email,
+                        subject=subject,
+                        message_id=mid,
+                        status="pending",
+                        planned_at=spec.planned_at,
+                    )
                 )
-                session.add(row)
                 try:
                     session.commit()
                 except IntegrityError:  # another worker wrote it first
                     session.rollback()
-                    row = session.get(OutboxRecord, spec.key)
-                    assert row is not None
-            if row.status in ("pending", "sending"):
-                row.status = "sending"
-                row.attempts += 1
-                session.add(row)
-                session.commit()
-            session.refresh(row)
+        free = or_(
+            col(OutboxRecord.status) == "pending",
+            and_(
+                col(OutboxRecord.status) == "sending",
+                or_(col(OutboxRecord.lease_until).is_(None), col(OutboxRecord.lease_until) < now),
+            ),
+        )
+        with self.db.begin() as connection:
+            taken = connection.execute(
+                update(OutboxRecord)
+                .where(col(OutboxRecord.key) == spec.key, free)
+                .values(
+                    status="sending",
+                    attempts=col(OutboxRecord.attempts) + 1,
+                    lease_until=now + _lease(),
+                    worker=_worker(),
+                )
+            )
+        with Session(self.db) as session:
+            row = session.get(OutboxRecord, spec.key)
+            assert row is not None
             session.expunge(row)
-            return row
+            return row, taken.rowcount == 1
 
     def _mark(self, key: str, status: str, error: str | None) -> None:
         with Session(self.db) as session:
@@ -151,6 +174,7 @@ class Notifier:
                 return
             row.status = status
             row.error = error
+            row.lease_until = None
             if status == "sent":
                 row.sent_at = utcnow()
             session.add(row)
@@ -161,6 +185,16 @@ class Notifier:
         return SendResult(
             key=spec.key, outcome=SendOutcome.failed, message_id=mid, subject=subject, error=reason
         )
+
+
+def _lease() -> dt.timedelta:
+    """As long as Temporal lets this attempt run: its start-to-close timeout."""
+    timeout = activity.info().start_to_close_timeout if activity.in_activity() else None
+    return timeout or dt.timedelta(seconds=90)
+
+
+def _worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @lru_cache(maxsize=256)

@@ -13,8 +13,18 @@ from sqlmodel import create_engine
 from models import records  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 
+def driver_url(url: str) -> str:
+    """`postgresql://…` (as PostgreSQL itself writes it) means psycopg 3, the driver this
+    project installs; SQLAlchemy would otherwise look for psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
 @lru_cache(maxsize=8)
 def engine(url: str) -> Engine:
+    url = driver_url(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         created = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})

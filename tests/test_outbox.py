@@ -1,0 +1,143 @@
+"""The outbox and the persistence activities on every supported database: several attempts
+racing on one outbox key (as two workers would after a timeout) send one message, and a
+retried event or terms write leaves one row."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+
+from sqlmodel import Session, select
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.notify import TRANSIENT, Notifier
+from activities.store import EventIn, SaveTerms, Store
+from config import Settings
+from emails.sink import read_mail, start_sink
+from models.db import engine
+from models.lifecycle import EmailSpec, SendOutcome, terms_json, terms_sha256
+from models.loader import load_agreement
+from models.plan import Scenario
+from models.records import EventRecord, OutboxRecord, TermsRecord
+from schedule.engine import plan
+from simulate import free_port
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "kristianstad-gamlegarden.toml"
+
+
+def specs(count: int) -> tuple[SaveTerms, list[EmailSpec]]:
+    agreement = load_agreement(EXAMPLE)
+    sha = terms_sha256(agreement)
+    promised = plan(agreement, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
+    milestones = {m.id: m for m in promised.milestones}
+    emails = [
+        EmailSpec(
+            key=email.key,
+            agreement_id=agreement.id,
+            terms_sha256=sha,
+            template=email.template,
+            to=email.to,
+            milestone=milestones[email.milestone_id],
+            days_before=email.days_before,
+            planned_at=email.send_at,
+        )
+        for email in promised.emails[:count]
+    ]
+    terms = SaveTerms(agreement_id=agreement.id, sha256=sha, terms_json=terms_json(agreement))
+    return terms, emails
+
+
+async def test_racing_attempts_send_each_email_once(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    sink = start_sink(tmp_path / "mail", port=port)
+    settings = Settings(database_url=database_url, smtp_port=port, data_dir=tmp_path)
+    terms, emails = specs(6)
+    await Store(database_url).save_terms(terms)
+    # Two notifiers, as two workers have; eight attempts at each email at once.
+    notifiers = [Notifier(settings), Notifier(settings)]
+    attempts = [
+        ActivityEnvironment().run(notifiers[i % 2].send_email, spec)
+        for spec in emails
+        for i in range(8)
+    ]
+    try:
+        results = await asyncio.gather(*attempts, return_exceptions=True)
+        # Whoever found the email in flight is retried by Temporal; the retry finds it sent.
+        retried = [
+            await ActivityEnvironment().run(notifiers[0].send_email, spec) for spec in emails
+        ]
+    finally:
+        sink.stop()
+    outcomes = Counter(
+        r.type if isinstance(r, ApplicationError) else r.outcome  # type: ignore[union-attr]
+        for r in results
+    )
+    assert set(outcomes) <= {SendOutcome.sent, SendOutcome.already_sent, TRANSIENT}, outcomes
+    assert outcomes[SendOutcome.sent] == len(emails)
+    assert all(r.outcome == SendOutcome.already_sent for r in retried)
+    delivered = Counter(m["Message-ID"] for m in read_mail(tmp_path / "mail"))
+    assert len(delivered) == len(emails) and set(delivered.values()) == {1}, delivered
+    with Session(engine(database_url)) as session:
+        rows = session.exec(select(OutboxRecord)).all()
+    assert [(r.status, r.attempts, r.lease_until) for r in rows] == [("sent", 1, None)] * len(
+        emails
+    )
+    assert {r.message_id for r in rows} == set(delivered)
+
+
+async def test_an_abandoned_claim_lapses_and_is_taken_over(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A worker that died while sending leaves a claim; once its lease is over, a retry may
+    send (the mail server never got the message: it is not in the sink)."""
+    port = free_port()
+    sink = start_sink(tmp_path / "mail", port=port)
+    settings = Settings(database_url=database_url, smtp_port=port, data_dir=tmp_path)
+    terms, (spec,) = specs(1)
+    await Store(database_url).save_terms(terms)
+    notifier = Notifier(settings)
+    row, claimed = notifier._claim(spec, "subject", "<id@example.se>")
+    assert claimed and row.status == "sending" and row.lease_until is not None
+    _, again = notifier._claim(spec, "subject", "<id@example.se>")
+    assert not again  # the lease holds
+    with Session(engine(database_url)) as session:
+        held = session.get(OutboxRecord, spec.key)
+        assert held is not None
+        held.lease_until = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        session.add(held)
+        session.commit()
+    try:
+        result = await ActivityEnvironment().run(notifier.send_email, spec)
+    finally:
+        sink.stop()
+    assert result.outcome == SendOutcome.sent
+    assert len(read_mail(tmp_path / "mail")) == 1
+    with Session(engine(database_url)) as session:
+        done = session.get(OutboxRecord, spec.key)
+    assert done is not None and (done.status, done.attempts) == ("sent", 2)
+
+
+async def test_store_writes_are_idempotent(database_url: str) -> None:
+    store = Store(database_url)
+    terms, _ = specs(0)
+    event = EventIn(
+        event_key="gamlegarden:1",
+        agreement_id="gamlegarden",
+        at=dt.datetime(2024, 1, 1, 9, tzinfo=dt.UTC),
+        kind="created",
+        actor="coordinator",
+        summary="Skapat – ”åäö”",
+        data={"n": 1},
+    )
+    await asyncio.gather(*(store.record_event(event) for _ in range(4)))
+    await asyncio.gather(*(store.save_terms(terms) for _ in range(4)))
+    with Session(engine(database_url)) as session:
+        events = session.exec(select(EventRecord)).all()
+        stored = session.exec(select(TermsRecord)).all()
+    assert [(e.event_key, e.summary, e.at) for e in events] == [
+        ("gamlegarden:1", "Skapat – ”åäö”", event.at)
+    ]
+    assert [t.sha256 for t in stored] == [terms.sha256]
