@@ -347,6 +347,16 @@ def _run(work: Any) -> Any:
         raise fail(str(error)) from None
 
 
+def _read(query: Any) -> Any:
+    """Read the database; a database that cannot be read becomes a one-line error."""
+    from service.ops import OperationError
+
+    try:
+        return query()
+    except OperationError as error:
+        raise fail(str(error)) from None
+
+
 def _emit(data: Any, as_json: bool, table: Table | str | None = None) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
@@ -391,6 +401,24 @@ def up() -> None:
 
 
 @app.command()
+def worker() -> None:
+    """Run one worker against the configured Temporal and database (a deployment runs
+    several; the database must be migrated first: `agreements migrate`)."""
+    from service.up import up as run_up
+
+    _run(run_up(_settings(), web=False))
+
+
+@app.command()
+def web() -> None:
+    """Run the web server and API alone (AGREEMENTS_WEB_HOST, AGREEMENTS_WEB_PORT) against
+    the configured Temporal and database."""
+    from service.up import up as run_up
+
+    _run(run_up(_settings(), worker=False))
+
+
+@app.command()
 def create(
     file: Annotated[Path, typer.Argument(help="Agreement file (.toml)")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -413,7 +441,7 @@ def list_agreements(as_json: Annotated[bool, typer.Option("--json")] = False) ->
     """Every agreement with its state and next milestone."""
     from service import ops
 
-    rows = ops.agreements(_settings())
+    rows = _read(lambda: ops.agreements(_settings()))
     table = Table(header_style="bold")
     for column in ("Id", "Avtal", "Läge", "Slut", "Nästa"):
         table.add_column(column)
@@ -432,7 +460,7 @@ def show(
     from service import ops
 
     snapshot = _run(_with_client(lambda c: ops.state(c, agreement_id)))
-    sent = ops.outbox(_settings(), agreement_id)
+    sent = _read(lambda: ops.outbox(_settings(), agreement_id))
     if as_json:
         data = _snapshot_json(snapshot)
         data["emails"] = [r.model_dump(mode="json") for r in sent]
@@ -624,7 +652,7 @@ def outbox(
     """What was sent, what failed and what is waiting to be sent."""
     from service import ops
 
-    rows = ops.outbox(_settings(), agreement_id)
+    rows = _read(lambda: ops.outbox(_settings(), agreement_id))
     table = Table(header_style="bold")
     for column in ("Skapad", "Status", "Till", "Ämne", "Fel"):
         table.add_column(column)
@@ -670,7 +698,8 @@ def upcoming(
 def migrate() -> None:
     """Bring the database to the newest schema (agreements up does this by itself)."""
     from models.db import migrate as run_migrations
+    from models.db import shown
 
     config = _settings()
     run_migrations(config.db_url())
-    out.print(f"Databasen är uppdaterad: {config.db_url()}", highlight=False)
+    out.print(f"Databasen är uppdaterad: {shown(config.db_url())}", highlight=False)

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     temporal_tls_ca: Path | None = None
     temporal_api_key: SecretStr | None = None
     task_queue: str = TASK_QUEUE
+    shutdown_grace_seconds: float = 30.0  # a stopping worker lets running activities finish
 
     smtp_host: str = "127.0.0.1"  # the embedded mail sink, unless set to a relay
     smtp_port: int = 8025
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = 30.0
     mail_from: str = "Avtalsservice <avtal@agreements.example.se>"
 
+    web_host: str = "127.0.0.1"  # behind a reverse proxy in a deployment; 0.0.0.0 to listen on all
     web_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
     signing_secret: SecretStr = SecretStr("change-me-in-production")

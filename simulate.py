@@ -37,6 +37,7 @@ from temporalio.testing import WorkflowEnvironment
 from config import Settings, binary
 from emails.sink import read_mail, start_sink
 from models.agreement import Agreement, RenewalKind
+from models.db import migrate
 from models.lifecycle import RoundInfo, State
 from models.plan import EndingKind, MilestoneKind, Scenario
 from models.prerequisites import CHECKLIST
@@ -205,6 +206,7 @@ async def started(
             smtp_port=port,
             task_queue="simulate",
         )
+        migrate(config.db_url())
         env = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter,
             test_server_existing_path=binary("temporal-test-server"),

@@ -11,6 +11,7 @@ import asyncio
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
@@ -66,6 +67,9 @@ def build_worker(client: Client, config: Settings) -> Worker:
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_runner=workflow_runner(),
+        # On SIGTERM (a rolling upgrade) an email being sent gets this long to finish
+        # before it is cancelled and retried on another worker.
+        graceful_shutdown_timeout=timedelta(seconds=config.shutdown_grace_seconds),
     )
 
 

@@ -27,7 +27,7 @@ from config import Settings
 from emails.message import build, message_id, sender_address
 from emails.render import render_email
 from models.agreement import Agreement
-from models.db import create_all
+from models.db import ready
 from models.lifecycle import EmailSpec, SendOutcome, SendResult
 from models.records import OutboxRecord, TermsRecord, utcnow
 from service.links import make_link
@@ -38,7 +38,7 @@ TRANSIENT = "SmtpTransient"
 class Notifier:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = create_all(settings.db_url())
+        self.db = ready(settings.db_url())
 
     @activity.defn(name="send_email")
     async def send_email(self, spec: EmailSpec) -> SendResult:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio import activity
 
-from models.db import create_all
+from models.db import ready
 from models.plan import Frozen
 from models.records import AgreementRecord, EventRecord, TermsRecord, utcnow
 
@@ -59,7 +59,7 @@ class Store:
     """Activities bound to one database URL."""
 
     def __init__(self, url: str) -> None:
-        self.db = create_all(url)
+        self.db = ready(url)
 
     @activity.defn(name="save_terms")
     async def save_terms(self, terms: SaveTerms) -> None:

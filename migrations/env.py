@@ -9,6 +9,7 @@ from models import records  # noqa: F401  (registers the tables)
 from models.db import engine
 
 target_metadata = SQLModel.metadata
+MIGRATION_LOCK = 7_262_001  # any fixed number: the advisory lock the migrations hold
 url = context.config.get_main_option("sqlalchemy.url")
 assert url, "migrations need sqlalchemy.url"
 
@@ -24,4 +25,7 @@ else:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Two deployments migrating at once take turns; the second finds nothing to do.
+                context.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             context.run_migrations()

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, event, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
 from models import records  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -67,6 +70,41 @@ def downgrade(url: str, revision: str = "base") -> None:
     _migrated.clear()
 
 
-def create_all(url: str) -> Engine:
-    """The database at the newest schema: every caller goes through the migrations."""
-    return migrate(url)
+class SchemaError(RuntimeError):
+    """The database is not at the schema this code needs; the message says what to run."""
+
+
+def head() -> str:
+    revision = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert revision is not None
+    return revision
+
+
+_ready: set[str] = set()
+
+
+def ready(url: str) -> Engine:
+    """The engine of a database that is already at the newest schema. Workers, the web
+    server and the commands never migrate by themselves (several of them starting at once
+    would race); `agreements migrate` or `agreements up` does, before they start."""
+    db = engine(url)
+    if url in _ready or (url, "head") in _migrated:
+        return db
+    try:
+        with db.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as error:
+        raise SchemaError(f"cannot open the database {shown(url)}: {error.args[0]}") from None
+    wanted = head()
+    if current != wanted:
+        raise SchemaError(
+            f"the database {shown(url)} is at schema {current or 'none (empty)'}, this version"
+            f" needs {wanted}: run `agreements migrate` first"
+        )
+    _ready.add(url)
+    return db
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)

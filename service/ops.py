@@ -8,6 +8,7 @@ import csv
 import io
 from typing import Any
 
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import (
     Client,
@@ -20,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
 from models.agreement import Agreement
-from models.db import create_all
+from models.db import SchemaError, ready
 from models.lifecycle import RoundInfo
 from models.plan import PlannedMilestone
 from models.records import AgreementRecord, EventRecord, OutboxRecord
@@ -139,13 +140,20 @@ async def current_round(client: Client, agreement_id: str) -> RoundInfo | None:
 # The read model (what the activities wrote) ----------------------------------------------
 
 
+def _db(config: Settings) -> Engine:
+    try:
+        return ready(config.db_url())
+    except SchemaError as error:
+        raise OperationError(str(error)) from None
+
+
 def agreements(config: Settings) -> list[AgreementRecord]:
-    with Session(create_all(config.db_url())) as session:
+    with Session(_db(config)) as session:
         return list(session.exec(select(AgreementRecord).order_by(col(AgreementRecord.id))))
 
 
 def outbox(config: Settings, agreement_id: str | None = None) -> list[OutboxRecord]:
-    with Session(create_all(config.db_url())) as session:
+    with Session(_db(config)) as session:
         query = select(OutboxRecord).order_by(col(OutboxRecord.created_at))
         if agreement_id is not None:
             query = query.where(OutboxRecord.agreement_id == agreement_id)
@@ -153,7 +161,7 @@ def outbox(config: Settings, agreement_id: str | None = None) -> list[OutboxReco
 
 
 def events(config: Settings, agreement_id: str) -> list[EventRecord]:
-    with Session(create_all(config.db_url())) as session:
+    with Session(_db(config)) as session:
         query = (
             select(EventRecord)
             .where(EventRecord.agreement_id == agreement_id)

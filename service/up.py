@@ -22,7 +22,8 @@ from temporalio.client import Client
 
 from config import Settings, binary
 from emails.sink import start_sink
-from models.db import migrate
+from models.db import SchemaError, migrate, shown
+from models.db import ready as schema_ready
 from service.ops import OperationError, connect
 from web.app import create_app
 from worker import build_worker
@@ -85,51 +86,76 @@ def uses_sink(config: Settings) -> bool:
     )
 
 
-async def up(config: Settings, ready: asyncio.Event | None = None) -> None:
+async def up(
+    config: Settings,
+    ready: asyncio.Event | None = None,
+    *,
+    worker: bool = True,
+    web: bool = True,
+) -> None:
+    """The whole service (both parts), or one part of a deployment: `worker=False` is a web
+    server, `web=False` a worker. Only the whole service migrates the database and runs
+    its own Temporal dev server and mail sink; a part expects them (docs/deploy.md)."""
+    whole = worker and web
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     server = None
-    if config.embedded_temporal():
+    if whole and config.embedded_temporal():
         server = start_dev_server(config, config.data_dir / "temporal.log")
     try:
         async with AsyncExitStack() as stack:
-            migrate(config.db_url())  # the database at the newest schema before anything runs
+            try:  # the database at the newest schema before anything runs
+                migrate(config.db_url()) if whole else schema_ready(config.db_url())
+            except SchemaError as error:
+                raise OperationError(str(error)) from None
             client = await wait_for_temporal(config, server)
             mail = config.data_dir / "mail"
-            if uses_sink(config):
-                sink = start_sink(mail, host="127.0.0.1", port=config.smtp_port)
-                stack.callback(sink.stop)
-            await stack.enter_async_context(build_worker(client, config))
-            web = WebServer(
-                uvicorn.Config(
-                    create_app(config, client),
-                    host="127.0.0.1",
-                    port=config.web_port,
-                    log_level="warning",
-                    lifespan="on",
+            sink = whole and uses_sink(config)
+            if sink:
+                controller = start_sink(mail, host="127.0.0.1", port=config.smtp_port)
+                stack.callback(controller.stop)
+            if worker:
+                await stack.enter_async_context(build_worker(client, config))
+            if web:
+                server_web = WebServer(
+                    uvicorn.Config(
+                        create_app(config, client),
+                        host=config.web_host,
+                        port=config.web_port,
+                        log_level="warning",
+                        lifespan="on",
+                    )
                 )
+                serving = asyncio.create_task(server_web.serve())
+
+                async def stop_web() -> None:
+                    server_web.should_exit = True
+                    await serving
+
+                stack.push_async_callback(stop_web)
+            what = "agreement service" if whole else ("worker" if worker else "web server")
+            print(f"Avtalstjänsten körs / the {what} is running:", flush=True)
+            if web:
+                site = f"http://{config.web_host}:{config.web_port}"
+                print(f"  Webb            {site}", flush=True)
+                print(f"  API             {site}/docs", flush=True)
+            print(
+                f"  Temporal        {config.temporal_target()} ({config.temporal_namespace})",
+                flush=True,
             )
-            serving = asyncio.create_task(web.serve())
-
-            async def stop_web() -> None:
-                web.should_exit = True
-                await serving
-
-            stack.push_async_callback(stop_web)
-            print("Avtalstjänsten körs / the agreement service is running:", flush=True)
-            print(f"  Webb            http://127.0.0.1:{config.web_port}", flush=True)
-            print(f"  API             http://127.0.0.1:{config.web_port}/docs", flush=True)
-            print(f"  Temporal        {config.temporal_target()}", flush=True)
             if server is not None:
                 print(f"  Temporal Web UI http://127.0.0.1:{config.temporal_ui_port}", flush=True)
-            if uses_sink(config):
-                print(f"  E-post (sink)   {mail.resolve()}  (SMTP 127.0.0.1:{config.smtp_port})")
-            else:
-                print(f"  E-post (SMTP)   {config.smtp_host}:{config.smtp_port}")
-            print(f"  Databas         {config.db_url()}")
+            if worker:
+                if sink:
+                    print(
+                        f"  E-post (sink)   {mail.resolve()}  (SMTP 127.0.0.1:{config.smtp_port})"
+                    )
+                else:
+                    print(f"  E-post (SMTP)   {config.smtp_host}:{config.smtp_port}")
+            print(f"  Databas         {shown(config.db_url())}")
             if "change-me" in config.api_token.get_secret_value() + (
                 config.signing_secret.get_secret_value()
             ):

@@ -122,14 +122,17 @@ def service_env(dev_server: str, tmp_path: Path) -> Iterator[dict[str, str]]:
         worker.communicate(timeout=60)
 
 
-# The worker plus the embedded mail sink, as `agreements up` runs them, minus Temporal.
+# The migrations, the worker and the embedded mail sink, as `agreements up` runs them, minus
+# Temporal.
 SERVE = """
 import asyncio, os
 from pathlib import Path
 from config import settings
 from emails.sink import start_sink
+from models.db import migrate
 from worker import serve
 config = settings()
+migrate(config.db_url())
 sink = start_sink(config.data_dir / "mail", port=config.smtp_port)
 try:
     asyncio.run(serve(config))

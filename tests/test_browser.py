@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import shutil
 import time
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from emails.sink import read_mail
 from simulate import free_port
+from tests.mail import signing_requests
 from tests.test_up import service
 
 CHROMIUM = shutil.which("chromium")
@@ -64,18 +62,7 @@ budget-plan = true
 
 def link_for(mail: Path, email: str, round_number: int) -> str:
     for _ in range(200):
-        found = []
-        for message in read_mail(mail):
-            if message["X-Sink-Recipient"] != email:
-                continue
-            if message["X-Agreement-Template"] != "signature_request":
-                continue
-            assert isinstance(message, EmailMessage)
-            body = message.get_body(preferencelist=("plain",))
-            assert body is not None
-            match = re.search(r"(https?://\S+/sign/[A-Za-z0-9_.-]+)", body.get_content())
-            if match:
-                found.append(match.group(1))
+        found = [url for _, signer, url in signing_requests(mail) if signer == email]
         if len(found) >= round_number:
             return found[round_number - 1]
         time.sleep(0.05)

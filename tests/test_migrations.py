@@ -55,3 +55,18 @@ def test_migrate_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         "agreement"
         in inspect(engine(f"sqlite:///{tmp_path.resolve() / 'agreements.db'}")).get_table_names()
     )
+
+
+def test_reading_a_database_that_is_not_migrated_says_what_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGREEMENTS_DATA_DIR", str(tmp_path))
+    config.settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["list"])
+    finally:
+        config.settings.cache_clear()
+    assert result.exit_code == 1
+    assert "is at schema none (empty), this version needs 0002" in result.output
+    assert "run `agreements migrate` first" in result.output
+    assert "Traceback" not in result.output

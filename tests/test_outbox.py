@@ -17,7 +17,7 @@ from activities.notify import TRANSIENT, Notifier
 from activities.store import EventIn, SaveTerms, Store
 from config import Settings
 from emails.sink import read_mail, start_sink
-from models.db import engine
+from models.db import engine, migrate
 from models.lifecycle import EmailSpec, SendOutcome, terms_json, terms_sha256
 from models.loader import load_agreement
 from models.plan import Scenario
@@ -55,6 +55,7 @@ async def test_racing_attempts_send_each_email_once(database_url: str, tmp_path:
     sink = start_sink(tmp_path / "mail", port=port)
     settings = Settings(database_url=database_url, smtp_port=port, data_dir=tmp_path)
     terms, emails = specs(6)
+    migrate(database_url)
     await Store(database_url).save_terms(terms)
     # Two notifiers, as two workers have; eight attempts at each email at once.
     notifiers = [Notifier(settings), Notifier(settings)]
@@ -97,6 +98,7 @@ async def test_an_abandoned_claim_lapses_and_is_taken_over(
     sink = start_sink(tmp_path / "mail", port=port)
     settings = Settings(database_url=database_url, smtp_port=port, data_dir=tmp_path)
     terms, (spec,) = specs(1)
+    migrate(database_url)
     await Store(database_url).save_terms(terms)
     notifier = Notifier(settings)
     row, claimed = notifier._claim(spec, "subject", "<id@example.se>")
@@ -121,6 +123,7 @@ async def test_an_abandoned_claim_lapses_and_is_taken_over(
 
 
 async def test_store_writes_are_idempotent(database_url: str) -> None:
+    migrate(database_url)
     store = Store(database_url)
     terms, _ = specs(0)
     event = EventIn(

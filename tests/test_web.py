@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from config import Settings
-from emails.sink import read_mail
+from tests.mail import signing_requests
 from web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,16 +36,7 @@ def web(service_env: dict[str, str]) -> Iterator[tuple[TestClient, Path]]:
 def links(mail: Path, count: int) -> dict[str, str]:
     """Signer email -> the path of their personal link, from the emails in the sink."""
     for _ in range(200):
-        found = {}
-        for message in read_mail(mail):
-            if message["X-Agreement-Template"] != "signature_request":
-                continue
-            assert isinstance(message, EmailMessage)
-            body = message.get_body(preferencelist=("plain",))
-            assert body is not None
-            match = re.search(r"https?://[^/\s]+(/sign/[A-Za-z0-9_.-]+)", body.get_content())
-            assert match, body.get_content()
-            found[str(message["X-Sink-Recipient"])] = match.group(1)
+        found = {signer: url[url.index("/sign/") :] for _, signer, url in signing_requests(mail)}
         if len(found) >= count:
             return found
         time.sleep(0.05)

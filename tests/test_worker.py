@@ -18,6 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from typer.testing import CliRunner
 
 from cli import app
+from models.db import migrate
 from models.lifecycle import State
 from models.loader import load_agreement
 from simulate import free_port
@@ -42,6 +43,27 @@ async def connect(address: str) -> Client:
     raise AssertionError(f"the dev server at {address} did not start")
 
 
+def test_a_worker_refuses_a_database_that_is_not_migrated(dev_server: str, tmp_path: Path) -> None:
+    """Workers never migrate (several starting at once would race): they say what to run."""
+    env = {
+        **os.environ,
+        "AGREEMENTS_TEMPORAL_ADDRESS": dev_server,
+        "AGREEMENTS_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "worker.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "is at schema none (empty), this version needs 0002" in done.stderr
+    assert "run `agreements migrate` first" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 async def test_worker_runs_agreements_and_stops_cleanly(dev_server: str, tmp_path: Path) -> None:
     client = await connect(dev_server)
     env = {
@@ -50,6 +72,7 @@ async def test_worker_runs_agreements_and_stops_cleanly(dev_server: str, tmp_pat
         "AGREEMENTS_DATA_DIR": str(tmp_path),
         "AGREEMENTS_SMTP_PORT": str(free_port()),  # nothing listens: emails wait and retry
     }
+    migrate(f"sqlite:///{tmp_path / 'agreements.db'}")
     worker = subprocess.Popen(
         [sys.executable, str(ROOT / "worker.py")],
         env=env,

@@ -29,7 +29,7 @@ from config import Settings
 from emails.calendar import calendar
 from emails.render import day, kronor
 from models.agreement import Agreement
-from models.db import create_all
+from models.db import ready
 from models.lifecycle import RoundInfo, SignerStatus, terms_sha256
 from models.loader import AgreementFileError, loads_agreement
 from models.plan import EndingKind
@@ -488,7 +488,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
 
 def load_terms(config: Settings, sha256: str) -> Agreement:
-    with Session(create_all(config.db_url())) as session:
+    with Session(ready(config.db_url())) as session:
         row = session.get(TermsRecord, sha256)
         if row is None:
             raise ops.OperationError("the agreement's terms are not stored yet; try again")
