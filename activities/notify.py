@@ -1,7 +1,9 @@
 """The notification activity: render one email and send it exactly once per outbox key.
 
-The outbox row is written before the message goes out; a second attempt for the same key
-finds it and never sends twice. SMTP failures are classified: a connection error, a
+The outbox row is written before the message goes out, and one attempt at a time holds it
+(a lease), so a second attempt or a second worker never sends it again. The row moves
+pending -> sending -> handed (the content is going to the relay) -> sent or failed. SMTP
+failures are classified: a connection error, a
 timeout or a 4xx answer is retried by Temporal with backoff; a 5xx answer or a refused
 recipient is permanent, recorded as failed, and reported back so the workflow can tell the
 coordinator once.
@@ -13,9 +15,11 @@ import asyncio
 import datetime as dt
 import os
 import socket
+from email.message import EmailMessage
 from functools import lru_cache
 
 import aiosmtplib
+from aiosmtplib.email import flatten_message
 from jinja2 import TemplateError
 from sqlalchemy import Engine, and_, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +27,7 @@ from sqlmodel import Session, col
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import smtp
 from config import Settings
 from emails.message import build, message_id, sender_address
 from emails.render import render_email
@@ -33,6 +38,7 @@ from models.records import OutboxRecord, TermsRecord, utcnow
 from service.links import make_link
 
 TRANSIENT = "SmtpTransient"
+UNCONFIRMED = "handed to the mail server by a worker that stopped before its answer: not sent again"
 
 
 class Notifier:
@@ -69,25 +75,7 @@ class Notifier:
             )
         message = build(agreement, spec, rendered, self.settings.mail_from, dt.datetime.now(dt.UTC))
         try:
-            await aiosmtplib.send(
-                message,
-                sender=sender_address(self.settings.mail_from),
-                recipients=[spec.to.email],
-                hostname=self.settings.smtp_host,
-                port=self.settings.smtp_port,
-                username=self.settings.smtp_user,
-                password=(
-                    self.settings.smtp_password.get_secret_value()
-                    if self.settings.smtp_password
-                    else None
-                ),
-                use_tls=self.settings.smtp_security == "tls",
-                start_tls=self.settings.smtp_security == "starttls",
-                timeout=self.settings.smtp_timeout_seconds,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            reason = "; ".join(f"{r.code} {r.message}" for r in error.recipients)
-            return await self._failed(spec, mid, rendered.subject, reason)
+            await self._transmit(spec, message)
         except aiosmtplib.SMTPResponseException as error:
             if error.code >= 500:
                 return await self._failed(
@@ -105,6 +93,40 @@ class Notifier:
         return SendResult(
             key=spec.key, outcome=SendOutcome.sent, message_id=mid, subject=rendered.subject
         )
+
+    async def _transmit(self, spec: EmailSpec, message: EmailMessage) -> None:
+        """Hand the message to the relay, one step at a time: after the relay's go-ahead and
+        just before the content goes, the outbox says `handed`. A worker that dies from
+        then on has delivered it, so a later attempt does not send it again (`_claim`)."""
+        config = self.settings
+        sender = sender_address(config.mail_from)
+        recipient = spec.to.email
+        client = aiosmtplib.SMTP(
+            hostname=config.smtp_host,
+            port=config.smtp_port,
+            username=config.smtp_user,
+            password=config.smtp_password.get_secret_value() if config.smtp_password else None,
+            use_tls=config.smtp_security == "tls",
+            start_tls=config.smtp_security == "starttls",
+            timeout=config.smtp_timeout_seconds,
+        )
+        async with client:
+            utf8 = not (sender + recipient).isascii()
+            options = ["SMTPUTF8"] if utf8 else []
+            if client.supports_extension("8BITMIME"):
+                options.append("BODY=8BITMIME")
+            await client.mail(sender, options=options)
+            await client.rcpt(recipient)
+            content = flatten_message(
+                message,
+                utf8=utf8,
+                cte_type="8bit" if client.supports_extension("8BITMIME") else "7bit",
+            )
+
+            async def handed() -> None:
+                await asyncio.to_thread(self._mark, spec.key, "handed", None)
+
+            await smtp.data(client, content, handed)
 
     def _link(self, spec: EmailSpec) -> str | None:
         """The signer's personal link, signed with the configured secret."""
@@ -161,6 +183,24 @@ class Notifier:
                     worker=_worker(),
                 )
             )
+            if taken.rowcount == 0:
+                # The attempt that handed the message over died before the relay's answer
+                # was written down. The relay most likely has it: sending again could
+                # deliver it twice, so it counts as sent, and the row says it is unconfirmed.
+                connection.execute(
+                    update(OutboxRecord)
+                    .where(
+                        col(OutboxRecord.key) == spec.key,
+                        col(OutboxRecord.status) == "handed",
+                        col(OutboxRecord.lease_until) < now,
+                    )
+                    .values(
+                        status="sent",
+                        sent_at=now,
+                        lease_until=None,
+                        error=UNCONFIRMED,
+                    )
+                )
         with Session(self.db) as session:
             row = session.get(OutboxRecord, spec.key)
             assert row is not None
@@ -174,7 +214,8 @@ class Notifier:
                 return
             row.status = status
             row.error = error
-            row.lease_until = None
+            if status != "handed":  # handed: still this attempt's, until the answer
+                row.lease_until = None
             if status == "sent":
                 row.sent_at = utcnow()
             session.add(row)

@@ -82,7 +82,7 @@ class OutboxRecord(SQLModel, table=True):
     recipient: str
     subject: str
     message_id: str
-    status: str = Field(index=True)  # pending, sending, sent, failed
+    status: str = Field(index=True)  # pending, sending, handed, sent, failed
     attempts: int = 0
     # While one attempt is sending, no other worker may: the claim holds until this moment
     # (the activity's start-to-close timeout), after which a retry may take it over.

@@ -1,0 +1,135 @@
+"""What the reliability tests share: worker processes that can be killed, agreements whose
+emails fall due within seconds on the real dev server, and the counts each test reports.
+
+The agreements run on the real clock. Each starts with a clock offset (the workflow input's
+`clock_offset_seconds`, zero in production) that puts its "now" a few seconds before one
+of its own planned send times, so real timers fire during the test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+
+from models.agreement import Agreement
+from models.loader import load_agreement
+from models.plan import PlannedEmail
+from workflows.agreement import AgreementInput, AgreementWorkflow, workflow_id
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+EXAMPLE = ROOT / "examples" / "lund-radrum.toml"
+RESULTS = ROOT / "build" / "reliability.json"
+
+
+class WorkerProcess:
+    """`python worker.py` with the given settings; started, killed and restarted at will."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = {**os.environ, **env}
+        self.process: subprocess.Popen[str] | None = None
+        self.starts = 0
+        self.kills = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py")],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("worker on"):
+            raise AssertionError(line + (self.process.stderr.read() if self.process.stderr else ""))
+        self.starts += 1
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup, as a crash or a lost machine."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.communicate(timeout=30)
+        self.kills += 1
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.communicate(timeout=90)
+
+
+def agreement_copy(number: int, template: Agreement | None = None) -> Agreement:
+    """The example under another id, imported as signed on its planned signing day."""
+    base = template or load_agreement(EXAMPLE)
+    signing = base.signing.model_copy(update={"signed": base.signing.planned})
+    return base.model_copy(update={"id": f"{base.id}-{number:02d}", "signing": signing})
+
+
+def instants(agreement: Agreement) -> list[dt.datetime]:
+    """The agreement's planned send times, each with at least two emails, in order."""
+    from models.plan import Scenario
+    from schedule.engine import plan
+
+    promised = plan(agreement, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
+    counts = Counter(e.send_at for e in promised.emails)
+    begin = dt.datetime.combine(agreement.term.start, dt.time(), tzinfo=dt.UTC)
+    return sorted(t for t, n in counts.items() if n >= 2 and t > begin)
+
+
+async def start_due_soon(
+    client: Client, agreement: Agreement, instant: dt.datetime, lead_seconds: float
+) -> None:
+    """Start the agreement with its clock `lead_seconds` before `instant`."""
+    now = dt.datetime.now(dt.UTC)
+    offset = (instant - dt.timedelta(seconds=lead_seconds) - now).total_seconds()
+    await client.start_workflow(
+        AgreementWorkflow.run,
+        AgreementInput(agreement=agreement, clock_offset_seconds=offset),
+        id=workflow_id(agreement.id),
+        task_queue="agreements",
+    )
+
+
+async def due_by(client: Client, agreement_id: str, instant: dt.datetime) -> list[PlannedEmail]:
+    """What the agreement's workflow itself says it will send up to `instant`."""
+    handle = client.get_workflow_handle(workflow_id(agreement_id))
+    emails: list[PlannedEmail] = await handle.query(AgreementWorkflow.get_planned_emails)
+    return [e for e in emails if e.send_at <= instant]
+
+
+def delivered(messages: list[Message]) -> Counter[str]:
+    """How many copies of each outbox key reached the mail server."""
+    return Counter(str(m["X-Agreement-Email-Key"]).strip() for m in messages)
+
+
+def wait_until(check: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"gave up after {seconds:.0f} s waiting for {what}")
+
+
+def report(name: str, **figures: Any) -> None:
+    """Keep the figures of this run for the README's table (build/reliability.json)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[name] = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **figures}
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
