@@ -214,7 +214,9 @@ class _Builder:
             for index, first, last in periods:
                 if c.periods is not None and index not in c.periods:
                     continue
-                amount = c.amounts[index - 1] if c.amounts is not None else c.amount
+                amount = c.amount
+                if c.amounts is not None:  # an extension beyond the list goes on at the last
+                    amount = c.amounts[min(index, len(c.amounts)) - 1]
                 names = {"payer": self.name(c.payer), "payee": self.name(c.payee)}
                 if c.kind is ContributionKind.in_kind:
                     self.add(

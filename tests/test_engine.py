@@ -314,3 +314,13 @@ def test_english_agreement_gets_english_titles():
 def test_naive_now_is_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         plan(agreement(), dt.datetime(2025, 1, 1))
+
+
+def test_a_period_after_the_listed_amounts_goes_on_at_the_last_amount():
+    terms = agreement(renewal="opt-out", term_extra=OPT_OUT)
+    contribution = terms.contributions[0].model_copy(
+        update={"amount": None, "amounts": [100000, 110000]}
+    )
+    terms = terms.model_copy(update={"contributions": [contribution]})
+    invoices = [m for m in plan(terms, NOW).milestones if m.kind is MilestoneKind.invoice]
+    assert [m.amount for m in invoices] == [100000, 110000, 110000]
