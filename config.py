@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = None
     task_queue: str = TASK_QUEUE
     shutdown_grace_seconds: float = 30.0  # a stopping worker lets running activities finish
+    max_cached_workflows: int = 1000  # agreements a worker keeps in memory between events
 
     smtp_host: str = "127.0.0.1"  # the embedded mail sink, unless set to a relay
     smtp_port: int = 8025
@@ -44,6 +45,9 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout_seconds: float = 30.0
+    # At most this many emails a second from each worker (0: no limit), so a burst on the
+    # first of a month does not flood the relay. N workers send up to N times as many.
+    smtp_max_per_second: float = 0.0
     mail_from: str = "Avtalsservice <avtal@agreements.example.se>"
 
     web_host: str = "127.0.0.1"  # behind a reverse proxy in a deployment; 0.0.0.0 to listen on all

@@ -67,6 +67,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_runner=workflow_runner(),
+        max_cached_workflows=config.max_cached_workflows,
         # On SIGTERM (a rolling upgrade) an email being sent gets this long to finish
         # before it is cancelled and retried on another worker.
         graceful_shutdown_timeout=timedelta(seconds=config.shutdown_grace_seconds),

@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from functools import lru_cache
 
 import aiosmtplib
+from aiolimiter import AsyncLimiter
 from aiosmtplib.email import flatten_message
 from jinja2 import TemplateError
 from sqlalchemy import Engine, and_, or_, update
@@ -44,6 +45,8 @@ UNCONFIRMED = "handed to the mail server by a worker that stopped before its ans
 class Notifier:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        rate = settings.smtp_max_per_second
+        self.limiter = AsyncLimiter(1, 1 / rate) if rate > 0 else None  # evenly paced
         self.db = ready(settings.db_url())
 
     @activity.defn(name="send_email")
@@ -99,6 +102,8 @@ class Notifier:
         just before the content goes, the outbox says `handed`. A worker that dies from
         then on has delivered it, so a later attempt does not send it again (`_claim`)."""
         config = self.settings
+        if self.limiter is not None:
+            await self.limiter.acquire()
         sender = sender_address(config.mail_from)
         recipient = spec.to.email
         client = aiosmtplib.SMTP(

@@ -1,0 +1,66 @@
+"""The baselines: bare Temporal workflows doing the same number of timers, activities and
+updates as an agreement, with no-op activities and no logic of their own."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import activity, workflow
+
+NOOP_TIMEOUT = timedelta(seconds=60)
+
+
+@activity.defn(name="bench_noop")
+async def noop(value: str) -> str:
+    return value
+
+
+@workflow.defn(name="BenchBareLife")
+class BareLife:
+    """`timers` sleeps of a day; after each, its share of `activities` no-op activities."""
+
+    @workflow.run
+    async def run(self, timers: int, activities: int) -> int:
+        done = 0
+        for n in range(max(timers, 1)):
+            if n < timers:
+                await workflow.sleep(timedelta(days=1))
+            share = activities // max(timers, 1) + (1 if n < activities % max(timers, 1) else 0)
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity(noop, "x", start_to_close_timeout=NOOP_TIMEOUT)
+                    for _ in range(share)
+                )
+            )
+            done += share
+        return done
+
+
+@workflow.defn(name="BenchBareUpdates")
+class BareUpdates:
+    """Takes `updates` updates, each running its share of no-op activities, then ends."""
+
+    def __init__(self) -> None:
+        self.taken = 0
+        self.expected = 0
+        self.per_update = 0
+
+    @workflow.run
+    async def run(self, updates: int, per_update: int) -> int:
+        self.expected = updates
+        self.per_update = per_update
+        await workflow.wait_condition(lambda: self.taken >= self.expected)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.taken
+
+    @workflow.update(name="step")
+    async def step(self) -> int:
+        await asyncio.gather(
+            *(
+                workflow.execute_activity(noop, "x", start_to_close_timeout=NOOP_TIMEOUT)
+                for _ in range(self.per_update)
+            )
+        )
+        self.taken += 1
+        return self.taken
