@@ -1,24 +1,37 @@
-"""What the benchmarks share: the machine's description, a Temporal dev server on free
-loopback ports, a worker's resident memory, and timing."""
+"""What the benchmarks (and the reliability tests) share: the machine's description, a
+Temporal dev server on free loopback ports, a worker's resident memory, timing, and
+agreements whose emails fall due within seconds on the real clock.
+
+Those agreements start with a clock offset (the workflow input's `clock_offset_seconds`,
+zero in production) that puts their "now" just before one of their own send times, so
+real timers fire while the benchmark or test watches."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
+from temporalio.client import Client
+
 from config import Settings
+from models.agreement import Agreement
+from models.loader import load_agreement
 from service.up import start_dev_server
 from simulate import free_port
+from workflows.agreement import AgreementInput, AgreementWorkflow, workflow_id
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+SIGNED = ROOT / "examples" / "lund-radrum.toml"
 
 
 def machine() -> dict[str, str | int]:
@@ -77,6 +90,42 @@ def dev_server(folder: Path) -> Iterator[str]:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def agreement_copy(number: int, template: Agreement | None = None) -> Agreement:
+    """The example under another id, imported as signed on its planned signing day."""
+    base = template or load_agreement(SIGNED)
+    signing = base.signing.model_copy(update={"signed": base.signing.planned})
+    return base.model_copy(update={"id": f"{base.id}-{number:02d}", "signing": signing})
+
+
+def instants(agreement: Agreement) -> list[dt.datetime]:
+    """The agreement's planned send times, each with at least two emails, in order."""
+    from models.plan import Scenario
+    from schedule.engine import plan
+
+    promised = plan(agreement, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
+    counts = Counter(e.send_at for e in promised.emails)
+    begin = dt.datetime.combine(agreement.term.start, dt.time(), tzinfo=dt.UTC)
+    return sorted(t for t, n in counts.items() if n >= 2 and t > begin)
+
+
+async def start_due_soon(
+    client: Client,
+    agreement: Agreement,
+    instant: dt.datetime,
+    lead_seconds: float,
+    task_queue: str = "agreements",
+) -> None:
+    """Start the agreement with its clock `lead_seconds` before `instant`."""
+    now = dt.datetime.now(dt.UTC)
+    offset = (instant - dt.timedelta(seconds=lead_seconds) - now).total_seconds()
+    await client.start_workflow(
+        AgreementWorkflow.run,
+        AgreementInput(agreement=agreement, clock_offset_seconds=offset),
+        id=workflow_id(agreement.id),
+        task_queue=task_queue,
+    )
 
 
 class Clock:

@@ -1,10 +1,6 @@
-"""What the reliability tests share: worker processes that can be killed, agreements whose
-emails fall due within seconds on the real dev server, and the counts each test reports.
-
-The agreements run on the real clock. Each starts with a clock offset (the workflow input's
-`clock_offset_seconds`, zero in production) that puts its "now" a few seconds before one
-of its own planned send times, so real timers fire during the test.
-"""
+"""What the reliability tests share: worker processes that can be killed, what a workflow
+says it will send, and the counts each test reports. Agreements whose emails fall due
+within seconds on the real clock come from bench.common (the burst benchmark uses them)."""
 
 from __future__ import annotations
 
@@ -22,13 +18,13 @@ from typing import Any
 
 from temporalio.client import Client
 
-from models.agreement import Agreement
-from models.loader import load_agreement
+from bench.common import agreement_copy, instants, start_due_soon
 from models.plan import PlannedEmail
-from workflows.agreement import AgreementInput, AgreementWorkflow, workflow_id
+from workflows.agreement import AgreementWorkflow, workflow_id
+
+__all__ = ["agreement_copy", "instants", "start_due_soon"]
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-EXAMPLE = ROOT / "examples" / "lund-radrum.toml"
 RESULTS = ROOT / "build" / "reliability.json"
 
 
@@ -72,38 +68,6 @@ class WorkerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.communicate(timeout=90)
-
-
-def agreement_copy(number: int, template: Agreement | None = None) -> Agreement:
-    """The example under another id, imported as signed on its planned signing day."""
-    base = template or load_agreement(EXAMPLE)
-    signing = base.signing.model_copy(update={"signed": base.signing.planned})
-    return base.model_copy(update={"id": f"{base.id}-{number:02d}", "signing": signing})
-
-
-def instants(agreement: Agreement) -> list[dt.datetime]:
-    """The agreement's planned send times, each with at least two emails, in order."""
-    from models.plan import Scenario
-    from schedule.engine import plan
-
-    promised = plan(agreement, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
-    counts = Counter(e.send_at for e in promised.emails)
-    begin = dt.datetime.combine(agreement.term.start, dt.time(), tzinfo=dt.UTC)
-    return sorted(t for t, n in counts.items() if n >= 2 and t > begin)
-
-
-async def start_due_soon(
-    client: Client, agreement: Agreement, instant: dt.datetime, lead_seconds: float
-) -> None:
-    """Start the agreement with its clock `lead_seconds` before `instant`."""
-    now = dt.datetime.now(dt.UTC)
-    offset = (instant - dt.timedelta(seconds=lead_seconds) - now).total_seconds()
-    await client.start_workflow(
-        AgreementWorkflow.run,
-        AgreementInput(agreement=agreement, clock_offset_seconds=offset),
-        id=workflow_id(agreement.id),
-        task_queue="agreements",
-    )
 
 
 async def due_by(client: Client, agreement_id: str, instant: dt.datetime) -> list[PlannedEmail]:

@@ -1,0 +1,142 @@
+"""Email: render, outbox and send of M emails through the notification activity to a local
+aiosmtpd sink, against raw aiosmtplib sending the same pre-rendered messages, in the same
+run and with the same concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import tempfile
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+from temporalio.testing import ActivityEnvironment
+
+from activities.notify import Notifier
+from activities.store import SaveTerms, Store
+from bench.common import EXAMPLES, Clock
+from config import Settings
+from emails.message import build, sender_address
+from emails.render import render_email
+from emails.sink import start_sink
+from models.db import migrate
+from models.lifecycle import EmailSpec, terms_json, terms_sha256
+from models.loader import load_agreement
+from models.plan import Scenario
+from schedule.engine import plan
+from simulate import free_port
+
+CONCURRENCY = 8
+
+
+def specs(count: int) -> list[tuple[Any, EmailSpec]]:
+    """`count` emails from the examples' plans, each under its own key."""
+    found: list[tuple[Any, EmailSpec]] = []
+    agreements = [load_agreement(path) for path in EXAMPLES]
+    while len(found) < count:
+        for agreement in agreements:
+            promised = plan(
+                agreement, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan
+            )
+            milestones = {m.id: m for m in promised.milestones}
+            for email in promised.emails:
+                found.append(
+                    (
+                        agreement,
+                        EmailSpec(
+                            key=f"{email.key}:{len(found)}",
+                            agreement_id=agreement.id,
+                            terms_sha256=terms_sha256(agreement),
+                            template=email.template,
+                            to=email.to,
+                            milestone=milestones[email.milestone_id],
+                            days_before=email.days_before,
+                            planned_at=email.send_at,
+                        ),
+                    )
+                )
+                if len(found) == count:
+                    return found
+    return found
+
+
+async def lanes(work: list[Any], run: Any) -> None:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for item in work:
+        queue.put_nowait(item)
+
+    async def lane() -> None:
+        while not queue.empty():
+            await run(queue.get_nowait())
+
+    await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
+
+
+async def run(count: int = 500, seconds: float = 120) -> dict[str, Any]:
+    emails = specs(count)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        port = free_port()
+        sink = start_sink(folder / "mail", port=port)
+        try:
+            config = Settings(data_dir=folder, smtp_port=port)
+            migrate(config.db_url())
+            store = Store(config.db_url())
+            for agreement in {a.id: a for a, _ in emails}.values():
+                await store.save_terms(
+                    SaveTerms(
+                        agreement_id=agreement.id,
+                        sha256=terms_sha256(agreement),
+                        terms_json=terms_json(agreement),
+                    )
+                )
+            notifier = Notifier(config)
+            environment = ActivityEnvironment()
+
+            async def ours_one(item: tuple[Any, EmailSpec]) -> None:
+                await environment.run(notifier.send_email, item[1])
+
+            with Clock() as ours:
+                await asyncio.wait_for(lanes(emails, ours_one), seconds)
+
+            # Raw: the same messages, rendered beforehand, one connection each (as ours).
+            now = dt.datetime.now(dt.UTC)
+            messages = [
+                build(a, spec, render_email(a, spec, None), config.mail_from, now)
+                for a, spec in emails
+            ]
+            sender = sender_address(config.mail_from)
+
+            async def raw_one(message: EmailMessage) -> None:
+                await aiosmtplib.send(message, sender=sender, hostname="127.0.0.1", port=port)
+
+            with Clock() as raw:
+                await asyncio.wait_for(lanes(messages, raw_one), seconds)
+
+            # Raw with one open connection per lane: what reusing connections would give.
+            async def reused() -> None:
+                queue = list(messages)
+
+                async def lane() -> None:
+                    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as client:
+                        while queue:
+                            await client.send_message(queue.pop(), sender=sender)
+
+                await asyncio.gather(*(lane() for _ in range(CONCURRENCY)))
+
+            with Clock() as pooled:
+                await asyncio.wait_for(reused(), seconds)
+        finally:
+            sink.stop()
+    return {
+        "emails": count,
+        "concurrency": CONCURRENCY,
+        "ours_per_s": round(count / ours.seconds, 1),
+        "raw_per_s": round(count / raw.seconds, 1),
+        "raw_reused_connection_per_s": round(count / pooled.seconds, 1),
+        "ratio": round(raw.seconds / ours.seconds, 2),
+        "ratio_vs_reused": round(pooled.seconds / ours.seconds, 2),
+        "goal_ratio_at_least": 0.8,
+    }
