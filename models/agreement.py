@@ -51,6 +51,18 @@ Key = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$"),
 ]
+
+
+def _plausible(value: dt.date) -> dt.date:
+    # An agreement's dates lie within a lifetime; the year 9999 would overflow the calendar.
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"must lie between {FIRST_DAY} and {LAST_DAY}")
+    return value
+
+
+FIRST_DAY = dt.date(1990, 1, 1)
+LAST_DAY = dt.date(2199, 12, 31)
+Day = Annotated[dt.date, AfterValidator(_plausible)]
 Kronor = Annotated[int, Field(ge=0, le=10_000_000_000)]
 Months = Annotated[int, Field(ge=1, le=600)]
 Days = Annotated[int, Field(ge=0, le=3650)]
@@ -170,14 +182,14 @@ class Coordinator(Strict):
 
 
 class Term(Strict):
-    start: dt.date
-    end: dt.date  # last day of the initial term, inclusive
+    start: Day
+    end: Day  # last day of the initial term, inclusive
     period_months: Months = 12  # periods slice the term for money, reports and meetings
     renewal: RenewalKind = RenewalKind.fixed
     renewal_months: Months | None = None  # length of one renewal; default period_months
     notice_months: Annotated[int, Field(ge=0, le=60)] | None = None  # opt-out / opt-in deadline
     max_total_months: Months | None = None
-    last_end: dt.date | None = None  # alternatively, the last possible end date
+    last_end: Day | None = None  # alternatively, the last possible end date
 
 
 class Instalments(Strict):
@@ -185,7 +197,7 @@ class Instalments(Strict):
 
     per_period: Annotated[int, Field(ge=1, le=12)] | None = None
     per_year: Annotated[int, Field(ge=1, le=12)] | None = None
-    dates: list[dt.date] | None = None
+    dates: list[Day] | None = None
     # Instalment dates are "invoice at the latest" dates unless told otherwise.
     rule: DateRule = DateRule.forward
 
@@ -220,7 +232,7 @@ class Report(Strict):
     first_months: Months | None = None  # first covered interval ends this long after start
     due_months: Annotated[int, Field(ge=0, le=24)] = 1  # due after the covered interval ends
     due_days: Days = 0
-    dates: list[dt.date] | None = None  # explicit due dates instead of a cadence
+    dates: list[Day] | None = None  # explicit due dates instead of a cadence
 
 
 class Meetings(Strict):
@@ -229,7 +241,7 @@ class Meetings(Strict):
     min_per_period: Annotated[int, Field(ge=0, le=52)] = 0
     convener: Key
     offset_months: Annotated[int, Field(ge=0, le=24)] | None = None  # default: mid-window
-    dates: list[dt.date] | None = None
+    dates: list[Day] | None = None
 
 
 class DatedItem(Strict):
@@ -237,7 +249,7 @@ class DatedItem(Strict):
 
     key: Key
     title: Line
-    date: dt.date | None = None
+    date: Day | None = None
     months_before_end: Annotated[int, Field(ge=0, le=120)] | None = None
     rule: DateRule = DateRule.forward
 
@@ -248,7 +260,7 @@ class Milestone(DatedItem):
 
 class Withdrawal(Strict):
     notice_months: Annotated[int, Field(ge=0, le=24)]
-    opens: dt.date | None = None  # first day a party may give notice of withdrawal
+    opens: Day | None = None  # first day a party may give notice of withdrawal
     remaining_decide: bool = True  # the remaining parties decide whether it ends (seed 004)
 
 
@@ -264,8 +276,8 @@ class Signing(Strict):
     expires_days: Annotated[int, Field(ge=1, le=365)] = 30
     reminder_every_days: Annotated[int, Field(ge=1, le=60)] = 7
     max_reminders: Annotated[int, Field(ge=0, le=20)] = 3
-    planned: dt.date | None = None  # when the round starts, for the preview; default the term start
-    signed: dt.date | None = None  # already signed (imported agreements)
+    planned: Day | None = None  # when the round starts, for the preview; default the term start
+    signed: Day | None = None  # already signed (imported agreements)
 
 
 def _offsets(*days: int) -> list[int]:
