@@ -15,12 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from config import binary
+from config import Settings, binary
 from simulate import free_port
 from tests.postgres import PostgresServer, unavailable
+from web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-9f2c"  # the API token of the `web` fixture
 
 
 @pytest.fixture(scope="session")
@@ -139,3 +142,16 @@ try:
 finally:
     sink.stop()
 """
+
+
+@pytest.fixture
+def web(service_env: dict[str, str]) -> Iterator[tuple[TestClient, Path]]:
+    """The web application in-process against the service: (client, mail folder)."""
+    config = Settings(
+        temporal_address=service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
+        data_dir=Path(service_env["AGREEMENTS_DATA_DIR"]),
+        smtp_port=int(service_env["AGREEMENTS_SMTP_PORT"]),
+        api_token=TOKEN,
+    )
+    with TestClient(create_app(config)) as client:
+        yield client, config.data_dir / "mail"

@@ -83,6 +83,11 @@ class PostgresServer:
             "UTF8",
             "--no-sync",
         )
+        self.launch()
+
+    def launch(self) -> None:
+        """Start the server on its cluster (again, after `stop`)."""
+        assert self.bin is not None
         options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -F -c max_connections=200"
         self._run(
             str(self.bin / "pg_ctl"),

@@ -5,32 +5,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
-from config import Settings
+from tests.conftest import TOKEN
 from tests.mail import signing_requests
-from web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "test-token-9f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PLANTERINGEN = (ROOT / "examples" / "planteringen.toml").read_text(encoding="utf-8")
-
-
-@pytest.fixture
-def web(service_env: dict[str, str]) -> Iterator[tuple[TestClient, Path]]:
-    config = Settings(
-        temporal_address=service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
-        data_dir=Path(service_env["AGREEMENTS_DATA_DIR"]),
-        smtp_port=int(service_env["AGREEMENTS_SMTP_PORT"]),
-        api_token=TOKEN,
-    )
-    with TestClient(create_app(config)) as client:
-        yield client, config.data_dir / "mail"
 
 
 def links(mail: Path, count: int) -> dict[str, str]:

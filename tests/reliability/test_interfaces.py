@@ -1,0 +1,150 @@
+"""Signing links, the API and the pages under attack, and decisions that race: every
+refused attempt changes nothing and says nothing about whether an agreement exists; two
+coordinators deciding at once apply one decision."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+
+from config import Settings
+from service.links import make_link, read_link
+from tests.conftest import TOKEN
+from tests.mail import signing_requests
+from tests.reliability.harness import report
+from tests.test_web import AUTH, PLANTERINGEN, links, start
+
+SECRET = Settings().signing_secret.get_secret_value()
+
+
+def state(client: TestClient) -> dict[str, object]:
+    answer = client.get("/api/agreements/planteringen", headers=AUTH)
+    assert answer.status_code == 200
+    data: dict[str, object] = answer.json()
+    return data
+
+
+def test_forged_expired_foreign_and_unauthenticated_requests_change_nothing(
+    web: tuple[TestClient, Path],
+) -> None:
+    client, mail = web
+    start(client)
+    personal = links(mail, 6)
+    sara_path = personal["sara.svensson@raddabarnen.example.se"]
+    sara = read_link(SECRET, sara_path.removeprefix("/sign/"), dt.datetime.now(dt.UTC))
+    before = state(client)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+
+    def signed(agreement: str, signer: str, token: str, expires: dt.datetime) -> str:
+        return "/sign/" + make_link(SECRET, agreement, sara.round, signer, token, expires)
+
+    attempts = {
+        "forged MAC": sara_path[:-4] + "AAAA",
+        "not a link": "/sign/x.y",
+        "expired": signed("planteringen", sara.signer, sara.token, past),
+        "another agreement": signed("gamlegarden", sara.signer, sara.token, sara_expires(sara)),
+        "another signer": signed(
+            "planteringen", "maria.holm@helsingborg.example.se", sara.token, sara_expires(sara)
+        ),
+        "an earlier round": "/sign/"
+        + make_link(
+            SECRET, "planteringen", sara.round + 1, sara.signer, sara.token, sara_expires(sara)
+        ),
+    }
+    refused = 0
+    for what, path in attempts.items():
+        for answer in (client.get(path), client.post(path, data={"action": "sign"})):
+            assert answer.status_code == 403, (what, answer.status_code, answer.text[:200])
+            refused += 1
+    assert state(client) == before
+
+    # Without the API token nothing is readable or changeable, and an agreement that exists
+    # answers exactly as one that does not.
+    unauthenticated = 0
+    for agreement in ("planteringen", "finns-inte"):
+        answers = [
+            client.get(f"/api/agreements/{agreement}"),
+            client.get(f"/api/agreements/{agreement}/outbox"),
+            client.post(f"/api/agreements/{agreement}/signing/cancel", json={"reason": "x"}),
+            client.post(
+                f"/api/agreements/{agreement}/signing",
+                headers={"Authorization": "Bearer fel-nyckel"},
+            ),
+            client.get(f"/a/{agreement}", follow_redirects=False),
+            client.post(
+                f"/a/{agreement}/sign-cancel",
+                data={"csrf": "x", "reason": "x"},
+                follow_redirects=False,
+            ),
+            client.get(f"/a/{agreement}/calendar.ics?key=00"),
+        ]
+        unauthenticated += len(answers)
+        shape = [(a.status_code, a.text) for a in answers]
+        if agreement == "planteringen":
+            first = shape
+        else:
+            assert shape == first
+    assert [s for s, _ in first] == [401, 401, 401, 401, 303, 303, 404]
+    # A logged-in coordinator's form posted from another site carries no CSRF value.
+    assert client.post("/login", data={"token": TOKEN}, follow_redirects=False).status_code == 303
+    cross_site = client.post("/a/planteringen/sign-cancel", data={"reason": "x"})
+    assert cross_site.status_code in (403, 422)
+    # A CSRF value the coordinator was never given (a forged or another session's) fails too.
+    foreign_csrf = client.post(
+        "/a/planteringen/sign-cancel", data={"csrf": "0" * 64, "reason": "x"}
+    )
+    assert foreign_csrf.status_code == 403
+    assert state(client) == before
+    report(
+        "forged, expired, foreign links; no or wrong API token; cross-site posts",
+        attempts=refused + unauthenticated + 2,
+        refused=refused + unauthenticated + 2,
+        changed=0,
+    )
+
+
+def sara_expires(link: object) -> dt.datetime:
+    return dt.datetime.fromtimestamp(link.expires, dt.UTC)  # type: ignore[attr-defined]
+
+
+def test_two_coordinators_deciding_at_once_apply_one_decision(
+    web: tuple[TestClient, Path],
+) -> None:
+    client, mail = web
+    created = client.post("/api/agreements", content=PLANTERINGEN, headers=AUTH)
+    assert created.status_code == 201
+    keys = {"keys": ["no-market", "not-an-order", "budget-plan", "follow-up-plan"]}
+    assert client.post("/api/agreements/planteringen/prerequisites", json=keys, headers=AUTH)
+
+    async def both(path: str, body: object | None = None) -> list[int]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as a:
+            answers = await asyncio.gather(
+                *(a.post(path, json=body, headers=AUTH) for _ in range(2))
+            )
+        return sorted(r.status_code for r in answers)
+
+    assert asyncio.run(both("/api/agreements/planteringen/signing")) == [200, 409]
+    after = state(client)
+    assert after["state"] == "signing" and after["round"]["number"] == 1  # type: ignore[index]
+    paper = {
+        "signer": "sara.svensson@raddabarnen.example.se",
+        "signed_on": dt.date.today().isoformat(),
+        "recorded_by": "coordinator",
+    }
+    assert asyncio.run(both("/api/agreements/planteringen/signing/paper", paper)) == [200, 409]
+    links(mail, 6)
+    time.sleep(1)
+    requests = [s for _, s, _ in signing_requests(mail)]
+    assert len(requests) == 6 == len(set(requests))  # one round: one request each
+    report(
+        "two coordinators start signing / record a signature at once",
+        attempts=4,
+        applied=2,
+        refused_with_reason=2,
+    )

@@ -1,0 +1,174 @@
+"""Mail-server faults at the notification activity, each on a real socket on loopback: a
+server that accepts the connection and never answers (the wait is bounded), 451 then
+success, and 550 for one recipient among several. The lifecycle-level faults (421 then
+success, refused recipient, server down for a while) are in tests/test_smtp_faults.py."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+from sqlmodel import Session
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.notify import TRANSIENT, Notifier
+from activities.store import Store
+from config import Settings
+from emails.sink import MaildirHandler, read_mail
+from models.db import engine, migrate
+from models.lifecycle import EmailSpec, SendOutcome
+from models.records import OutboxRecord
+from simulate import free_port
+from tests.reliability.harness import report
+from tests.test_outbox import specs
+
+
+class Silent:
+    """Accepts connections and never says a word."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(connection)
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+class Refusing(MaildirHandler):
+    """451 to the first `busy` messages; 550 at RCPT for `refuse`."""
+
+    def __init__(self, folder: Path, busy: int = 0, refuse: str | None = None) -> None:
+        super().__init__(folder)
+        self.busy = busy
+        self.refuse = refuse
+        self.answers: Counter[str] = Counter()
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        if address == self.refuse:
+            self.answers["550"] += 1
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        if self.busy > 0:
+            self.busy -= 1
+            self.answers["451"] += 1
+            return "451 4.3.0 Try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def prepared(tmp_path: Path, port: int, timeout: float = 30.0) -> tuple[Notifier, list[EmailSpec]]:
+    url = f"sqlite:///{tmp_path / 'agreements.db'}"
+    migrate(url)
+    terms, emails = specs(4)
+    Store(url)._save_terms(terms)
+    settings = Settings(
+        database_url=url, smtp_port=port, data_dir=tmp_path, smtp_timeout_seconds=timeout
+    )
+    return Notifier(settings), emails
+
+
+def row(tmp_path: Path, key: str) -> OutboxRecord:
+    with Session(engine(f"sqlite:///{tmp_path / 'agreements.db'}")) as session:
+        found = session.get(OutboxRecord, key)
+        assert found is not None
+        return found
+
+
+async def test_a_server_that_never_answers_costs_a_bounded_wait_then_a_retry(
+    tmp_path: Path,
+) -> None:
+    silent = Silent()
+    notifier, (spec, *_) = prepared(tmp_path, silent.port, timeout=1.0)
+    began = time.monotonic()
+    try:
+        await ActivityEnvironment().run(notifier.send_email, spec)
+    except ApplicationError as error:
+        assert error.type == TRANSIENT and "Timeout" in str(error), str(error)
+    else:
+        raise AssertionError("a silent server cannot have taken the email")
+    finally:
+        silent.close()
+    waited = time.monotonic() - began
+    assert waited < 10, f"waited {waited:.1f} s for a silent server"
+    assert row(tmp_path, spec.key).status == "pending"  # free for the retry
+    # The retry, once a real server answers, sends it once.
+    port = free_port()
+    controller = Controller(MaildirHandler(tmp_path / "mail"), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        notifier.settings = notifier.settings.model_copy(update={"smtp_port": port})
+        result = await ActivityEnvironment().run(notifier.send_email, spec)
+    finally:
+        controller.stop()
+    assert result.outcome == SendOutcome.sent
+    assert len(read_mail(tmp_path / "mail")) == 1
+    report("mail server accepts and never answers", planned=1, delivered=1, duplicated=0, lost=0)
+
+
+async def test_451_then_success_and_550_for_one_recipient_among_several(tmp_path: Path) -> None:
+    port = free_port()
+    notifier, emails = prepared(tmp_path, port)
+    refused = emails[1].to.email
+    handler = Refusing(tmp_path / "mail", busy=2, refuse=refused)
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    outcomes: dict[str, SendOutcome] = {}
+    retries = 0
+    try:
+        for spec in emails:
+            for _ in range(5):  # Temporal's retries, one after another
+                try:
+                    result = await ActivityEnvironment().run(notifier.send_email, spec)
+                except ApplicationError as error:
+                    assert error.type == TRANSIENT
+                    retries += 1
+                    continue
+                outcomes[spec.key] = result.outcome
+                break
+    finally:
+        controller.stop()
+    assert handler.answers == Counter({"451": 2, "550": 1})
+    assert retries == 2
+    delivered = Counter(str(m["X-Sink-Recipient"]) for m in read_mail(tmp_path / "mail"))
+    others = [s for s in emails if s.to.email != refused]
+    assert all(outcomes[s.key] == SendOutcome.sent for s in others)
+    assert sum(delivered.values()) == len(others) and refused not in delivered
+    failed = row(tmp_path, emails[1].key)
+    assert failed.status == "failed" and failed.error and "550" in failed.error
+    report(
+        "451 twice, then 550 for one recipient of four",
+        planned=len(emails),
+        delivered=sum(delivered.values()),
+        duplicated=0,
+        lost=0,
+        failed_and_recorded=1,
+    )
