@@ -484,7 +484,9 @@ def show(
 def _decision(agreement_id: str, update: str, request: Any, as_json: bool) -> None:
     from service import ops
 
-    snapshot = _run(_with_client(lambda c: ops.decide(c, agreement_id, update, request)))
+    snapshot = _run(
+        _with_client(lambda c: ops.decide(c, agreement_id, update, request, config=_settings()))
+    )
     if as_json:
         _emit(_snapshot_json(snapshot), True)
     else:
@@ -527,7 +529,11 @@ def sign_cancel(
     info = _run(
         _with_client(
             lambda c: ops.round_action(
-                c, agreement_id, "cancel", CancelRequest(reason=reason, by="coordinator")
+                c,
+                agreement_id,
+                "cancel",
+                CancelRequest(reason=reason, by="coordinator"),
+                config=_settings(),
             )
         )
     )
@@ -552,7 +558,11 @@ def sign_paper(
     except ValueError:
         raise fail(f"--date: {date!r} is not a date (YYYY-MM-DD)") from None
     request = PaperSignature(signer=signer, signed_on=signed_on, recorded_by="coordinator")
-    info = _run(_with_client(lambda c: ops.round_action(c, agreement_id, "sign_paper", request)))
+    info = _run(
+        _with_client(
+            lambda c: ops.round_action(c, agreement_id, "sign_paper", request, config=_settings())
+        )
+    )
     _emit(info.model_dump(mode="json"), as_json)
     if not as_json:
         for s in info.signers:

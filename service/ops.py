@@ -4,11 +4,16 @@ that already exists, a server that cannot be reached."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
+import logging
+import uuid
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 from temporalio.client import (
     Client,
@@ -24,9 +29,11 @@ from models.agreement import Agreement
 from models.db import SchemaError, ready
 from models.lifecycle import RoundInfo
 from models.plan import PlannedMilestone
-from models.records import AgreementRecord, EventRecord, OutboxRecord
+from models.records import AgreementRecord, EventRecord, OutboxRecord, utcnow
 from workflows.agreement import AgreementInput, AgreementWorkflow, Snapshot, workflow_id
 from workflows.signing import SignatureRoundWorkflow
+
+log = logging.getLogger(__name__)
 
 
 class OperationError(Exception):
@@ -95,34 +102,88 @@ async def timeline(client: Client, agreement_id: str) -> list[PlannedMilestone]:
     return result
 
 
-async def decide(client: Client, agreement_id: str, update: str, request: Any) -> Snapshot:
-    """Send one decision; a rejection comes back as an OperationError with its reason."""
+async def decide(
+    client: Client,
+    agreement_id: str,
+    update: str,
+    request: Any,
+    config: Settings | None = None,
+) -> Snapshot:
+    """Send one decision; a rejection comes back as an OperationError with its reason, and
+    with `config` it is also written to the agreement's event log."""
     await state(client, agreement_id)  # a clear error for an unknown id
     handle = client.get_workflow_handle(workflow_id(agreement_id))
     try:
         result: Snapshot = await handle.execute_update(update, request, result_type=Snapshot)
     except WorkflowUpdateFailedError as error:
-        raise OperationError(_reason(error)) from None
+        raise await refused(config, agreement_id, update, request, _reason(error)) from None
     except RPCError as error:
         raise OperationError(f"{agreement_id}: {error.message}") from None
     return result
 
 
-async def round_action(client: Client, agreement_id: str, update: str, request: Any) -> RoundInfo:
+async def round_action(
+    client: Client,
+    agreement_id: str,
+    update: str,
+    request: Any,
+    config: Settings | None = None,
+) -> RoundInfo:
     """An action on the agreement's current signature round (paper signature, cancel, or
-    a signer's open/sign/decline through their link)."""
+    a signer's open/sign/decline through their link); refusals as in `decide`."""
     snapshot = await state(client, agreement_id)
     if snapshot.round_workflow_id is None:
-        raise OperationError(f"{agreement_id} has no signature round; start one first")
+        reason = f"{agreement_id} has no signature round; start one first"
+        raise await refused(config, agreement_id, update, request, reason)
     handle = client.get_workflow_handle(snapshot.round_workflow_id)
     description = await handle.describe()
     if description.status != WorkflowExecutionStatus.RUNNING:
-        raise OperationError(f"the signature round of {agreement_id} is over")
+        reason = f"the signature round of {agreement_id} is over"
+        raise await refused(config, agreement_id, update, request, reason)
     try:
         result: RoundInfo = await handle.execute_update(update, request, result_type=RoundInfo)
     except WorkflowUpdateFailedError as error:
-        raise OperationError(_reason(error)) from None
+        raise await refused(config, agreement_id, update, request, _reason(error)) from None
     return result
+
+
+async def refused(
+    config: Settings | None, agreement_id: str, decision: str, request: Any, reason: str
+) -> OperationError:
+    """The error for a refused decision on an agreement that exists, after writing the
+    refusal to its event log (kind `refused`: what was asked, by whom, and why not), so the
+    coordinator's timeline shows attempts that changed nothing. A signer's token is never
+    written. Recording is best effort: the person asking is told the reason either way."""
+    if config is not None:
+        actor = getattr(request, "by", None) or getattr(request, "recorded_by", None)
+        if actor is None and hasattr(request, "token"):
+            actor = "signer link"
+        data = {"decision": decision, "reason": reason}
+        if getattr(request, "ip", None):
+            data["ip"] = request.ip
+        try:
+            await asyncio.to_thread(_record_refusal, config, agreement_id, actor, data)
+        except (SQLAlchemyError, OperationError) as error:
+            log.warning("refusal of %s on %s not recorded: %s", decision, agreement_id, error)
+    return OperationError(reason)
+
+
+def _record_refusal(
+    config: Settings, agreement_id: str, actor: str | None, data: dict[str, str]
+) -> None:
+    with Session(_db(config)) as session:
+        session.add(
+            EventRecord(
+                event_key=f"{agreement_id}:refused:{uuid.uuid4().hex}",
+                agreement_id=agreement_id,
+                at=utcnow(),
+                kind="refused",
+                actor=actor,
+                summary=f"{data['decision']} refused: {data['reason']}",
+                data_json=json.dumps(data, ensure_ascii=False, sort_keys=True),
+            )
+        )
+        session.commit()
 
 
 async def current_round(client: Client, agreement_id: str) -> RoundInfo | None:

@@ -153,7 +153,9 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return [r.model_dump(mode="json") for r in ops.outbox(config, agreement_id)]
 
     async def decide(request: Request, agreement_id: str, update: str, body: Any) -> Snapshot:
-        result: Snapshot = await run(ops.decide(temporal(request), agreement_id, update, body))
+        result: Snapshot = await run(
+            ops.decide(temporal(request), agreement_id, update, body, config=config)
+        )
         return result
 
     @app.post("/api/agreements/{agreement_id}/prerequisites", dependencies=api)
@@ -171,7 +173,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         agreement_id: str, body: CancelRequest, request: Request
     ) -> RoundInfo:
         result: RoundInfo = await run(
-            ops.round_action(temporal(request), agreement_id, "cancel", body)
+            ops.round_action(temporal(request), agreement_id, "cancel", body, config=config)
         )
         return result
 
@@ -180,7 +182,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         agreement_id: str, body: PaperSignature, request: Request
     ) -> RoundInfo:
         result: RoundInfo = await run(
-            ops.round_action(temporal(request), agreement_id, "sign_paper", body)
+            ops.round_action(temporal(request), agreement_id, "sign_paper", body, config=config)
         )
         return result
 
@@ -263,6 +265,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                 link.agreement,
                 "open",
                 SignRequest(token=link.token, ip=ip, user_agent=agent),
+                config=config,
             )
         except ops.OperationError as error:
             return problem(request, str(error), 409)
@@ -295,6 +298,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                     link.agreement,
                     "sign",
                     SignRequest(token=link.token, ip=ip, user_agent=agent),
+                    config=config,
                 )
             elif action == "decline" and reason.strip():
                 info = await ops.round_action(
@@ -304,6 +308,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                     DeclineRequest(
                         token=link.token, reason=reason.strip(), ip=ip, user_agent=agent
                     ),
+                    config=config,
                 )
             else:
                 return problem(request, "Skriv varför du avböjer. / Say why you decline.", 400)
@@ -425,15 +430,23 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         agreement_id,
                         "confirm_prerequisites",
                         ConfirmPrerequisites(keys=keys.split(), by="web"),
+                        config=config,
                     )
                 case "sign-start":
-                    await ops.decide(client_, agreement_id, "start_signing", StartSigning(by="web"))
+                    await ops.decide(
+                        client_,
+                        agreement_id,
+                        "start_signing",
+                        StartSigning(by="web"),
+                        config=config,
+                    )
                 case "sign-cancel":
                     await ops.round_action(
                         client_,
                         agreement_id,
                         "cancel",
                         CancelRequest(reason=reason or "-", by="web"),
+                        config=config,
                     )
                 case "sign-paper":
                     await ops.round_action(
@@ -443,6 +456,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         PaperSignature(
                             signer=signer, signed_on=dt.date.fromisoformat(date), recorded_by="web"
                         ),
+                        config=config,
                     )
                 case "report":
                     await ops.decide(
@@ -450,6 +464,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         agreement_id,
                         "record_report",
                         ReportDecision(report=report, occurrence=period, by="web"),
+                        config=config,
                     )
                 case "notice" | "approve":
                     await ops.decide(
@@ -457,6 +472,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         agreement_id,
                         "decide_renewal",
                         RenewalRequest(party=party, renew=action == "approve", by="web"),
+                        config=config,
                     )
                 case "terminate" | "withdraw" | "rescind":
                     kind = {
@@ -471,6 +487,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         TerminationRequest(
                             kind=kind, party=party or None, reason=reason or "-", by="web"
                         ),
+                        config=config,
                     )
                 case _:
                     return problem(request, f"okänd åtgärd: {action}", 404)
