@@ -21,6 +21,7 @@ from models.plan import Scenario
 from models.records import OutboxRecord
 from schedule.engine import plan
 from simulate import free_port, simulate
+from tests.reliability.harness import delivered, report
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "kristianstad-gamlegarden.toml"
 COORDINATOR = "lena.hagerman@kristianstad.example.se"
@@ -91,6 +92,7 @@ async def test_busy_server_delivers_once_after_retry(tmp_path: Path) -> None:
     rows = outbox(tmp_path)
     assert {r.status for r in rows} == {"sent"}
     assert sum(r.attempts - 1 for r in rows) == 2  # each 421 cost one more attempt, no more
+    tally("421 twice, then accepted (a whole life)", tmp_path / "mail", len(planned()))
 
 
 async def test_refused_recipient_is_recorded_and_the_coordinator_told_once(
@@ -115,6 +117,13 @@ async def test_refused_recipient_is_recorded_and_the_coordinator_told_once(
     others = [p for p in planned() if p[2] != LISA]
     got = sorted((minute(e.send_at), e.template, e.to) for e in sent if e.template != "send_failed")
     assert got == others
+    tally(
+        "550 for one recipient through a whole life",
+        tmp_path / "mail",
+        len(others) + len(told),  # everyone else's emails and the coordinator's notice
+        failed_and_recorded=len(failed),
+        coordinator_told=len(told),
+    )
 
 
 class Outage(Controller):
@@ -155,3 +164,17 @@ async def test_server_down_for_a_while_then_back(tmp_path: Path) -> None:
     rows = outbox(tmp_path)
     assert {r.status for r in rows} == {"sent"}
     assert sum(r.attempts - 1 for r in rows) == 12
+    tally("mail server drops 12 connections, then back", folder, len(planned()))
+
+
+def tally(name: str, folder: Path, expected: int, **more: int) -> None:
+    """Report the run's counts for the README's table of faults."""
+    copies = delivered(read_mail(folder))
+    report(
+        name,
+        planned=expected,
+        delivered=sum(copies.values()),
+        duplicated=sum(1 for n in copies.values() if n > 1),
+        lost=expected - len(copies),
+        **more,
+    )

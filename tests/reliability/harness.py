@@ -97,3 +97,24 @@ def report(name: str, **figures: Any) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[name] = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **figures}
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+
+
+def table() -> str:
+    """The README's table of faults, from the last run's figures."""
+    results = json.loads(RESULTS.read_text())
+    columns = ["planned", "delivered", "duplicated", "lost"]
+    lines = [
+        "| fault | " + " | ".join(columns) + " | also |",
+        "|---|" + "---:|" * len(columns) + "---|",
+    ]
+    for name, figures in results.items():
+        cells = [str(figures.get(c, "")) for c in columns]
+        rest = ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in figures.items() if k not in [*columns, "at"]
+        )
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {rest} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table())

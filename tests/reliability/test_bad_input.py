@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections import Counter
 from copy import deepcopy
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,6 +24,7 @@ from models.lifecycle import EmailSpec, terms_sha256
 from models.loader import AgreementFileError, loads_agreement, parse_agreement
 from models.plan import Scenario
 from schedule.engine import plan
+from tests.reliability.harness import report
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BASE = tomllib.loads((ROOT / "examples" / "planteringen.toml").read_text(encoding="utf-8"))
@@ -107,26 +109,44 @@ def safe_emails(agreement: Agreement) -> None:
         assert "<script>" not in html.get_content()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(path=st.sampled_from(PATHS), value=values)
-def test_any_one_wrong_value_is_a_clear_error_or_safe(path: tuple[Any, ...], value: Any) -> None:
-    try:
-        agreement = parse_agreement(replaced(path, value), SOURCE)
-    except AgreementFileError as error:
-        text = str(error)
-        assert text.startswith(f"{SOURCE}: "), text
-        assert "Traceback" not in text
-        return
-    safe_emails(agreement)
+def test_any_one_wrong_value_is_a_clear_error_or_safe() -> None:
+    outcome: Counter[str] = Counter()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(path=st.sampled_from(PATHS), value=values)
+    def one(path: tuple[Any, ...], value: Any) -> None:
+        try:
+            agreement = parse_agreement(replaced(path, value), SOURCE)
+        except AgreementFileError as error:
+            text = str(error)
+            assert text.startswith(f"{SOURCE}: "), text
+            assert "Traceback" not in text
+            outcome["clear error"] += 1
+            return
+        safe_emails(agreement)
+        outcome["accepted, emails safe"] += 1
+
+    one()
+    assert outcome["clear error"] > 0 and outcome["accepted, emails safe"] > 0, outcome
+    report("generated agreement files, one wrong value each", tried=outcome.total(), **outcome)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(max_size=2000))
-def test_any_text_is_a_clear_error_or_an_agreement(text: str) -> None:
-    try:
-        loads_agreement(text, SOURCE)
-    except AgreementFileError as error:
-        assert str(error).startswith(f"{SOURCE}: ")
+def test_any_text_is_a_clear_error_or_an_agreement() -> None:
+    outcome: Counter[str] = Counter()
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(max_size=2000))
+    def one(text: str) -> None:
+        try:
+            loads_agreement(text, SOURCE)
+        except AgreementFileError as error:
+            assert str(error).startswith(f"{SOURCE}: ")
+            outcome["clear error"] += 1
+            return
+        outcome["accepted"] += 1
+
+    one()
+    report("generated text as an agreement file", tried=outcome.total(), **outcome)
 
 
 def test_hand_made_cases_each_name_their_field(tmp_path: Path) -> None:

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
 
 from config import Settings
+from emails.sink import read_mail
+from service import ops
 from service.links import make_link, read_link
 from tests.conftest import TOKEN
 from tests.mail import signing_requests
@@ -142,9 +146,52 @@ def test_two_coordinators_deciding_at_once_apply_one_decision(
     time.sleep(1)
     requests = [s for _, s, _ in signing_requests(mail)]
     assert len(requests) == 6 == len(set(requests))  # one round: one request each
+    # Each refusal is in the agreement's event log with what was asked, by whom and why.
+    events = ops.events(Settings(data_dir=mail.parent), "planteringen")
+    refusals = [json.loads(e.data_json) | {"actor": e.actor} for e in events if e.kind == "refused"]
+    assert [(r["decision"], r["actor"]) for r in refusals] == [
+        ("start_signing", "api"),
+        ("sign_paper", "coordinator"),
+    ], refusals
+    assert all(r["reason"] for r in refusals)
+    assert "has already signed" in refusals[1]["reason"]
     report(
         "two coordinators start signing / record a signature at once",
         attempts=4,
         applied=2,
         refused_with_reason=2,
     )
+
+
+def test_html_in_a_title_is_escaped_on_every_page_and_in_every_email(
+    web: tuple[TestClient, Path],
+) -> None:
+    client, mail = web
+    hostile = "<script>alert('x')</script> & <b>vänner</b>"
+    text = PLANTERINGEN.replace('title = "IOP Planteringen"', f'title = "{hostile}"', 1)
+    assert hostile in text
+    created = client.post("/api/agreements", content=text, headers=AUTH)
+    assert created.status_code == 201, created.text
+    keys = {"keys": ["no-market", "not-an-order", "budget-plan", "follow-up-plan"]}
+    client.post("/api/agreements/planteringen/prerequisites", json=keys, headers=AUTH)
+    assert client.post("/api/agreements/planteringen/signing", headers=AUTH).status_code == 200
+    personal = links(mail, 6)
+    assert client.post("/login", data={"token": TOKEN}, follow_redirects=False).status_code == 303
+    deadline = time.monotonic() + 30
+    while "&lt;script&gt;" not in client.get("/").text and time.monotonic() < deadline:
+        time.sleep(0.25)  # the list is the read model the worker writes
+    pages = {
+        "list": client.get("/").text,
+        "agreement": client.get("/a/planteringen").text,
+        "signing": client.get(next(iter(personal.values()))).text,
+    }
+    for name, page in pages.items():
+        assert "<script>alert" not in page and "<b>vänner" not in page, name
+        assert "&lt;script&gt;alert(" in page, name
+    emails = read_mail(mail)
+    assert len(emails) >= 6
+    for message in emails:
+        assert isinstance(message, EmailMessage)
+        assert "\n" not in str(message["Subject"])
+        html = message.get_body(preferencelist=("html",))
+        assert html is not None and "<script>alert" not in html.get_content()

@@ -172,3 +172,34 @@ async def test_451_then_success_and_550_for_one_recipient_among_several(tmp_path
         lost=0,
         failed_and_recorded=1,
     )
+
+
+async def test_connection_refused_for_a_while_then_a_server_appears(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens here yet: every connection is refused
+    notifier, (spec, *_) = prepared(tmp_path, port)
+    refused = 0
+    for _ in range(3):
+        try:
+            await ActivityEnvironment().run(notifier.send_email, spec)
+        except ApplicationError as error:
+            assert error.type == TRANSIENT and "unreachable" in str(error), str(error)
+            refused += 1
+        assert row(tmp_path, spec.key).status == "pending"  # nothing claimed for good
+    controller = Controller(MaildirHandler(tmp_path / "mail"), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        result = await ActivityEnvironment().run(notifier.send_email, spec)
+        again = await ActivityEnvironment().run(notifier.send_email, spec)  # a late retry
+    finally:
+        controller.stop()
+    assert result.outcome == SendOutcome.sent and again.outcome == SendOutcome.already_sent
+    assert refused == 3 and row(tmp_path, spec.key).attempts == 4
+    copies = len(read_mail(tmp_path / "mail"))
+    report(
+        "connection refused three times, then the server is there",
+        planned=1,
+        delivered=copies,
+        duplicated=max(0, copies - 1),
+        lost=1 - min(copies, 1),
+    )
+    assert copies == 1
