@@ -122,7 +122,7 @@ async def start_due_soon(
     offset = (instant - dt.timedelta(seconds=lead_seconds) - now).total_seconds()
     await client.start_workflow(
         AgreementWorkflow.run,
-        AgreementInput(agreement=agreement, clock_offset_seconds=offset),
+        AgreementInput(agreement=agreement, clock_offset_seconds=offset, handed_over_at=now),
         id=workflow_id(agreement.id),
         task_queue=task_queue,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import logging
@@ -62,7 +63,7 @@ async def create(client: Client, config: Settings, agreement: Agreement) -> Snap
     try:
         handle = await client.start_workflow(
             AgreementWorkflow.run,
-            AgreementInput(agreement=agreement),
+            AgreementInput(agreement=agreement, handed_over_at=dt.datetime.now(dt.UTC)),
             id=workflow_id(agreement.id),
             task_queue=config.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -91,6 +91,9 @@ class AgreementInput(Frozen):
     decisions: Decisions = Field(default_factory=Decisions)
     clock_offset_seconds: float = 0.0
     taken_on: dt.datetime | None = None
+    # When the client started it (wall clock); emails due from then on are sent even if the
+    # first task runs later. None: from the first task on (simulations, older clients).
+    handed_over_at: dt.datetime | None = None
     sent_until: dt.datetime | None = None  # every planned email up to here has been handled
     prerequisites: list[str] = Field(default_factory=list)
     rounds: int = 0
@@ -859,8 +862,10 @@ class AgreementWorkflow:
         first_run = self.taken_on is None
         if self.taken_on is None:
             self.taken_on = self.now()
-            # An agreement taken on after it started sends nothing for what is already over.
-            self.sent_until = self.now()
+            # An agreement taken on after it started sends nothing for what was already over
+            # when it was handed over; what fell due while a busy worker had not yet run its
+            # first task still goes out, late rather than never.
+            self.sent_until = self.handed_over(data)
             signed = self.agreement.signing.signed
             if signed is not None and self.state is State.draft:
                 self.decisions = self.decisions.model_copy(update={"signed_on": signed})
@@ -907,6 +912,15 @@ class AgreementWorkflow:
                 workflow.continue_as_new(self.carry_over(p))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.snapshot()
+
+    def handed_over(self, data: AgreementInput) -> dt.datetime:
+        """When the coordinator handed the agreement over, on the workflow's clock: the
+        client's word for it, trusted for at most a day before the first task."""
+        now = self.now()
+        if data.handed_over_at is None:
+            return now
+        moment = data.handed_over_at + self.clock.offset
+        return max(min(moment, now), now - timedelta(days=1))
 
     def round_done(self) -> bool:
         return self.round_task is not None and self.round_task.done()
