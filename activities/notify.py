@@ -33,7 +33,7 @@ from config import Settings
 from emails.message import build, message_id, sender_address
 from emails.render import render_email
 from models.agreement import Agreement
-from models.db import ready
+from models.db import ready, write_lock
 from models.lifecycle import EmailSpec, SendOutcome, SendResult
 from models.records import OutboxRecord, TermsRecord, utcnow
 from service.links import make_link
@@ -151,6 +151,10 @@ class Notifier:
         """The outbox row for this key, written now if it is new, and whether this attempt
         holds it. One conditional UPDATE takes the claim, so of two workers racing on one
         key exactly one wins; a claim left by a crashed attempt lapses with its lease."""
+        with write_lock(self.db):
+            return self._claim_now(spec, subject, mid)
+
+    def _claim_now(self, spec: EmailSpec, subject: str, mid: str) -> tuple[OutboxRecord, bool]:
         now = utcnow()
         with Session(self.db) as session:
             if session.get(OutboxRecord, spec.key) is None:
@@ -213,7 +217,7 @@ class Notifier:
             return row, taken.rowcount == 1
 
     def _mark(self, key: str, status: str, error: str | None) -> None:
-        with Session(self.db) as session:
+        with write_lock(self.db), Session(self.db) as session:
             row = session.get(OutboxRecord, key)
             if row is None:
                 return

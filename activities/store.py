@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from temporalio import activity
 
-from models.db import ready
+from models.db import ready, write_lock
 from models.plan import Frozen
 from models.records import AgreementRecord, EventRecord, TermsRecord, utcnow
 
@@ -66,7 +66,7 @@ class Store:
         await asyncio.to_thread(self._save_terms, terms)
 
     def _save_terms(self, terms: SaveTerms) -> None:
-        with Session(self.db) as session:
+        with write_lock(self.db), Session(self.db) as session:
             if session.get(TermsRecord, terms.sha256) is not None:
                 return
             session.add(
@@ -86,7 +86,7 @@ class Store:
         await asyncio.to_thread(self._record_event, event)
 
     def _record_event(self, event: EventIn) -> None:
-        with Session(self.db) as session:
+        with write_lock(self.db), Session(self.db) as session:
             exists = session.exec(
                 select(EventRecord.id).where(EventRecord.event_key == event.event_key)
             ).first()
@@ -113,7 +113,7 @@ class Store:
         await asyncio.to_thread(self._update_summary, summary)
 
     def _update_summary(self, summary: Summary) -> None:
-        with Session(self.db) as session:
+        with write_lock(self.db), Session(self.db) as session:
             row = session.get(AgreementRecord, summary.id)
             values = summary.model_dump()
             if row is None:
