@@ -68,6 +68,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
             store.record_event,
             store.update_summary,
             notifier.send_email,
+            notifier.send_emails,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_runner=workflow_runner(),

@@ -97,6 +97,29 @@ class Notifier:
             key=spec.key, outcome=SendOutcome.sent, message_id=mid, subject=rendered.subject
         )
 
+    @activity.defn(name="send_emails")
+    async def send_emails(self, specs: list[EmailSpec]) -> list[SendResult]:
+        """The emails an agreement sends at one moment, in one activity (one for the lot in
+        the agreement's history instead of one each). Each goes as `send_email` sends it; one
+        that meets a passing fault comes back as `retry`, and the workflow then sends it on
+        its own with the whole retry policy."""
+
+        async def one(spec: EmailSpec) -> SendResult:
+            try:
+                return await self.send_email(spec)
+            except ApplicationError as error:
+                if error.non_retryable:
+                    raise
+                return SendResult(
+                    key=spec.key,
+                    outcome=SendOutcome.retry,
+                    message_id="",
+                    subject=spec.template,
+                    error=str(error),
+                )
+
+        return list(await asyncio.gather(*(one(spec) for spec in specs)))
+
     async def _transmit(self, spec: EmailSpec, message: EmailMessage) -> None:
         """Hand the message to the relay, one step at a time: after the relay's go-ahead and
         just before the content goes, the outbox says `handed`. A worker that dies from

@@ -133,6 +133,7 @@ class SendOutcome(StrEnum):
     sent = "sent"
     already_sent = "already_sent"
     failed = "failed"  # permanent (5xx, refused recipient): recorded, not retried
+    retry = "retry"  # a passing fault in a batch: not sent yet, the workflow sends it alone
 
 
 class SendResult(Frozen):

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         RoundInfo,
         RoundOutcome,
         SendOutcome,
+        SendResult,
         Signer,
         SignerStatus,
         State,
@@ -59,9 +60,14 @@ with workflow.unsafe.imports_passed_through():
         Clock,
         record,
         send_email,
+        send_emails,
         wait_until,
     )
     from workflows.signing import RoundInput, SignatureRoundWorkflow
+
+# Agreements started (or continued as new) on code with this patch send the emails of one
+# moment in one activity; runs recorded before it keep one activity per email on replay.
+BATCHED_EMAILS = "emails-in-one-activity"
 
 # Emails with a date the reader should put in a calendar carry an .ics attachment.
 CALENDAR_TEMPLATES = {
@@ -783,10 +789,30 @@ class AgreementWorkflow:
         while self.pending_events:
             await record(self.pending_events.pop(0))
         outbox, self.outbox = self.outbox, []
-        await asyncio.gather(*(self.deliver(spec) for spec in outbox))
+        await self.deliver_all(outbox)
+
+    async def deliver_all(self, specs: list[EmailSpec]) -> None:
+        """Send the emails of one moment: in one activity for the lot (agreements started
+        or continued on this code), then one by one for any that met a passing fault."""
+        if not specs:
+            return
+        if not workflow.patched(BATCHED_EMAILS):
+            await asyncio.gather(*(self.deliver(spec) for spec in specs))
+            return
+        results = await send_emails(specs)
+        alone = []
+        for n, spec in enumerate(specs):
+            result = results[n] if results is not None else None
+            if result is None or result.outcome is SendOutcome.retry:
+                alone.append(spec)
+            else:
+                self.handled(spec, result)
+        await asyncio.gather(*(self.deliver(spec) for spec in alone))
 
     async def deliver(self, spec: EmailSpec) -> None:
-        result = await send_email(spec)
+        self.handled(spec, await send_email(spec))
+
+    def handled(self, spec: EmailSpec, result: SendResult) -> None:
         if result.outcome is SendOutcome.failed:
             self.log("email.failed", f"{spec.template} to {spec.to.email}: {result.error}", None)
             if spec.template != "send_failed":
@@ -904,7 +930,7 @@ class AgreementWorkflow:
             p = self.plan()
             milestones = {m.id: m for m in p.milestones}
             batch = [e for e in p.emails if self.sendable(e) and e.send_at <= now]
-            await asyncio.gather(*(self.deliver(self.planned_spec(e, milestones)) for e in batch))
+            await self.deliver_all([self.planned_spec(e, milestones) for e in batch])
             self.sent_until = now
             if self.should_continue_as_new(p):
                 await self.flush()

@@ -68,6 +68,25 @@ async def send_email(spec: EmailSpec) -> SendResult:
         )
 
 
+BATCH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)
+
+
+async def send_emails(specs: list[EmailSpec]) -> list[SendResult] | None:
+    """Several emails in one activity; None if the batch itself could not run (a crashed
+    worker, twice), and then each is sent on its own."""
+    try:
+        results: list[SendResult] = await workflow.execute_activity(
+            "send_emails",
+            specs,
+            result_type=list[SendResult],
+            start_to_close_timeout=EMAIL_TIMEOUT + timedelta(seconds=len(specs)),
+            retry_policy=BATCH_RETRY,
+        )
+        return results
+    except Exception:  # ActivityError: the emails go one by one instead
+        return None
+
+
 async def wait_until(clock: Clock, woken: Callable[[], bool], moment: dt.datetime) -> bool:
     """Sleep until `moment` on the clock, or less if `woken()` turns true: says which."""
     try:
