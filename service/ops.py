@@ -112,13 +112,15 @@ async def decide(
 ) -> Snapshot:
     """Send one decision; a rejection comes back as an OperationError with its reason, and
     with `config` it is also written to the agreement's event log."""
-    await state(client, agreement_id)  # a clear error for an unknown id
     handle = client.get_workflow_handle(workflow_id(agreement_id))
     try:
         result: Snapshot = await handle.execute_update(update, request, result_type=Snapshot)
     except WorkflowUpdateFailedError as error:
         raise await refused(config, agreement_id, update, request, _reason(error)) from None
     except RPCError as error:
+        # Only now ask whether the agreement exists at all, for a clear error (one call for
+        # a decision, not two, on the way that counts).
+        await state(client, agreement_id)
         raise OperationError(f"{agreement_id}: {error.message}") from None
     return result
 
@@ -137,14 +139,15 @@ async def round_action(
         reason = f"{agreement_id} has no signature round; start one first"
         raise await refused(config, agreement_id, update, request, reason)
     handle = client.get_workflow_handle(snapshot.round_workflow_id)
-    description = await handle.describe()
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        reason = f"the signature round of {agreement_id} is over"
-        raise await refused(config, agreement_id, update, request, reason)
     try:
         result: RoundInfo = await handle.execute_update(update, request, result_type=RoundInfo)
     except WorkflowUpdateFailedError as error:
         raise await refused(config, agreement_id, update, request, _reason(error)) from None
+    except RPCError as error:
+        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            raise OperationError(f"{agreement_id}: {error.message}") from None
+        reason = f"the signature round of {agreement_id} is over"
+        raise await refused(config, agreement_id, update, request, reason) from None
     return result
 
 
