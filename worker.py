@@ -66,6 +66,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
         activities=[
             store.save_terms,
             store.record_event,
+            store.record_events,
             store.update_summary,
             notifier.send_email,
             notifier.send_emails,

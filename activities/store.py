@@ -11,7 +11,7 @@ import json
 
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio import activity
 
 from models.db import ready, write_lock
@@ -92,21 +92,36 @@ class Store:
             ).first()
             if exists is not None:
                 return
-            session.add(
-                EventRecord(
-                    event_key=event.event_key,
-                    agreement_id=event.agreement_id,
-                    at=_utc(event.at),
-                    kind=event.kind,
-                    actor=event.actor,
-                    summary=event.summary,
-                    data_json=json.dumps(event.data, ensure_ascii=False, sort_keys=True),
-                )
-            )
+            session.add(_event_record(event))
             try:
                 session.commit()
             except IntegrityError:
                 session.rollback()
+
+    @activity.defn(name="record_events")
+    async def record_events(self, events: list[EventIn]) -> None:
+        """Several events in one transaction, in order; those already written (a retried
+        attempt) are skipped by their keys."""
+        await asyncio.to_thread(self._record_events, events)
+
+    def _record_events(self, events: list[EventIn]) -> None:
+        keys = [e.event_key for e in events]
+        with write_lock(self.db), Session(self.db) as session:
+            written = set(
+                session.exec(
+                    select(EventRecord.event_key).where(col(EventRecord.event_key).in_(keys))
+                )
+            )
+            for event in events:
+                if event.event_key not in written:
+                    session.add(_event_record(event))
+            try:
+                session.commit()
+                return
+            except IntegrityError:  # another attempt wrote some meanwhile: one at a time
+                session.rollback()
+        for event in events:
+            self._record_event(event)
 
     @activity.defn(name="update_summary")
     async def update_summary(self, summary: Summary) -> None:
@@ -124,3 +139,15 @@ class Store:
                 row.updated_at = utcnow()
                 session.add(row)
             session.commit()
+
+
+def _event_record(event: EventIn) -> EventRecord:
+    return EventRecord(
+        event_key=event.event_key,
+        agreement_id=event.agreement_id,
+        at=_utc(event.at),
+        kind=event.kind,
+        actor=event.actor,
+        summary=event.summary,
+        data_json=json.dumps(event.data, ensure_ascii=False, sort_keys=True),
+    )

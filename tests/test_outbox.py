@@ -9,7 +9,7 @@ import datetime as dt
 from collections import Counter
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -144,3 +144,24 @@ async def test_store_writes_are_idempotent(database_url: str) -> None:
         ("gamlegarden:1", "Skapat – ”åäö”", event.at)
     ]
     assert [t.sha256 for t in stored] == [terms.sha256]
+
+
+async def test_a_batch_of_events_is_written_once_in_order(database_url: str) -> None:
+    migrate(database_url)
+    store = Store(database_url)
+    events = [
+        EventIn(
+            event_key=f"planteringen:{n}",
+            agreement_id="planteringen",
+            at=dt.datetime(2024, 1, 1, 9, n, tzinfo=dt.UTC),
+            kind="step",
+            summary=f"steg {n}",
+        )
+        for n in range(1, 6)
+    ]
+    await store.record_events(events[:2])  # an earlier attempt got this far
+    # Retried attempts, two at once, write the rest once each.
+    await asyncio.gather(store.record_events(events), store.record_events(events))
+    with Session(engine(database_url)) as session:
+        written = session.exec(select(EventRecord).order_by(col(EventRecord.id))).all()
+    assert [e.event_key for e in written] == [e.event_key for e in events]

@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
         STORE_TIMEOUT,
         Clock,
         record,
+        record_all,
         send_email,
         send_emails,
         wait_until,
@@ -68,6 +69,8 @@ with workflow.unsafe.imports_passed_through():
 # Agreements started (or continued as new) on code with this patch send the emails of one
 # moment in one activity; runs recorded before it keep one activity per email on replay.
 BATCHED_EMAILS = "emails-in-one-activity"
+# Likewise the events a step writes to the event log: one activity for the lot.
+BATCHED_EVENTS = "events-in-one-activity"
 
 # Emails with a date the reader should put in a calendar carry an .ics attachment.
 CALENDAR_TEMPLATES = {
@@ -786,6 +789,10 @@ class AgreementWorkflow:
 
     async def flush(self) -> None:
         """Write what the handlers decided: events first, then their emails."""
+        if self.pending_events and workflow.patched(BATCHED_EVENTS):
+            while self.pending_events:
+                events, self.pending_events = self.pending_events, []
+                await record_all(events)
         while self.pending_events:
             await record(self.pending_events.pop(0))
         outbox, self.outbox = self.outbox, []

@@ -96,6 +96,15 @@ async def wait_until(clock: Clock, woken: Callable[[], bool], moment: dt.datetim
     return True
 
 
+async def record_all(events: list[EventIn]) -> None:
+    await workflow.execute_activity(
+        "record_events",
+        events,
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+
+
 async def record(event: EventIn) -> None:
     await workflow.execute_activity(
         "record_event",
