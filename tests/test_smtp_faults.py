@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections import Counter
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope
-from aiosmtpd.smtp import Session as SmtpSession
+from aiosmtpd.smtp import SMTP
 from sqlmodel import Session, select
 
 from emails.sink import MaildirHandler, read_mail
@@ -21,43 +19,12 @@ from models.plan import Scenario
 from models.records import OutboxRecord
 from schedule.engine import plan
 from simulate import free_port, simulate
-from tests.reliability.harness import delivered, report
+from tests.mail import Scripted
+from tests.reliability.harness import tally
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "kristianstad-gamlegarden.toml"
 COORDINATOR = "lena.hagerman@kristianstad.example.se"
 LISA = "lisa.bjorck@quinnorunited.example.se"
-
-
-class Scripted(MaildirHandler):
-    """The sink, with faults: `busy` 421 answers to DATA first, `refuse` gets 550 at RCPT."""
-
-    def __init__(self, folder: Path, busy: int = 0, refuse: str | None = None) -> None:
-        super().__init__(folder)
-        self.busy = busy
-        self.refuse = refuse
-        self.answers: Counter[str] = Counter()
-
-    async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: SmtpSession,
-        envelope: Envelope,
-        address: str,
-        options: list[str],
-    ) -> str:
-        if address == self.refuse:
-            self.answers["550"] += 1
-            return "550 5.1.1 Mailbox does not exist"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
-        if self.busy > 0:
-            self.busy -= 1
-            self.answers["421"] += 1
-            return "421 4.3.2 Service busy, try later"
-        self.answers["250"] += 1
-        return await super().handle_DATA(server, session, envelope)
 
 
 def minute(value: str) -> str:
@@ -165,16 +132,3 @@ async def test_server_down_for_a_while_then_back(tmp_path: Path) -> None:
     assert {r.status for r in rows} == {"sent"}
     assert sum(r.attempts - 1 for r in rows) == 12
     tally("mail server drops 12 connections, then back", folder, len(planned()))
-
-
-def tally(name: str, folder: Path, expected: int, **more: int) -> None:
-    """Report the run's counts for the README's table of faults."""
-    copies = delivered(read_mail(folder))
-    report(
-        name,
-        planned=expected,
-        delivered=sum(copies.values()),
-        duplicated=sum(1 for n in copies.values() if n > 1),
-        lost=expected - len(copies),
-        **more,
-    )

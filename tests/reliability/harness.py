@@ -28,6 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS = ROOT / "build" / "reliability.json"
 
 
+def worker_env(temporal: str, folder: Path, smtp_port: int, **more: str) -> dict[str, str]:
+    """The settings of a worker process: its Temporal, its data folder, its mail server."""
+    return {
+        "AGREEMENTS_TEMPORAL_ADDRESS": temporal,
+        "AGREEMENTS_DATA_DIR": str(folder),
+        "AGREEMENTS_SMTP_PORT": str(smtp_port),
+        **more,
+    }
+
+
 class WorkerProcess:
     """`python worker.py` with the given settings; started, killed and restarted at will."""
 
@@ -97,6 +107,27 @@ def report(name: str, **figures: Any) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[name] = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **figures}
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+
+
+def tally(name: str, folder: Path, planned: list[str] | int, **more: Any) -> Counter[str]:
+    """Count what reached the mail server in `folder` against what was planned (the outbox
+    keys, or just how many), report it under `name`, and return the copies per key."""
+    from emails.sink import read_mail
+
+    copies = delivered(read_mail(folder))
+    if isinstance(planned, int):
+        count, lost = planned, planned - len(copies)
+    else:
+        count, lost = len(planned), sum(1 for k in planned if copies[k] == 0)
+    report(
+        name,
+        planned=count,
+        delivered=sum(copies.values()),
+        duplicated=sum(1 for n in copies.values() if n > 1),
+        lost=lost,
+        **more,
+    )
+    return copies
 
 
 def table() -> str:

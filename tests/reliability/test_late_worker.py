@@ -18,9 +18,10 @@ from tests.reliability.harness import (
     delivered,
     due_by,
     instants,
-    report,
     start_due_soon,
+    tally,
     wait_until,
+    worker_env,
 )
 
 
@@ -30,13 +31,7 @@ async def test_emails_due_before_the_first_task_still_go_out(
     port = free_port()
     migrate(f"sqlite:///{tmp_path / 'agreements.db'}")
     sink = start_sink(tmp_path / "mail", port=port)
-    worker = WorkerProcess(
-        {
-            "AGREEMENTS_TEMPORAL_ADDRESS": dev_server,
-            "AGREEMENTS_DATA_DIR": str(tmp_path),
-            "AGREEMENTS_SMTP_PORT": str(port),
-        }
-    )
+    worker = WorkerProcess(worker_env(dev_server, tmp_path, port))
     try:
         client = await ops.connect(Settings(temporal_address=dev_server))
         agreement = agreement_copy(0)
@@ -55,12 +50,7 @@ async def test_emails_due_before_the_first_task_still_go_out(
     finally:
         worker.stop()
         sink.stop()
-    copies = delivered(read_mail(tmp_path / "mail"))
-    report(
-        "first emails due before any worker ran the agreement",
-        planned=len(planned),
-        delivered=sum(copies.values()),
-        duplicated=sum(1 for n in copies.values() if n > 1),
-        lost=sum(1 for k in planned if copies[k] == 0),
+    copies = tally(
+        "first emails due before any worker ran the agreement", tmp_path / "mail", planned
     )
     assert set(copies) == set(planned) and set(copies.values()) == {1}

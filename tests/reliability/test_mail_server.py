@@ -12,8 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope
-from aiosmtpd.smtp import Session as SmtpSession
 from sqlmodel import Session
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -26,6 +24,7 @@ from models.db import engine, migrate
 from models.lifecycle import EmailSpec, SendOutcome
 from models.records import OutboxRecord
 from simulate import free_port
+from tests.mail import Scripted
 from tests.reliability.harness import report
 from tests.test_outbox import specs
 
@@ -52,37 +51,6 @@ class Silent:
         self.listener.close()
         for connection in self.held:
             connection.close()
-
-
-class Refusing(MaildirHandler):
-    """451 to the first `busy` messages; 550 at RCPT for `refuse`."""
-
-    def __init__(self, folder: Path, busy: int = 0, refuse: str | None = None) -> None:
-        super().__init__(folder)
-        self.busy = busy
-        self.refuse = refuse
-        self.answers: Counter[str] = Counter()
-
-    async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: SmtpSession,
-        envelope: Envelope,
-        address: str,
-        options: list[str],
-    ) -> str:
-        if address == self.refuse:
-            self.answers["550"] += 1
-            return "550 5.1.1 No such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
-        if self.busy > 0:
-            self.busy -= 1
-            self.answers["451"] += 1
-            return "451 4.3.0 Try again later"
-        return await super().handle_DATA(server, session, envelope)
 
 
 def prepared(tmp_path: Path, port: int, timeout: float = 30.0) -> tuple[Notifier, list[EmailSpec]]:
@@ -138,7 +106,9 @@ async def test_451_then_success_and_550_for_one_recipient_among_several(tmp_path
     port = free_port()
     notifier, emails = prepared(tmp_path, port)
     refused = emails[1].to.email
-    handler = Refusing(tmp_path / "mail", busy=2, refuse=refused)
+    handler = Scripted(
+        tmp_path / "mail", busy=2, refuse=refused, busy_answer="451 4.3.0 Try again later"
+    )
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     outcomes: dict[str, SendOutcome] = {}
@@ -156,7 +126,7 @@ async def test_451_then_success_and_550_for_one_recipient_among_several(tmp_path
                 break
     finally:
         controller.stop()
-    assert handler.answers == Counter({"451": 2, "550": 1})
+    assert handler.answers == Counter({"451": 2, "550": 1, "250": 3})
     assert retries == 2
     delivered = Counter(str(m["X-Sink-Recipient"]) for m in read_mail(tmp_path / "mail"))
     others = [s for s in emails if s.to.email != refused]

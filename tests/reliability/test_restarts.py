@@ -28,9 +28,10 @@ from tests.reliability.harness import (
     delivered,
     due_by,
     instants,
-    report,
     start_due_soon,
+    tally,
     wait_until,
+    worker_env,
 )
 from workflows.agreement import workflow_id
 
@@ -65,13 +66,7 @@ async def test_the_temporal_server_restarts_while_timers_are_pending(tmp_path: P
     url = f"sqlite:///{tmp_path / 'agreements.db'}"
     migrate(url)
     sink = start_sink(tmp_path / "mail", port=port)
-    worker = WorkerProcess(
-        {
-            "AGREEMENTS_TEMPORAL_ADDRESS": server.address,
-            "AGREEMENTS_DATA_DIR": str(tmp_path),
-            "AGREEMENTS_SMTP_PORT": str(port),
-        }
-    )
+    worker = WorkerProcess(worker_env(server.address, tmp_path, port))
     worker.start()
     try:
         client = await ops.connect(Settings(temporal_address=server.address))
@@ -108,13 +103,8 @@ async def test_the_temporal_server_restarts_while_timers_are_pending(tmp_path: P
         sink.stop()
         if server.process is not None and server.process.poll() is None:
             server.stop()
-    copies = delivered(read_mail(tmp_path / "mail"))
-    report(
-        "Temporal dev server stopped 8 s and restarted, timers pending",
-        planned=len(planned),
-        delivered=sum(copies.values()),
-        duplicated=sum(1 for n in copies.values() if n > 1),
-        lost=sum(1 for k in planned if copies[k] == 0),
+    copies = tally(
+        "Temporal dev server stopped 8 s and restarted, timers pending", tmp_path / "mail", planned
     )
     assert set(copies) == set(planned) and set(copies.values()) == {1}, copies
 
@@ -126,14 +116,7 @@ async def test_postgresql_stopped_while_activities_need_it(
     migrate(url)
     port = free_port()
     sink = start_sink(tmp_path / "mail", port=port)
-    worker = WorkerProcess(
-        {
-            "AGREEMENTS_TEMPORAL_ADDRESS": dev_server,
-            "AGREEMENTS_DATABASE_URL": url,
-            "AGREEMENTS_SMTP_PORT": str(port),
-            "AGREEMENTS_DATA_DIR": str(tmp_path),
-        }
-    )
+    worker = WorkerProcess(worker_env(dev_server, tmp_path, port, AGREEMENTS_DATABASE_URL=url))
     worker.start()
     stopped = False
     try:
@@ -179,13 +162,10 @@ async def test_postgresql_stopped_while_activities_need_it(
         summary = session.get(AgreementRecord, agreement.id)
     assert len(terms) == 1 and summary is not None and summary.state == "active"
     assert len({e.event_key for e in events}) == len(events) > 0
-    copies = delivered(read_mail(tmp_path / "mail"))
-    report(
+    copies = tally(
         "PostgreSQL stopped while activities ran",
+        tmp_path / "mail",
+        planned,
         retried_attempts=attempts,
-        planned=len(planned),
-        delivered=sum(copies.values()),
-        duplicated=sum(1 for n in copies.values() if n > 1),
-        lost=sum(1 for k in planned if copies[k] == 0),
     )
     assert set(copies) == set(planned) and set(copies.values()) == {1}

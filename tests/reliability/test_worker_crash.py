@@ -29,18 +29,12 @@ from tests.reliability.harness import (
     instants,
     report,
     start_due_soon,
+    tally,
     wait_until,
+    worker_env,
 )
 
 AGREEMENTS = 50
-
-
-def environment(dev_server: str, folder: Path, smtp_port: int) -> dict[str, str]:
-    return {
-        "AGREEMENTS_TEMPORAL_ADDRESS": dev_server,
-        "AGREEMENTS_DATA_DIR": str(folder),
-        "AGREEMENTS_SMTP_PORT": str(smtp_port),
-    }
 
 
 def outbox(url: str) -> dict[str, OutboxRecord]:
@@ -57,7 +51,7 @@ async def test_workers_killed_at_random_lose_and_double_nothing(
     url = f"sqlite:///{tmp_path / 'agreements.db'}"
     migrate(url)
     sink = start_sink(tmp_path / "mail", port=port)
-    worker = WorkerProcess(environment(dev_server, tmp_path, port))
+    worker = WorkerProcess(worker_env(dev_server, tmp_path, port))
     worker.start()
     try:
         client = await connect(Settings(temporal_address=dev_server))
@@ -136,7 +130,7 @@ async def test_a_kill_after_the_mail_server_took_the_message_sends_no_second_cop
     port = free_port()
     url = f"sqlite:///{tmp_path / 'agreements.db'}"
     migrate(url)
-    worker = WorkerProcess(environment(dev_server, tmp_path, port))
+    worker = WorkerProcess(worker_env(dev_server, tmp_path, port))
     handler = KillsAfterAccepting(tmp_path / "mail", worker)
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
@@ -162,15 +156,9 @@ async def test_a_kill_after_the_mail_server_took_the_message_sends_no_second_cop
         worker.stop()
         controller.stop()
 
-    copies = delivered(read_mail(tmp_path / "mail"))
     rows = outbox(url)
-    report(
-        "worker killed after the mail server took the message",
-        planned=len(planned),
-        delivered=sum(copies.values()),
-        duplicated=sum(1 for n in copies.values() if n > 1),
-        lost=sum(1 for k in planned if copies[k] == 0),
-    )
+    name = "worker killed after the mail server took the message"
+    copies = tally(name, tmp_path / "mail", planned)
     assert set(copies) == set(planned) and set(copies.values()) == {1}, copies
     # The worker sends several emails at once: any other message it had handed over when
     # it died is unconfirmed too, and (above) was delivered exactly once all the same.
