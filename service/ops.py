@@ -22,7 +22,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
@@ -54,8 +54,12 @@ async def connect(config: Settings) -> Client:
 
 
 def _reason(error: BaseException) -> str:
-    cause = getattr(error, "cause", None)
-    return str(cause or error)
+    """The workflow's own words: the message of its rejection, without the error type
+    that `str()` of an ApplicationError puts in front ("Rejected: …")."""
+    cause = getattr(error, "cause", None) or error
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return str(cause)
 
 
 async def create(client: Client, config: Settings, agreement: Agreement) -> Snapshot:
