@@ -34,7 +34,7 @@ PASSTHROUGH = (
     "schedule",
     "activities.store",
     # The workflow modules too: imported once instead of once per agreement in the worker's
-    # cache (290 rather than 670 KiB per cached agreement, bench/results.json). They keep
+    # cache (279 rather than 652 KiB per cached agreement, bench/results.json). They keep
     # no state at module level; determinism is proved by the replay tests.
     "workflows",
     "holidays",

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 
 from pydantic import Field
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -86,17 +87,7 @@ class Store:
         await asyncio.to_thread(self._record_event, event)
 
     def _record_event(self, event: EventIn) -> None:
-        with write_lock(self.db), Session(self.db) as session:
-            exists = session.exec(
-                select(EventRecord.id).where(EventRecord.event_key == event.event_key)
-            ).first()
-            if exists is not None:
-                return
-            session.add(_event_record(event))
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
+        write_event(self.db, event)
 
     @activity.defn(name="record_events")
     async def record_events(self, events: list[EventIn]) -> None:
@@ -114,14 +105,14 @@ class Store:
             )
             for event in events:
                 if event.event_key not in written:
-                    session.add(_event_record(event))
+                    session.add(event_record(event))
             try:
                 session.commit()
                 return
             except IntegrityError:  # another attempt wrote some meanwhile: one at a time
                 session.rollback()
         for event in events:
-            self._record_event(event)
+            write_event(self.db, event)
 
     @activity.defn(name="update_summary")
     async def update_summary(self, summary: Summary) -> None:
@@ -141,7 +132,24 @@ class Store:
             session.commit()
 
 
-def _event_record(event: EventIn) -> EventRecord:
+def write_event(db: Engine, event: EventIn) -> None:
+    """Append one event to the log, once: an event whose key is written already is skipped.
+    The activities use it, and so do the interfaces for refusals that never reach a
+    workflow."""
+    with write_lock(db), Session(db) as session:
+        exists = session.exec(
+            select(EventRecord.id).where(EventRecord.event_key == event.event_key)
+        ).first()
+        if exists is not None:
+            return
+        session.add(event_record(event))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+
+
+def event_record(event: EventIn) -> EventRecord:
     return EventRecord(
         event_key=event.event_key,
         agreement_id=event.agreement_id,

@@ -8,7 +8,6 @@ import asyncio
 import csv
 import datetime as dt
 import io
-import json
 import logging
 import uuid
 from typing import Any
@@ -25,6 +24,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.store import EventIn, write_event
 from config import Settings
 from models.agreement import Agreement
 from models.db import SchemaError, ready
@@ -179,19 +179,16 @@ async def refused(
 def _record_refusal(
     config: Settings, agreement_id: str, actor: str | None, data: dict[str, str]
 ) -> None:
-    with Session(_db(config)) as session:
-        session.add(
-            EventRecord(
-                event_key=f"{agreement_id}:refused:{uuid.uuid4().hex}",
-                agreement_id=agreement_id,
-                at=utcnow(),
-                kind="refused",
-                actor=actor,
-                summary=f"{data['decision']} refused: {data['reason']}",
-                data_json=json.dumps(data, ensure_ascii=False, sort_keys=True),
-            )
-        )
-        session.commit()
+    event = EventIn(
+        event_key=f"{agreement_id}:refused:{uuid.uuid4().hex}",
+        agreement_id=agreement_id,
+        at=utcnow(),
+        kind="refused",
+        actor=actor,
+        summary=f"{data['decision']} refused: {data['reason']}",
+        data=data,
+    )
+    write_event(_db(config), event)
 
 
 async def current_round(client: Client, agreement_id: str) -> RoundInfo | None:

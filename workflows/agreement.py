@@ -807,10 +807,14 @@ class AgreementWorkflow:
             await asyncio.gather(*(self.deliver(spec) for spec in specs))
             return
         results = await send_emails(specs)
+        if results is None:  # the batch itself failed: every email goes alone
+            results = [
+                SendResult(key=s.key, outcome=SendOutcome.retry, message_id="", subject="")
+                for s in specs
+            ]
         alone = []
-        for n, spec in enumerate(specs):
-            result = results[n] if results is not None else None
-            if result is None or result.outcome is SendOutcome.retry:
+        for spec, result in zip(specs, results, strict=True):
+            if result.outcome is SendOutcome.retry:
                 alone.append(spec)
             else:
                 self.handled(spec, result)
