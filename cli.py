@@ -481,11 +481,34 @@ def show(
     )
 
 
-def _decision(agreement_id: str, update: str, request: Any, as_json: bool) -> None:
+# A retried command with the same key applies once (service.ops.update_id_for).
+IdempotencyKey = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        help="Any printable ASCII up to 200 characters: running the command again with the "
+        "same key answers as the first time and changes nothing",
+    ),
+]
+
+
+def _decision(
+    agreement_id: str, update: str, request: Any, as_json: bool, key: str | None = None
+) -> None:
     from service import ops
 
+    update_id = None
+    if key is not None:
+        try:
+            update_id = ops.update_id_for(update, key)
+        except ops.OperationError as error:
+            raise fail(str(error).replace("Idempotency-Key", "--idempotency-key", 1)) from None
     snapshot = _run(
-        _with_client(lambda c: ops.decide(c, agreement_id, update, request, config=_settings()))
+        _with_client(
+            lambda c: ops.decide(
+                c, agreement_id, update, request, config=_settings(), update_id=update_id
+            )
+        )
     )
     if as_json:
         _emit(_snapshot_json(snapshot), True)
@@ -498,22 +521,42 @@ def confirm(
     agreement_id: Annotated[str, typer.Argument(metavar="ID")],
     keys: Annotated[list[str], typer.Argument(help="Checklist keys, e.g. no-market trust")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Confirm IOP prerequisites of a draft (the checklist from the guidelines)."""
     from workflows.agreement import ConfirmPrerequisites
 
-    _decision(agreement_id, "confirm_prerequisites", ConfirmPrerequisites(keys=keys), as_json)
+    request = ConfirmPrerequisites(keys=keys)
+    _decision(agreement_id, "confirm_prerequisites", request, as_json, idempotency_key)
+
+
+@app.command()
+def edit(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    file: Annotated[Path, typer.Argument(help="The draft's new agreement file (same id)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
+) -> None:
+    """Replace a draft's terms with a new agreement file (before signing starts)."""
+    from workflows.agreement import EditDraft
+
+    try:
+        agreement = load_agreement(file)
+    except AgreementFileError as error:
+        raise fail(str(error)) from None
+    _decision(agreement_id, "edit_draft", EditDraft(agreement=agreement), as_json, idempotency_key)
 
 
 @app.command("sign-start")
 def sign_start(
     agreement_id: Annotated[str, typer.Argument(metavar="ID")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Start (or restart) the signature round: every signer gets a personal link."""
     from workflows.agreement import StartSigning
 
-    _decision(agreement_id, "start_signing", StartSigning(), as_json)
+    _decision(agreement_id, "start_signing", StartSigning(), as_json, idempotency_key)
 
 
 @app.command("sign-cancel")
@@ -523,23 +566,23 @@ def sign_cancel(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Cancel the running signature round."""
-    from service import ops
-    from workflows.signing import CancelRequest
+    from pydantic import ValidationError
 
-    info = _run(
+    from service import ops
+    from workflows.signing import MAX_REASON, CancelRequest
+
+    try:
+        request = CancelRequest(reason=reason, by="coordinator")
+    except ValidationError:
+        raise fail(f"--reason: say why, in at most {MAX_REASON} characters") from None
+    answer = _run(
         _with_client(
-            lambda c: ops.round_action(
-                c,
-                agreement_id,
-                "cancel",
-                CancelRequest(reason=reason, by="coordinator"),
-                config=_settings(),
-            )
+            lambda c: ops.round_action(c, agreement_id, "cancel", request, config=_settings())
         )
     )
-    _emit(info.model_dump(mode="json"), as_json)
+    _emit(answer.model_dump(mode="json"), as_json)
     if not as_json:
-        out.print(f"Signeringsomgång {info.number} avbryts: {reason}", highlight=False)
+        out.print(f"Signeringsomgång {answer.number} avbryts: {reason}", highlight=False)
 
 
 @app.command("sign-paper")
@@ -557,16 +600,21 @@ def sign_paper(
         signed_on = dt.date.fromisoformat(date)
     except ValueError:
         raise fail(f"--date: {date!r} is not a date (YYYY-MM-DD)") from None
-    request = PaperSignature(signer=signer, signed_on=signed_on, recorded_by="coordinator")
-    info = _run(
-        _with_client(
-            lambda c: ops.round_action(c, agreement_id, "sign_paper", request, config=_settings())
-        )
-    )
-    _emit(info.model_dump(mode="json"), as_json)
-    if not as_json:
+    try:
+        request = PaperSignature(signer=signer, signed_on=signed_on, recorded_by="coordinator")
+    except ValueError:
+        raise fail(f"--signer: {signer[:80]!r} is not a signer's email") from None
+
+    async def record(c: Any) -> tuple[Any, Any]:
+        answer = await ops.round_action(c, agreement_id, "sign_paper", request, config=_settings())
+        return answer, None if as_json else await ops.current_round(c, agreement_id)
+
+    answer, info = _run(_with_client(record))
+    _emit(answer.model_dump(mode="json"), as_json)
+    if not as_json and info is not None:
         for s in info.signers:
-            out.print(f"  {s.name} ({s.party_name}): {s.status.value}", highlight=False)
+            dated = f" ({s.signed_on})" if s.signed_on else ""
+            out.print(f"  {s.name} ({s.party_name}): {s.status.value}{dated}", highlight=False)
 
 
 @app.command()
@@ -578,6 +626,7 @@ def report(
         str | None, typer.Option(help="Grant a new due date instead (YYYY-MM-DD)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Record a report as submitted (today), or postpone it."""
     from workflows.agreement import ReportDecision
@@ -589,7 +638,7 @@ def report(
         except ValueError:
             raise fail(f"--postpone-to: {postpone_to!r} is not a date (YYYY-MM-DD)") from None
     request = ReportDecision(report=report_key, occurrence=period, new_due=new_due)
-    _decision(agreement_id, "record_report", request, as_json)
+    _decision(agreement_id, "record_report", request, as_json, idempotency_key)
 
 
 @app.command()
@@ -598,6 +647,7 @@ def decide(
     decision: Annotated[str, typer.Argument(help="renew, notice or approve")],
     party: Annotated[str, typer.Option(help="The party's key")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Record a party's renewal decision: notice of non-renewal, or approval of an extension."""
     from workflows.agreement import RenewalRequest
@@ -605,7 +655,7 @@ def decide(
     if decision not in ("renew", "notice", "approve"):
         raise fail(f"decision: {decision!r} is not one of renew, notice, approve")
     request = RenewalRequest(party=party, renew=decision != "notice")
-    _decision(agreement_id, "decide_renewal", request, as_json)
+    _decision(agreement_id, "decide_renewal", request, as_json, idempotency_key)
 
 
 @app.command()
@@ -613,6 +663,7 @@ def amend(
     agreement_id: Annotated[str, typer.Argument(metavar="ID")],
     file: Annotated[Path, typer.Argument(help="The amended agreement file")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
 ) -> None:
     """Propose an amendment: it runs its own signature round, then re-plans every date."""
     from workflows.agreement import Amendment
@@ -621,7 +672,7 @@ def amend(
         agreement = load_agreement(file)
     except AgreementFileError as error:
         raise fail(str(error)) from None
-    _decision(agreement_id, "amend", Amendment(agreement=agreement), as_json)
+    _decision(agreement_id, "amend", Amendment(agreement=agreement), as_json, idempotency_key)
 
 
 @app.command()
@@ -633,6 +684,7 @@ def terminate(
     rescind: Annotated[str | None, typer.Option(help="Party rescinding (hävning)")] = None,
     repayment: Annotated[int | None, typer.Option(help="Repayment claimed, kronor")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
 ) -> None:
     """End the agreement: termination with notice, a party's withdrawal, or rescission."""
     from models.plan import EndingKind
@@ -651,7 +703,28 @@ def terminate(
         raise fail("give exactly one of --notice PARTY, --withdraw PARTY, --rescind PARTY")
     kind, party = chosen[0]
     request = TerminationRequest(kind=kind, party=party, reason=reason, repayment=repayment)
-    _decision(agreement_id, "terminate", request, as_json)
+    _decision(agreement_id, "terminate", request, as_json, idempotency_key)
+
+
+@app.command()
+def withdrawal(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    end_all: Annotated[
+        bool, typer.Option("--end-all", help="The remaining parties end the whole agreement")
+    ] = False,
+    go_on: Annotated[
+        bool, typer.Option("--continue", help="The remaining parties go on without the party")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
+) -> None:
+    """The remaining parties' decision after a party's withdrawal (terminate --withdraw)."""
+    from workflows.agreement import WithdrawalOutcome
+
+    if end_all == go_on:
+        raise fail("give exactly one of --end-all, --continue")
+    request = WithdrawalOutcome(end_all=end_all)
+    _decision(agreement_id, "withdrawal_outcome", request, as_json, idempotency_key)
 
 
 @app.command()

@@ -43,6 +43,7 @@ from models.plan import EndingKind, MilestoneKind, Scenario
 from models.prerequisites import CHECKLIST
 from schedule import dates
 from schedule.engine import plan
+from service.ops import round_tokens
 from worker import build_worker
 from workflows.agreement import (
     AgreementInput,
@@ -220,8 +221,12 @@ async def started(
                 task_queue=config.task_queue,
             )
             yield env, handle, offset
-            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+            status = (await handle.describe()).status
+            if status == WorkflowExecutionStatus.RUNNING:
                 await handle.terminate("simulation over")
+            # An agreement runs for years: a simulation that ends it FAILED is a bug.
+            if status == WorkflowExecutionStatus.FAILED:
+                raise RuntimeError(f"the workflow of {agreement.id} ended FAILED")
 
 
 async def _drive(
@@ -284,10 +289,12 @@ async def _round(client: Client, snap: Snapshot) -> tuple[WorkflowHandle[Any, An
 
 async def _sign_all(client: Client, snap: Snapshot, day: dt.date) -> None:
     round_handle, info = await _round(client, snap)
+    tokens = await round_tokens(client, round_handle.id)
     for signer in info.signers:
         if info.method == "link":
             await round_handle.execute_update(
-                SignatureRoundWorkflow.sign, SignRequest(token=signer.token, ip="127.0.0.1")
+                SignatureRoundWorkflow.sign,
+                SignRequest(token=tokens[signer.email], ip="127.0.0.1"),
             )
         else:
             await round_handle.execute_update(
@@ -355,18 +362,19 @@ async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -
         case "decline" | "sign":
             snap: Snapshot = await handle.query(wf.get_state)
             round_handle, info = await _round(client, snap)
+            tokens = await round_tokens(client, round_handle.id)
             for signer in info.signers:
                 if step.signer not in (None, signer.email):
                     continue
                 if step.action == "decline":
                     await round_handle.execute_update(
                         SignatureRoundWorkflow.decline,
-                        DeclineRequest(token=signer.token, reason=step.reason),
+                        DeclineRequest(token=tokens[signer.email], reason=step.reason),
                     )
                     await _round_result(round_handle)
                     break
                 await round_handle.execute_update(
-                    SignatureRoundWorkflow.sign, SignRequest(token=signer.token)
+                    SignatureRoundWorkflow.sign, SignRequest(token=tokens[signer.email])
                 )
         case "none":
             pass

@@ -9,47 +9,16 @@ import asyncio
 import datetime as dt
 import json
 
-from pydantic import Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 
 from models.db import ready, write_lock
-from models.plan import Frozen
+from models.effects import EventIn, SaveTerms, Summary
 from models.records import AgreementRecord, EventRecord, TermsRecord, utcnow
 
-
-class SaveTerms(Frozen):
-    agreement_id: str
-    sha256: str
-    terms_json: str
-
-
-class EventIn(Frozen):
-    event_key: str  # unique: workflow id + a sequence number the workflow keeps
-    agreement_id: str
-    at: dt.datetime
-    kind: str
-    actor: str | None = None
-    summary: str
-    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
-
-
-class Summary(Frozen):
-    id: str
-    title: str
-    reference: str | None
-    language: str
-    state: str
-    terms_sha256: str
-    workflow_id: str
-    round_workflow_id: str | None
-    start: dt.date
-    end: dt.date
-    ending: str | None
-    next_date: dt.date | None
-    next_title: str | None
+__all__ = ["EventIn", "SaveTerms", "Store", "Summary", "event_record", "write_event"]
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

@@ -48,19 +48,26 @@ class RoundOutcome(StrEnum):
     declined = "declined"
     cancelled = "cancelled"
     expired = "expired"
+    failed = "failed"  # the round broke (terminated, a fault): the agreement goes on
 
 
 class SignatureEvent(Frozen):
-    """One line of the verification record."""
+    """One line of the verification record.
 
-    at: dt.datetime  # aware; shown with its time zone
+    `ip` is kept inside the round for the verification record (the completion email) and
+    the event log; every query, snapshot and answer shows the round without it. A
+    signer's user agent is never part of an event (it stays in the update's input in the
+    round's history)."""
+
+    at: dt.datetime  # aware; shown with its time zone. Paper: the day on the paper
     signer: str | None  # signer email; None for the round itself
     name: str | None = None
     what: str  # sent, reminded, opened, signed, declined, cancelled, expired, completed
     method: str | None = None  # link or paper
     ip: str | None = None
-    user_agent: str | None = None
     reason: str | None = None
+    signed_on: dt.date | None = None  # paper: the date written on the paper
+    recorded_by: str | None = None  # paper, cancel: who entered it
 
 
 class Signer(Frozen):
@@ -69,9 +76,11 @@ class Signer(Frozen):
     party: str
     party_name: str
     language: str = "sv"
-    token: str  # personal; the signing link (next issue) wraps it in a signed URL
+    # No token: a signer's personal token lives only in the round (RoundInput.tokens) and
+    # in their signing link, so nothing that shows a round can carry one.
     status: SignerStatus = SignerStatus.invited
-    signed_at: dt.datetime | None = None
+    signed_at: dt.datetime | None = None  # paper: the start of the day on the paper
+    signed_on: dt.date | None = None  # paper: the date written on the paper
     reminders: int = 0
 
 
@@ -89,6 +98,24 @@ class RoundInfo(Frozen):
     events: list[SignatureEvent] = Field(default_factory=list)
     outcome: RoundOutcome = RoundOutcome.open
     reason: str | None = None
+
+    def public(self) -> RoundInfo:
+        """The round as queries, snapshots and answers show it: no IP of any event."""
+        if not any(e.ip for e in self.events):
+            return self
+        events = [e.model_copy(update={"ip": None}) if e.ip else e for e in self.events]
+        return self.model_copy(update={"events": events})
+
+
+class RoundAnswer(Frozen):
+    """What an action on a round answers (open, sign, decline, sign_paper, cancel): small
+    on purpose, because every answer is written to the round's history."""
+
+    number: int
+    purpose: str = "signing"
+    outcome: RoundOutcome  # as the action leaves the round (open while others are awaited)
+    signer: str | None = None  # the signer the action was about (email); None for cancel
+    status: SignerStatus | None = None  # that signer's status after it
 
 
 class EndingInfo(Frozen):

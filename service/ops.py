@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import hashlib
 import io
 import logging
 import uuid
@@ -24,15 +25,17 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.store import EventIn, write_event
+from activities.store import write_event
 from config import Settings
 from models.agreement import Agreement
 from models.db import SchemaError, ready
-from models.lifecycle import RoundInfo
+from models.effects import EventIn
+from models.lifecycle import RoundAnswer, RoundInfo, Signer
 from models.plan import PlannedMilestone
 from models.records import AgreementRecord, EventRecord, OutboxRecord, utcnow
 from workflows.agreement import AgreementInput, AgreementWorkflow, Snapshot, workflow_id
-from workflows.signing import SignatureRoundWorkflow
+from workflows.decider import round_workflow_id
+from workflows.signing import RoundInput, SignatureRoundWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +110,50 @@ async def timeline(client: Client, agreement_id: str) -> list[PlannedMilestone]:
     return result
 
 
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def update_id_for(update: str, key: str, request: Any = None) -> str:
+    """The Temporal update id for a caller's idempotency key (an `Idempotency-Key` header,
+    `--idempotency-key`, a form's hidden field). Temporal runs an update once per id within
+    a workflow run and answers a repeat with the first outcome, so a retried request
+    applies once. The id names the update, so the same key on another decision is a new
+    decision; with `request` it also carries a digest of what is asked, so one form key
+    used for two different requests (a page kept open, resubmitted with other values) is
+    two decisions, while a double-click or a reloaded POST is one. Raises OperationError
+    naming what is wrong with a key that is empty, too long or not printable ASCII."""
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise OperationError(
+            f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters, not {len(key)}"
+        )
+    if not all(" " <= c <= "~" for c in key):
+        raise OperationError(
+            "Idempotency-Key: must be printable ASCII only (A-Z, a-z, digits, punctuation, space)"
+        )
+    if request is None:
+        return f"{update}:{key}"
+    body = request.model_dump_json() if hasattr(request, "model_dump_json") else repr(request)
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return f"{update}:{key}:{digest}"
+
+
 async def decide(
     client: Client,
     agreement_id: str,
     update: str,
     request: Any,
     config: Settings | None = None,
+    update_id: str | None = None,
 ) -> Snapshot:
     """Send one decision; a rejection comes back as an OperationError with its reason, and
-    with `config` it is also written to the agreement's event log."""
+    with `config` it is also written to the agreement's event log. With `update_id` (see
+    `update_id_for`) a repeat of an accepted decision answers as the first time and
+    changes nothing."""
     handle = client.get_workflow_handle(workflow_id(agreement_id))
     try:
-        result: Snapshot = await handle.execute_update(update, request, result_type=Snapshot)
+        result: Snapshot = await handle.execute_update(
+            update, request, id=update_id, result_type=Snapshot
+        )
     except WorkflowUpdateFailedError as error:
         raise await refused(config, agreement_id, update, request, _reason(error)) from None
     except RPCError as error:
@@ -135,24 +170,70 @@ async def round_action(
     update: str,
     request: Any,
     config: Settings | None = None,
-) -> RoundInfo:
+    round_number: int | None = None,
+) -> RoundAnswer:
     """An action on the agreement's current signature round (paper signature, cancel, or
-    a signer's open/sign/decline through their link); refusals as in `decide`."""
-    snapshot = await state(client, agreement_id)
-    if snapshot.round_workflow_id is None:
-        reason = f"{agreement_id} has no signature round; start one first"
-        raise await refused(config, agreement_id, update, request, reason)
-    handle = client.get_workflow_handle(snapshot.round_workflow_id)
+    a signer's open/sign/decline through their link); refusals as in `decide`. The answer
+    is small (the round's number and outcome, and the signer's status), never the round.
+    With `round_number` (a signing link names its round) that round is addressed
+    directly, without asking the agreement first."""
+    if round_number is None:
+        snapshot = await state(client, agreement_id)
+        if snapshot.round_workflow_id is None:
+            reason = f"{agreement_id} has no signature round; start one first"
+            raise await refused(config, agreement_id, update, request, reason)
+        round_id = snapshot.round_workflow_id
+    else:
+        round_id = round_workflow_id(agreement_id, round_number)
+    handle = client.get_workflow_handle(round_id)
     try:
-        result: RoundInfo = await handle.execute_update(update, request, result_type=RoundInfo)
+        result: RoundAnswer = await handle.execute_update(update, request, result_type=RoundAnswer)
     except WorkflowUpdateFailedError as error:
         raise await refused(config, agreement_id, update, request, _reason(error)) from None
     except RPCError as error:
-        if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        try:
+            running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        except RPCError:
+            running = False  # no such round
+        if running:
             raise OperationError(f"{agreement_id}: {error.message}") from None
         reason = f"the signature round of {agreement_id} is over"
         raise await refused(config, agreement_id, update, request, reason) from None
     return result
+
+
+async def signing_view(
+    client: Client, agreement_id: str, round_number: int, token: str
+) -> tuple[RoundInfo, Signer] | None:
+    """The round a signing link names and the signer its token belongs to, as the signing
+    page shows them (no token, no IP): two queries, nothing written. None when there is
+    no such round or the token is not one of its signers'."""
+    handle = client.get_workflow_handle(round_workflow_id(agreement_id, round_number))
+    signer, info = await asyncio.gather(
+        handle.query(SignatureRoundWorkflow.signer, token),
+        handle.query(SignatureRoundWorkflow.get_round),
+        return_exceptions=True,
+    )
+    for answer in (signer, info):
+        if isinstance(answer, RPCError) and answer.status is not RPCStatusCode.NOT_FOUND:
+            raise OperationError(f"{agreement_id}: {answer.message}")
+        if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+            raise answer  # a cancellation
+    if not isinstance(signer, Signer) or not isinstance(info, RoundInfo):
+        return None  # no such round (NOT_FOUND), or a token that is not one of its
+    return info, signer
+
+
+async def round_tokens(client: Client, round_id: str) -> dict[str, str]:
+    """Signer email -> personal token of a round, from its input in the round's history:
+    the only place outside the round they are kept. For simulations and tests, which act
+    for every signer without reading their emails."""
+    handle = client.get_workflow_handle(round_id)
+    async for event in handle.fetch_history_events():
+        payloads = event.workflow_execution_started_event_attributes.input.payloads
+        [data] = await client.data_converter.decode(payloads, [RoundInput])
+        return dict(data.tokens)
+    return {}
 
 
 async def refused(
@@ -192,6 +273,7 @@ def _record_refusal(
 
 
 async def current_round(client: Client, agreement_id: str) -> RoundInfo | None:
+    """The agreement's latest round as anyone may see it (no token, no IP)."""
     snapshot = await state(client, agreement_id)
     if snapshot.round_workflow_id is None:
         return snapshot.round

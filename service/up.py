@@ -28,6 +28,8 @@ from service.ops import OperationError, connect
 from web.app import create_app
 from worker import build_worker
 
+LOOPBACK = "127.0.0.1"
+
 
 class WebServer(uvicorn.Server):
     """uvicorn inside our process tree: `up` owns Ctrl-C and stops it in order."""
@@ -37,26 +39,36 @@ class WebServer(uvicorn.Server):
         yield
 
 
+def dev_server_command(config: Settings) -> list[str]:
+    """The dev server's command line. It listens on loopback only: the frontend (`--ip`)
+    and the Web UI (`--ui-ip`, spelled out though it follows `--ip`), and with them its
+    HTTP API and metrics ports; it has no authentication and must not be reachable from
+    the network."""
+    return [
+        binary("temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        LOOPBACK,
+        "--ui-ip",
+        LOOPBACK,
+        "--port",
+        str(config.temporal_port),
+        "--ui-port",
+        str(config.temporal_ui_port),
+        "--db-filename",
+        str((config.data_dir / "temporal.db").resolve()),
+        "--namespace",
+        config.temporal_namespace,
+        "--log-level",
+        "warn",
+    ]
+
+
 def start_dev_server(config: Settings, log: Path) -> subprocess.Popen[bytes]:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [
-            binary("temporal"),
-            "server",
-            "start-dev",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(config.temporal_port),
-            "--ui-port",
-            str(config.temporal_ui_port),
-            "--db-filename",
-            str((config.data_dir / "temporal.db").resolve()),
-            "--namespace",
-            config.temporal_namespace,
-            "--log-level",
-            "warn",
-        ],
+        dev_server_command(config),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C reaches us; we stop it in order

@@ -3,6 +3,7 @@ loopback port, a worker process against it, and the databases (SQLite and Postgr
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -80,9 +81,40 @@ def dev_server(tmp_path: Path) -> Iterator[str]:
     try:
         wait_for_port(port, server)
         yield f"127.0.0.1:{port}"
+        failed = failed_workflows(f"127.0.0.1:{port}")
+        if failed:
+            pytest.fail(f"workflows ended FAILED: {failed}", pytrace=False)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def failed_workflows(address: str) -> list[str]:
+    """The ids of the workflows on the dev server that ended FAILED: an agreement runs for
+    years, so any test that leaves one fails (a round may be terminated, never fail)."""
+    listed = subprocess.run(
+        [
+            binary("temporal"),
+            "workflow",
+            "list",
+            "--address",
+            address,
+            "--query",
+            'ExecutionStatus="Failed"',
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = (
+        json.loads(listed.stdout or "[]")
+        if listed.stdout.strip().startswith("[")
+        else [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+    )
+    return [row.get("execution", {}).get("workflowId", "?") for row in rows]
 
 
 def wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 60) -> None:

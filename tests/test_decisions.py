@@ -23,11 +23,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from emails.sink import read_mail
 from models.agreement import Agreement, SigningMethod, SigningMode
-from models.lifecycle import RoundInfo, State
+from models.lifecycle import RoundInfo, SignerStatus, State
 from models.loader import load_agreement
 from models.plan import EndingKind, MilestoneKind, PlannedMilestone
 from models.prerequisites import CHECKLIST
 from schedule import dates
+from service.ops import round_tokens
 from simulate import started
 from workflows.agreement import (
     AgreementWorkflow,
@@ -159,6 +160,7 @@ async def test_signature_tokens_and_sequential_order(tmp_path: Path) -> None:
         await run.update("confirm_prerequisites", ConfirmPrerequisites(keys=list(CHECKLIST)))
         await run.update("start_signing", StartSigning())
         round_handle, info = await run.round()
+        tokens = await round_tokens(run.env.client, round_handle.id)
         first, second = info.signers[0], info.signers[1]
         # Only the first signer is invited in sequential mode.
         assert await run.delivered("signature_request", 1) == [first.email]
@@ -169,19 +171,32 @@ async def test_signature_tokens_and_sequential_order(tmp_path: Path) -> None:
         reason = await rejected(
             round_handle.execute_update,
             SignatureRoundWorkflow.sign,
-            SignRequest(token=second.token),
+            SignRequest(token=tokens[second.email]),
         )
         assert "not Patrik Karlsson's turn" in reason
-        await round_handle.execute_update(
-            SignatureRoundWorkflow.open, SignRequest(token=first.token, ip="192.0.2.1")
+        opened = await round_handle.execute_update(
+            SignatureRoundWorkflow.open, SignRequest(token=tokens[first.email], ip="192.0.2.1")
         )
-        await round_handle.execute_update(
-            SignatureRoundWorkflow.sign, SignRequest(token=first.token, ip="192.0.2.1")
+        assert (opened.signer, opened.status) == (first.email, SignerStatus.opened)
+        # "Opened" is recorded once: a second one is refused and changes nothing.
+        reason = await rejected(
+            round_handle.execute_update,
+            SignatureRoundWorkflow.open,
+            SignRequest(token=tokens[first.email], ip="192.0.2.1"),
+        )
+        assert "has already opened" in reason
+        signed = await round_handle.execute_update(
+            SignatureRoundWorkflow.sign, SignRequest(token=tokens[first.email], ip="192.0.2.1")
+        )
+        assert (signed.number, signed.outcome.value, signed.status) == (
+            1,
+            "open",
+            SignerStatus.signed,
         )
         reason = await rejected(
             round_handle.execute_update,
             SignatureRoundWorkflow.sign,
-            SignRequest(token=first.token),
+            SignRequest(token=tokens[first.email]),
         )
         assert "has already signed" in reason
         reason = await rejected(
@@ -201,7 +216,29 @@ async def test_signature_tokens_and_sequential_order(tmp_path: Path) -> None:
             "opened",
             "signed",
         ]
-        assert info.events[1].ip == "192.0.2.1"
+        assert info.events[1].what == "opened" and info.events[1].ip is None  # shown: no IP
+        # Paper: a future date is refused in sequential mode too; the date on the paper is
+        # the signing date, and who entered it is kept.
+        reason = await rejected(
+            round_handle.execute_update,
+            SignatureRoundWorkflow.sign_paper,
+            PaperSignature(signer=second.email, signed_on=dt.date(2099, 12, 31), recorded_by="c"),
+        )
+        assert "is in the future" in reason
+        await round_handle.execute_update(
+            SignatureRoundWorkflow.sign_paper,
+            PaperSignature(signer=second.email, signed_on=dt.date(2024, 4, 15), recorded_by="c"),
+        )
+        _, info = await run.round()
+        paper = info.signers[1]
+        assert paper.signed_on == dt.date(2024, 4, 15)
+        assert paper.signed_at is not None and paper.signed_at.date() == dt.date(2024, 4, 15)
+        event = next(e for e in info.events if e.method == "paper")
+        assert (event.at.date(), event.signed_on, event.recorded_by) == (
+            dt.date(2024, 4, 15),
+            dt.date(2024, 4, 15),
+            "c",
+        )
 
 
 async def test_reminders_expiry_and_restart(tmp_path: Path) -> None:
@@ -210,9 +247,10 @@ async def test_reminders_expiry_and_restart(tmp_path: Path) -> None:
         await run.update("confirm_prerequisites", ConfirmPrerequisites(keys=list(CHECKLIST)))
         await run.update("start_signing", StartSigning())
         round_handle, info = await run.round()
+        tokens = await round_tokens(run.env.client, round_handle.id)
         for signer in info.signers[:5]:
             await round_handle.execute_update(
-                SignatureRoundWorkflow.sign, SignRequest(token=signer.token)
+                SignatureRoundWorkflow.sign, SignRequest(token=tokens[signer.email])
             )
         last = info.signers[5]
         # Reminded every 7 days, at most 3 times; the round expires after 30 days.
@@ -225,8 +263,9 @@ async def test_reminders_expiry_and_restart(tmp_path: Path) -> None:
         # The coordinator restarts: a new round, new links for everyone.
         state = await run.update("start_signing", StartSigning())
         assert state.round_workflow_id is not None and state.round_workflow_id.endswith("-2")
-        _, again = await run.round()
-        assert {s.token for s in again.signers}.isdisjoint({s.token for s in info.signers})
+        again, _ = await run.round()
+        new = await round_tokens(run.env.client, again.id)
+        assert len(new) == len(tokens) == 6 and set(new.values()).isdisjoint(tokens.values())
 
 
 async def test_cancel_tells_everyone_involved(tmp_path: Path) -> None:
@@ -235,8 +274,9 @@ async def test_cancel_tells_everyone_involved(tmp_path: Path) -> None:
         await run.update("confirm_prerequisites", ConfirmPrerequisites(keys=list(CHECKLIST)))
         await run.update("start_signing", StartSigning())
         round_handle, info = await run.round()
+        tokens = await round_tokens(run.env.client, round_handle.id)
         await round_handle.execute_update(
-            SignatureRoundWorkflow.sign, SignRequest(token=info.signers[0].token)
+            SignatureRoundWorkflow.sign, SignRequest(token=tokens[info.signers[0].email])
         )
         await round_handle.execute_update(
             SignatureRoundWorkflow.cancel_round, CancelRequest(reason="Fel belopp", by="c")
@@ -248,7 +288,7 @@ async def test_cancel_tells_everyone_involved(tmp_path: Path) -> None:
         with pytest.raises((WorkflowUpdateFailedError, RPCError)):
             await round_handle.execute_update(
                 SignatureRoundWorkflow.decline,
-                DeclineRequest(token=info.signers[1].token, reason="x"),
+                DeclineRequest(token=tokens[info.signers[1].email], reason="x"),
             )
 
 

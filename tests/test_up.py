@@ -15,7 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from config import Settings
 from emails.sink import read_mail
+from service.up import dev_server_command
 from simulate import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +64,30 @@ def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProce
     )
 
 
+def listening(port: int) -> set[str]:
+    """The local addresses (hex, as /proc/net/tcp{,6} write them) listening on a port."""
+    found = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+
+
+def test_the_dev_server_is_told_to_listen_on_loopback_only(tmp_path: Path) -> None:
+    command = dev_server_command(Settings(data_dir=tmp_path))
+    for flag in ("--ip", "--ui-ip"):
+        assert command[command.index(flag) + 1] == "127.0.0.1", command
+    assert "0.0.0.0" not in command
+
+
 def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
     env = {
         "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
@@ -73,6 +99,10 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
     with service(env, tmp_path):
         health = httpx.get(f"http://127.0.0.1:{env['AGREEMENTS_WEB_PORT']}/healthz", timeout=10)
         assert health.text == "ok"
+        if Path("/proc/net/tcp").exists():  # Linux: what listens, and where
+            for name, port in env.items():
+                where = listening(int(port))
+                assert where and where <= LOOPBACK, f"{name}: {port} listens on {where}"
         assert cli(env, tmp_path, "create", example).returncode == 0
         confirm = cli(
             env,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,28 +31,56 @@ from emails.calendar import calendar
 from emails.render import day, kronor
 from models.agreement import Agreement
 from models.db import ready
-from models.lifecycle import RoundInfo, SignerStatus, terms_sha256
+from models.lifecycle import (
+    RoundAnswer,
+    RoundInfo,
+    RoundOutcome,
+    Signer,
+    SignerStatus,
+    terms_sha256,
+)
 from models.loader import AgreementFileError, loads_agreement
 from models.plan import EndingKind
 from models.records import TermsRecord
 from service import ops
-from service.links import LinkError, read_link
+from service.links import LinkError, SigningLink, read_link
 from web.i18n import translator
 from workflows.agreement import (
     Amendment,
     ConfirmPrerequisites,
+    EditDraft,
     RenewalRequest,
     ReportDecision,
     Snapshot,
     StartSigning,
     TerminationRequest,
+    WithdrawalOutcome,
 )
-from workflows.signing import CancelRequest, DeclineRequest, PaperSignature, SignRequest
+from workflows.signing import (
+    MAX_IP,
+    MAX_REASON,
+    MAX_USER_AGENT,
+    CancelRequest,
+    DeclineRequest,
+    PaperSignature,
+    SignRequest,
+)
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["kronor"] = kronor
 TEMPLATES.env.filters["day"] = day
 COOKIE = "avtal_session"
+# A client's retry of a decision carries the same key and applies once (service.ops.update_id_for).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description=(
+            "Any printable ASCII up to 200 characters, new for each decision: a retry "
+            "with the same key answers as the first request and changes nothing."
+        ),
+    ),
+]
 
 
 def create_app(config: Settings, client: Client | None = None) -> FastAPI:
@@ -152,27 +181,57 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     def api_outbox(agreement_id: str) -> list[dict[str, Any]]:
         return [r.model_dump(mode="json") for r in ops.outbox(config, agreement_id)]
 
-    async def decide(request: Request, agreement_id: str, update: str, body: Any) -> Snapshot:
+    def update_id(update: str, key: str | None, body: Any = None) -> str | None:
+        """The update id for an idempotency key, or a 400 naming what is wrong with it."""
+        if key is None:
+            return None
+        try:
+            return ops.update_id_for(update, key, body)
+        except ops.OperationError as error:
+            raise HTTPException(400, str(error)) from None
+
+    async def decide(
+        request: Request, agreement_id: str, update: str, body: Any, key: str | None = None
+    ) -> Snapshot:
+        uid = update_id(update, key)
         result: Snapshot = await run(
-            ops.decide(temporal(request), agreement_id, update, body, config=config)
+            ops.decide(temporal(request), agreement_id, update, body, config=config, update_id=uid)
         )
         return result
 
+    async def terms_body(request: Request) -> Agreement:
+        """An agreement file (TOML) as the request body; 422 with every problem."""
+        text = (await request.body()).decode("utf-8", errors="replace")
+        try:
+            return loads_agreement(text, source="request")
+        except AgreementFileError as error:
+            raise HTTPException(422, str(error)) from None
+
     @app.post("/api/agreements/{agreement_id}/prerequisites", dependencies=api)
     async def api_confirm(
-        agreement_id: str, body: ConfirmPrerequisites, request: Request
+        agreement_id: str, body: ConfirmPrerequisites, request: Request, key: IdempotencyKey = None
     ) -> Snapshot:
-        return await decide(request, agreement_id, "confirm_prerequisites", body)
+        return await decide(request, agreement_id, "confirm_prerequisites", body, key)
+
+    @app.put("/api/agreements/{agreement_id}/draft", dependencies=api)
+    async def api_edit_draft(
+        agreement_id: str, request: Request, key: IdempotencyKey = None
+    ) -> Snapshot:
+        """Replace a draft's terms with the agreement file in the body (TOML, same id)."""
+        draft = EditDraft(agreement=await terms_body(request), by="api")
+        return await decide(request, agreement_id, "edit_draft", draft, key)
 
     @app.post("/api/agreements/{agreement_id}/signing", dependencies=api)
-    async def api_sign_start(agreement_id: str, request: Request) -> Snapshot:
-        return await decide(request, agreement_id, "start_signing", StartSigning(by="api"))
+    async def api_sign_start(
+        agreement_id: str, request: Request, key: IdempotencyKey = None
+    ) -> Snapshot:
+        return await decide(request, agreement_id, "start_signing", StartSigning(by="api"), key)
 
     @app.post("/api/agreements/{agreement_id}/signing/cancel", dependencies=api)
     async def api_sign_cancel(
         agreement_id: str, body: CancelRequest, request: Request
-    ) -> RoundInfo:
-        result: RoundInfo = await run(
+    ) -> RoundAnswer:
+        result: RoundAnswer = await run(
             ops.round_action(temporal(request), agreement_id, "cancel", body, config=config)
         )
         return result
@@ -180,36 +239,44 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     @app.post("/api/agreements/{agreement_id}/signing/paper", dependencies=api)
     async def api_sign_paper(
         agreement_id: str, body: PaperSignature, request: Request
-    ) -> RoundInfo:
-        result: RoundInfo = await run(
+    ) -> RoundAnswer:
+        result: RoundAnswer = await run(
             ops.round_action(temporal(request), agreement_id, "sign_paper", body, config=config)
         )
         return result
 
     @app.post("/api/agreements/{agreement_id}/reports", dependencies=api)
-    async def api_report(agreement_id: str, body: ReportDecision, request: Request) -> Snapshot:
-        return await decide(request, agreement_id, "record_report", body)
+    async def api_report(
+        agreement_id: str, body: ReportDecision, request: Request, key: IdempotencyKey = None
+    ) -> Snapshot:
+        return await decide(request, agreement_id, "record_report", body, key)
 
     @app.post("/api/agreements/{agreement_id}/renewals", dependencies=api)
-    async def api_renewal(agreement_id: str, body: RenewalRequest, request: Request) -> Snapshot:
-        return await decide(request, agreement_id, "decide_renewal", body)
+    async def api_renewal(
+        agreement_id: str, body: RenewalRequest, request: Request, key: IdempotencyKey = None
+    ) -> Snapshot:
+        return await decide(request, agreement_id, "decide_renewal", body, key)
 
     @app.post("/api/agreements/{agreement_id}/ending", dependencies=api)
     async def api_terminate(
-        agreement_id: str, body: TerminationRequest, request: Request
+        agreement_id: str, body: TerminationRequest, request: Request, key: IdempotencyKey = None
     ) -> Snapshot:
-        return await decide(request, agreement_id, "terminate", body)
+        return await decide(request, agreement_id, "terminate", body, key)
+
+    @app.post("/api/agreements/{agreement_id}/withdrawal", dependencies=api)
+    async def api_withdrawal(
+        agreement_id: str, body: WithdrawalOutcome, request: Request, key: IdempotencyKey = None
+    ) -> Snapshot:
+        """The remaining parties' decision on a party's withdrawal: `end_all` true ends the
+        agreement altogether, false goes on without the party."""
+        return await decide(request, agreement_id, "withdrawal_outcome", body, key)
 
     @app.post("/api/agreements/{agreement_id}/amendments", dependencies=api)
-    async def api_amend(agreement_id: str, request: Request) -> Snapshot:
-        text = (await request.body()).decode("utf-8", errors="replace")
-        try:
-            agreement = loads_agreement(text, source="request")
-        except AgreementFileError as error:
-            raise HTTPException(422, str(error)) from None
-        return await decide(
-            request, agreement_id, "amend", Amendment(agreement=agreement, by="api")
-        )
+    async def api_amend(
+        agreement_id: str, request: Request, key: IdempotencyKey = None
+    ) -> Snapshot:
+        amendment = Amendment(agreement=await terms_body(request), by="api")
+        return await decide(request, agreement_id, "amend", amendment, key)
 
     # --- calendar feed ----------------------------------------------------------------------
 
@@ -218,57 +285,69 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         if not hmac.compare_digest(key, feed_key(agreement_id)):
             raise HTTPException(404, "not found")
         snapshot = await run(ops.state(temporal(request), agreement_id))
-        terms = load_terms(config, snapshot.terms_sha256)
+        try:
+            terms = load_terms(config, snapshot.terms_sha256)
+        except ops.OperationError as error:
+            raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
         milestones = await run(ops.upcoming(temporal(request), agreement_id, 3650))
         body = calendar(terms, milestones, dt.datetime.now(dt.UTC))
         return Response(body, media_type="text/calendar; charset=utf-8")
 
     # --- signing pages ----------------------------------------------------------------------
+    # A signing link is read-only until the signer acts: a GET reads the round through
+    # queries and records "opened" only while the signer is still just invited (the round
+    # refuses a second one), so reloading a link writes nothing. Tokens stay between the
+    # link and the round: the queries answer the signer's public view.
 
-    async def signing_context(request: Request, value: str) -> tuple[Any, RoundInfo, Agreement]:
+    async def signing_context(
+        request: Request, value: str
+    ) -> tuple[SigningLink, RoundInfo, Signer, Agreement]:
         link = read_link(secret, value, dt.datetime.now(dt.UTC))
-        info = await ops.current_round(temporal(request), link.agreement)
-        if info is None or info.number != link.round:
-            raise LinkError("Länken gäller en signeringsomgång som inte längre är öppen.")
-        signer = next((s for s in info.signers if s.token == link.token), None)
-        if signer is None or signer.email != link.signer:
+        view = await ops.signing_view(temporal(request), link.agreement, link.round, link.token)
+        if view is None or view[1].email != link.signer:
             raise LinkError("Länken är inte giltig. / The link is not valid.")
-        return link, info, load_terms(config, info.terms_sha256)
+        info, signer = view
+        return link, info, signer, load_terms(config, info.terms_sha256)
 
     def client_facts(request: Request) -> tuple[str | None, str | None]:
+        """IP and user agent, cut to what is worth keeping before they reach the round."""
         ip = request.client.host if request.client else None
-        return ip, request.headers.get("user-agent")
+        agent = request.headers.get("user-agent")
+        return (ip[:MAX_IP] if ip else None), (agent[:MAX_USER_AGENT] if agent else None)
+
+    def outcome_page(
+        request: Request, signer: Signer, info: RoundInfo, terms: Agreement
+    ) -> HTMLResponse:
+        return page(
+            request, "signed.html", language=signer.language, signer=signer, info=info, terms=terms
+        )
 
     @app.get("/sign/{value}", response_class=HTMLResponse)
     async def sign_page(value: str, request: Request) -> HTMLResponse:
         try:
-            link, info, terms = await signing_context(request, value)
+            link, info, signer, terms = await signing_context(request, value)
         except (LinkError, ops.OperationError) as error:
             return problem(request, str(error), 403)
-        signer = next(s for s in info.signers if s.token == link.token)
         if (
             signer.status in (SignerStatus.signed, SignerStatus.declined)
-            or info.outcome.value != "open"
+            or info.outcome is not RoundOutcome.open
         ):
-            return page(
-                request,
-                "signed.html",
-                language=signer.language,
-                signer=signer,
-                info=info,
-                terms=terms,
-            )
-        ip, agent = client_facts(request)
-        try:
-            await ops.round_action(
-                temporal(request),
-                link.agreement,
-                "open",
-                SignRequest(token=link.token, ip=ip, user_agent=agent),
-                config=config,
-            )
-        except ops.OperationError as error:
-            return problem(request, str(error), 409)
+            return outcome_page(request, signer, info, terms)
+        if signer.status is SignerStatus.invited:
+            ip, agent = client_facts(request)
+            try:
+                # No event log row for a refusal: a reload racing the first "opened" is
+                # refused by the round and the page shows all the same.
+                answer = await ops.round_action(
+                    temporal(request),
+                    link.agreement,
+                    "open",
+                    SignRequest(token=link.token, ip=ip, user_agent=agent),
+                    round_number=link.round,
+                )
+                signer = signer.model_copy(update={"status": answer.status or signer.status})
+            except ops.OperationError:
+                pass
         return page(
             request,
             "sign.html",
@@ -277,6 +356,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             info=info,
             terms=terms,
             value=value,
+            max_reason=MAX_REASON,
         )
 
     @app.post("/sign/{value}", response_class=HTMLResponse)
@@ -287,42 +367,42 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         reason: Annotated[str, Form()] = "",
     ) -> HTMLResponse:
         try:
-            link, info, terms = await signing_context(request, value)
+            link, info, signer, terms = await signing_context(request, value)
         except (LinkError, ops.OperationError) as error:
             return problem(request, str(error), 403)
         ip, agent = client_facts(request)
+        body: SignRequest | DeclineRequest
+        reason = reason.strip()
+        if action == "sign":
+            body = SignRequest(token=link.token, ip=ip, user_agent=agent)
+        elif action == "decline" and not reason:
+            return problem(request, "Skriv varför du avböjer. / Say why you decline.", 400)
+        elif action == "decline" and len(reason) > MAX_REASON:
+            return problem(
+                request,
+                f"Skälet får vara högst {MAX_REASON} tecken (ditt är {len(reason)}): korta det "
+                f"och försök igen. / The reason may be at most {MAX_REASON} characters (yours "
+                f"has {len(reason)}): shorten it and try again.",
+                400,
+            )
+        elif action == "decline":
+            body = DeclineRequest(token=link.token, reason=reason, ip=ip, user_agent=agent)
+        else:
+            return problem(request, "Okänd åtgärd. / Unknown action.", 400)
         try:
-            if action == "sign":
-                info = await ops.round_action(
-                    temporal(request),
-                    link.agreement,
-                    "sign",
-                    SignRequest(token=link.token, ip=ip, user_agent=agent),
-                    config=config,
-                )
-            elif action == "decline" and reason.strip():
-                info = await ops.round_action(
-                    temporal(request),
-                    link.agreement,
-                    "decline",
-                    DeclineRequest(
-                        token=link.token, reason=reason.strip(), ip=ip, user_agent=agent
-                    ),
-                    config=config,
-                )
-            else:
-                return problem(request, "Skriv varför du avböjer. / Say why you decline.", 400)
+            answer = await ops.round_action(
+                temporal(request),
+                link.agreement,
+                action,
+                body,
+                config=config,
+                round_number=link.round,
+            )
         except ops.OperationError as error:
             return problem(request, str(error), 409)
-        signer = next(s for s in info.signers if s.token == link.token)
-        return page(
-            request,
-            "signed.html",
-            language=signer.language,
-            signer=signer,
-            info=info,
-            terms=terms,
-        )
+        signer = signer.model_copy(update={"status": answer.status or signer.status})
+        info = info.model_copy(update={"outcome": answer.outcome})
+        return outcome_page(request, signer, info, terms)
 
     # --- coordinators' pages ----------------------------------------------------------------
 
@@ -394,16 +474,24 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         except ops.OperationError as error:
             return problem(request, str(error), 404)
         info = await ops.current_round(temporal(request), agreement_id)
+        try:  # the worker stores new terms a moment after the workflow takes them
+            terms = load_terms(config, snapshot.terms_sha256)
+            timeline = await ops.timeline(temporal(request), agreement_id)
+        except ops.OperationError as error:
+            return problem(request, str(error), 503)
         return page(
             request,
             "agreement.html",
             s=snapshot,
             info=info,
-            terms=load_terms(config, snapshot.terms_sha256),
-            timeline=await ops.timeline(temporal(request), agreement_id),
+            terms=terms,
+            timeline=timeline,
             emails=ops.outbox(config, agreement_id),
             events=ops.events(config, agreement_id),
             feed=f"/a/{agreement_id}/calendar.ics?key={feed_key(agreement_id)}",
+            # One per render, in every decision's form: a double-click or a reloaded POST
+            # of the same form applies once (ops.update_id_for).
+            form_key=uuid.uuid4().hex,
         )
 
     @app.post("/a/{agreement_id}/{action}", dependencies=pages)
@@ -419,27 +507,33 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         report: Annotated[str, Form()] = "",
         period: Annotated[int, Form()] = 0,
         keys: Annotated[str, Form()] = "",
+        terms: Annotated[str, Form()] = "",
+        end_all: Annotated[str, Form()] = "",
+        idempotency_key: Annotated[str, Form()] = "",
     ) -> Response:
         require_csrf(csrf)
         client_ = temporal(request)
+        if idempotency_key:
+            try:
+                ops.update_id_for(action, idempotency_key)
+            except ops.OperationError as error:
+                return problem(request, str(error), 400)
+        decision: tuple[str, Any] | None = None  # (update, request) for ops.decide
         try:
             match action:
                 case "confirm":
-                    await ops.decide(
-                        client_,
-                        agreement_id,
+                    decision = (
                         "confirm_prerequisites",
                         ConfirmPrerequisites(keys=keys.split(), by="web"),
-                        config=config,
                     )
                 case "sign-start":
-                    await ops.decide(
-                        client_,
-                        agreement_id,
-                        "start_signing",
-                        StartSigning(by="web"),
-                        config=config,
-                    )
+                    decision = ("start_signing", StartSigning(by="web"))
+                case "edit":
+                    draft = loads_agreement(terms, source="avtalsfilen")
+                    decision = ("edit_draft", EditDraft(agreement=draft, by="web"))
+                case "amend":
+                    amended = loads_agreement(terms, source="avtalsfilen")
+                    decision = ("amend", Amendment(agreement=amended, by="web"))
                 case "sign-cancel":
                     await ops.round_action(
                         client_,
@@ -459,20 +553,14 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         config=config,
                     )
                 case "report":
-                    await ops.decide(
-                        client_,
-                        agreement_id,
+                    decision = (
                         "record_report",
                         ReportDecision(report=report, occurrence=period, by="web"),
-                        config=config,
                     )
                 case "notice" | "approve":
-                    await ops.decide(
-                        client_,
-                        agreement_id,
+                    decision = (
                         "decide_renewal",
                         RenewalRequest(party=party, renew=action == "approve", by="web"),
-                        config=config,
                     )
                 case "terminate" | "withdraw" | "rescind":
                     kind = {
@@ -480,17 +568,32 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         "withdraw": EndingKind.withdrawal,
                         "rescind": EndingKind.rescission,
                     }[action]
-                    await ops.decide(
-                        client_,
-                        agreement_id,
+                    decision = (
                         "terminate",
                         TerminationRequest(
                             kind=kind, party=party or None, reason=reason or "-", by="web"
                         ),
-                        config=config,
+                    )
+                case "withdrawal":
+                    if end_all not in ("yes", "no"):
+                        return problem(
+                            request,
+                            "Välj om avtalet upphör helt eller fortsätter utan parten. / "
+                            "Choose whether the agreement ends or goes on without the party.",
+                            400,
+                        )
+                    decision = (
+                        "withdrawal_outcome",
+                        WithdrawalOutcome(end_all=end_all == "yes", by="web"),
                     )
                 case _:
                     return problem(request, f"okänd åtgärd: {action}", 404)
+            if decision is not None:
+                update, body = decision
+                uid = ops.update_id_for(update, idempotency_key, body) if idempotency_key else None
+                await ops.decide(client_, agreement_id, update, body, config=config, update_id=uid)
+        except AgreementFileError as error:
+            return problem(request, str(error), 422)
         except ops.OperationError as error:
             return problem(request, str(error), 409)
         except ValueError as error:

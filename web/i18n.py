@@ -47,6 +47,25 @@ EN: dict[str, str] = {
     "Säg upp": "Terminate",
     "Går ur": "Withdraws",
     "Häv": "Rescind",
+    "Ändra utkastets villkor": "Change the draft's terms",
+    "Den nya avtalsfilen (TOML), med samma id": "The new agreement file (TOML), with the same id",
+    "Ersätt villkoren": "Replace the terms",
+    "När en part har sagt att den går ur beslutar övriga parter om avtalet upphör helt eller "
+    "fortsätter utan parten.": (
+        "When a party has given notice that it withdraws, the remaining parties decide whether "
+        "the agreement ends altogether or goes on without that party."
+    ),
+    "går ur avtalet. Övriga parter beslutar om avtalet upphör helt eller fortsätter utan parten.": (
+        "withdraws from the agreement. The remaining parties decide whether it ends altogether "
+        "or goes on without that party."
+    ),
+    "Övriga fortsätter": "The others go on",
+    "Avtalet upphör helt": "The agreement ends altogether",
+    "Ändra avtalet": "Amend the agreement",
+    "Det ändrade avtalet (TOML), med samma id och startdatum": (
+        "The amended agreement (TOML), with the same id and start date"
+    ),
+    "Skicka ändringen för signering": "Send the amendment for signing",
     "E-post": "Email",
     "Status": "Status",
     "Till": "To",

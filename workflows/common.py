@@ -1,5 +1,6 @@
-"""What the agreement workflow and its signature rounds share: the clock, sending one email
-through the notification activity, and writing the event log."""
+"""What the agreement workflow and its signature rounds share: the clock, and the calls to
+the activities (sending email, writing the event log, the terms and the read model), each
+with its retry policy and result type."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import EventIn
+    from models.effects import EventIn, SaveTerms, Summary
     from models.lifecycle import EmailSpec, SendOutcome, SendResult
     from schedule import dates
 
@@ -29,6 +30,9 @@ STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
 )
 STORE_TIMEOUT = timedelta(seconds=60)
+# A database that is away longer than this (or refuses for good) makes the agreement alert
+# its coordinator and try again later, instead of retrying silently forever.
+STORE_DEADLINE = timedelta(minutes=30)
 
 
 class Clock:
@@ -101,6 +105,27 @@ async def record_all(events: list[EventIn]) -> None:
         "record_events",
         events,
         start_to_close_timeout=STORE_TIMEOUT,
+        schedule_to_close_timeout=STORE_DEADLINE,
+        retry_policy=STORE_RETRY,
+    )
+
+
+async def save_terms(terms: SaveTerms) -> None:
+    await workflow.execute_activity(
+        "save_terms",
+        terms,
+        start_to_close_timeout=STORE_TIMEOUT,
+        schedule_to_close_timeout=STORE_DEADLINE,
+        retry_policy=STORE_RETRY,
+    )
+
+
+async def save_summary(summary: Summary) -> None:
+    await workflow.execute_activity(
+        "update_summary",
+        summary,
+        start_to_close_timeout=STORE_TIMEOUT,
+        schedule_to_close_timeout=STORE_DEADLINE,
         retry_policy=STORE_RETRY,
     )
 

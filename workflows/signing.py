@@ -2,6 +2,10 @@
 
 A child of the agreement workflow. Signers act with their personal token (the signing link
 of the web interface wraps it); the coordinator records paper signatures and may cancel.
+The tokens come in `RoundInput.tokens` and never leave the round: no query or answer
+carries one, and the round as shown (query, result) carries no IP either. Every action is
+checked by a validator first, so a refused one (a forged link, a second "opened", a turn
+that is not theirs) writes nothing to the history; every answer is a small `RoundAnswer`.
 Reminders follow the agreement's cadence up to its cap; at expiry the coordinator is told.
 When the round ends, everyone involved gets the outcome, and on completion the
 verification record: every event with a time-zone-labelled timestamp, the method, the IP
@@ -13,16 +17,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from datetime import timedelta
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, model_validator
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.store import EventIn
+    from models.effects import EventIn
     from models.lifecycle import (
         EmailSpec,
         FailedInfo,
+        RoundAnswer,
         RoundInfo,
         RoundOutcome,
         SendOutcome,
@@ -31,45 +37,88 @@ with workflow.unsafe.imports_passed_through():
         SignerStatus,
     )
     from models.plan import Frozen, Recipient
+    from schedule.dates import STOCKHOLM
     from workflows.common import Clock, record, send_email, wait_until
+
+MAX_TOKEN = 200
+MAX_IP = 64
+MAX_USER_AGENT = 300
+MAX_REASON = 2000
+MAX_NAME = 320  # an email address, or who recorded something
+
+
+def _cut(limit: int) -> Any:
+    """Shorten a string to `limit` characters: what a browser or proxy sends is recorded
+    as far as it is useful, and never refuses a signature."""
+    return BeforeValidator(lambda v: v[:limit] if isinstance(v, str) else v)
+
+
+Ip = Annotated[str | None, _cut(MAX_IP)]
+UserAgent = Annotated[str | None, _cut(MAX_USER_AGENT)]
 
 
 class RoundInput(Frozen):
     agreement_id: str
     round: RoundInfo
+    tokens: dict[str, str] = Field(default_factory=dict)  # signer email -> personal token
     coordinator: Recipient
     others: list[Recipient] = Field(default_factory=list)  # told of the outcome too
     reminder_every_days: int = 7
     max_reminders: int = 3
     clock_offset_seconds: float = 0.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _tokens_on_signers(cls, data: Any) -> Any:
+        """A round started before the tokens moved out of `Signer` carries each on its
+        signer: take them from there, so such a round goes on working."""
+        if not isinstance(data, dict) or data.get("tokens"):
+            return data
+        round_ = data.get("round")
+        signers = round_.get("signers") if isinstance(round_, dict) else None
+        if not isinstance(signers, list):
+            return data
+        tokens = {
+            s["email"]: s["token"]
+            for s in signers
+            if isinstance(s, dict) and isinstance(s.get("email"), str)
+            if isinstance(s.get("token"), str)
+        }
+        return {**data, "tokens": tokens} if tokens else data
+
 
 class SignRequest(Frozen):
-    token: str
-    ip: str | None = None
-    user_agent: str | None = None
+    token: str = Field(max_length=MAX_TOKEN)
+    ip: Ip = None
+    user_agent: UserAgent = None  # kept in the update's input in history, shown nowhere
 
 
 class DeclineRequest(Frozen):
-    token: str
-    reason: str = Field(min_length=1, max_length=2000)
-    ip: str | None = None
-    user_agent: str | None = None
+    token: str = Field(max_length=MAX_TOKEN)
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+    ip: Ip = None
+    user_agent: UserAgent = None
 
 
 class PaperSignature(Frozen):
-    signer: str  # the signer's email
-    signed_on: dt.date
-    recorded_by: str
+    signer: str = Field(max_length=MAX_NAME)  # the signer's email
+    signed_on: dt.date  # the date on the paper: never in the future
+    recorded_by: str = Field(min_length=1, max_length=MAX_NAME)
 
 
 class CancelRequest(Frozen):
-    reason: str = Field(min_length=1, max_length=2000)
-    by: str
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+    by: str = Field(max_length=MAX_NAME)
 
 
 def reject(message: str) -> ApplicationError:
     return ApplicationError(message, type="Rejected", non_retryable=True)
+
+
+def expect(request: object, kind: type) -> None:
+    """Refuse what is not the request an action takes (a JSON null decodes to None)."""
+    if not isinstance(request, kind):
+        raise reject(f"not a {kind.__name__}")
 
 
 @workflow.defn(name="SignatureRound")
@@ -78,37 +127,57 @@ class SignatureRoundWorkflow:
     def __init__(self, data: RoundInput) -> None:
         self.data = data
         self.clock = Clock(data.clock_offset_seconds)
-        self.round: RoundInfo | None = data.round
+        self.round: RoundInfo = data.round
+        self.email_of = {token: email for email, token in data.tokens.items()}
         self.changed = False
         self.cancel: CancelRequest | None = None
         self.events_logged = 0
+        self.last_contact: dict[str, dt.datetime] = {}
 
     # The round as it stands -----------------------------------------------------------
 
     @workflow.query(name="round")
     def get_round(self) -> RoundInfo:
-        assert self.round is not None
-        return self.round
+        """The round as anyone may see it: no token, no IP."""
+        return self.round.public()
+
+    @workflow.query(name="signer")
+    def signer(self, token: str) -> Signer | None:
+        """The signer whose personal token this is (as the signing page shows them), or
+        None for a token that is not one of this round's."""
+        email = self.email_of.get(token) if isinstance(token, str) else None
+        return self._find(email) if email is not None else None
+
+    def _find(self, email: str) -> Signer | None:
+        return next((s for s in self.round.signers if s.email == email), None)
 
     def _signer(self, token: str) -> Signer:
-        assert self.round is not None
-        for signer in self.round.signers:
-            if signer.token == token:
-                return signer
-        raise reject("the signing link is not valid for this round")
+        found = self.signer(token)
+        if found is None:
+            raise reject("the signing link is not valid for this round")
+        return found
 
     def _turn(self) -> str | None:
         """Sequential mode: the first signer who has not signed."""
-        assert self.round is not None
         for signer in self.round.signers:
             if signer.status is not SignerStatus.signed:
                 return signer.email
         return None
 
-    def _check_can_sign(self, signer: Signer) -> None:
-        assert self.round is not None
+    def _state(self) -> RoundOutcome:
+        """The outcome as the last accepted action leaves it: a decline, a cancel or the
+        last signature ends the round at once, before the loop below takes it in."""
         if self.round.outcome is not RoundOutcome.open:
-            raise reject(f"the signature round is over ({self.round.outcome.value})")
+            return self.round.outcome
+        return self._outcome() or RoundOutcome.open
+
+    def _check_open(self) -> None:
+        outcome = self._state()
+        if outcome is not RoundOutcome.open:
+            raise reject(f"the signature round is over ({outcome.value})")
+
+    def _check_can_sign(self, signer: Signer) -> None:
+        self._check_open()
         if signer.status is SignerStatus.signed:
             raise reject(f"{signer.name} has already signed")
         if signer.status is SignerStatus.declined:
@@ -117,17 +186,21 @@ class SignatureRoundWorkflow:
             raise reject(f"it is not {signer.name}'s turn to sign yet")
 
     def _replace(self, signer: Signer, **changes: object) -> None:
-        assert self.round is not None
         signers = [
             s.model_copy(update=changes) if s.email == signer.email else s
             for s in self.round.signers
         ]
         self.round = self.round.model_copy(update={"signers": signers})
 
-    def _event(self, what: str, signer: Signer | None = None, **fields: object) -> None:
-        assert self.round is not None
+    def _event(
+        self,
+        what: str,
+        signer: Signer | None = None,
+        at: dt.datetime | None = None,
+        **fields: object,
+    ) -> None:
         event = SignatureEvent(
-            at=self.clock.now(),
+            at=at or self.clock.now(),
             signer=signer.email if signer else None,
             name=signer.name if signer else None,
             what=what,
@@ -136,109 +209,134 @@ class SignatureRoundWorkflow:
         self.round = self.round.model_copy(update={"events": [*self.round.events, event]})
         self.changed = True
 
+    def _answer(self, signer: Signer | None = None) -> RoundAnswer:
+        now = self._find(signer.email) if signer is not None else None
+        return RoundAnswer(
+            number=self.round.number,
+            purpose=self.round.purpose,
+            outcome=self._state(),
+            signer=now.email if now else None,
+            status=now.status if now else None,
+        )
+
     # What signers and the coordinator do -----------------------------------------------
+    # Each validator refuses what would change nothing or is not allowed, so a refused
+    # action leaves no trace in the history; each handler answers a small RoundAnswer.
 
     @workflow.update(name="open")
-    def open(self, request: SignRequest) -> RoundInfo:
+    def open(self, request: SignRequest) -> RoundAnswer:
         signer = self._signer(request.token)
-        if signer.status in (SignerStatus.invited, SignerStatus.waiting):
-            self._replace(signer, status=SignerStatus.opened)
-        self._event("opened", signer, method="link", ip=request.ip, user_agent=request.user_agent)
-        assert self.round is not None
-        return self.round
+        self._replace(signer, status=SignerStatus.opened)
+        self._event("opened", signer, method="link", ip=request.ip)
+        return self._answer(signer)
 
     @open.validator
     def _validate_open(self, request: SignRequest) -> None:
-        self._signer(request.token)
+        """The signer opened their link: recorded once per signer and round, when invited."""
+        expect(request, SignRequest)
+        signer = self._signer(request.token)
+        self._check_open()
+        if signer.status is SignerStatus.waiting:
+            raise reject(f"it is not {signer.name}'s turn to sign yet")
+        if signer.status is not SignerStatus.invited:
+            raise reject(f"{signer.name} has already opened the link ({signer.status.value})")
 
     @workflow.update(name="sign")
-    def sign(self, request: SignRequest) -> RoundInfo:
+    def sign(self, request: SignRequest) -> RoundAnswer:
         signer = self._signer(request.token)
         self._replace(signer, status=SignerStatus.signed, signed_at=self.clock.now())
-        self._event("signed", signer, method="link", ip=request.ip, user_agent=request.user_agent)
-        assert self.round is not None
-        return self.round
+        self._event("signed", signer, method="link", ip=request.ip)
+        return self._answer(signer)
 
     @sign.validator
     def _validate_sign(self, request: SignRequest) -> None:
+        expect(request, SignRequest)
         self._check_can_sign(self._signer(request.token))
 
     @workflow.update(name="decline")
-    def decline(self, request: DeclineRequest) -> RoundInfo:
+    def decline(self, request: DeclineRequest) -> RoundAnswer:
         signer = self._signer(request.token)
         self._replace(signer, status=SignerStatus.declined)
-        self._event(
-            "declined",
-            signer,
-            method="link",
-            ip=request.ip,
-            reason=request.reason,
-            user_agent=request.user_agent,
-        )
-        assert self.round is not None
-        return self.round
+        self._event("declined", signer, method="link", ip=request.ip, reason=request.reason)
+        return self._answer(signer)
 
     @decline.validator
     def _validate_decline(self, request: DeclineRequest) -> None:
+        expect(request, DeclineRequest)
         self._check_can_sign(self._signer(request.token))
+        if not request.reason.strip():
+            raise reject("a decline needs a reason")
 
     def _by_email(self, email: str) -> Signer:
-        assert self.round is not None
         for signer in self.round.signers:
             if signer.email.lower() == email.lower():
                 return signer
         raise reject(f"{email} is not a signatory of this agreement")
 
     @workflow.update(name="sign_paper")
-    def sign_paper(self, request: PaperSignature) -> RoundInfo:
+    def sign_paper(self, request: PaperSignature) -> RoundAnswer:
         signer = self._by_email(request.signer)
-        self._replace(signer, status=SignerStatus.signed, signed_at=self.clock.now())
-        self._event("signed", signer, method="paper", reason=f"{request.signed_on.isoformat()}")
-        assert self.round is not None
-        return self.round
+        now = self.clock.now()
+        # The day on the paper is the day it was signed: the moment it is recorded when
+        # that is today, else the start of that day (the paper names no time).
+        at = (
+            now
+            if request.signed_on == now.date()
+            else dt.datetime.combine(request.signed_on, dt.time(0), tzinfo=STOCKHOLM)
+        )
+        self._replace(signer, status=SignerStatus.signed, signed_at=at, signed_on=request.signed_on)
+        self._event(
+            "signed",
+            signer,
+            at=at,
+            method="paper",
+            signed_on=request.signed_on,
+            recorded_by=request.recorded_by,
+        )
+        return self._answer(signer)
 
     @sign_paper.validator
     def _validate_sign_paper(self, request: PaperSignature) -> None:
+        """On paper the order is the paper's: in sequential mode any signer may be
+        recorded. The date is checked in every mode."""
+        expect(request, PaperSignature)
         signer = self._by_email(request.signer)
-        if self.round is not None and self.round.mode == "sequential":
-            # On paper the order is the paper's: any signer may be recorded.
-            if self.round.outcome is not RoundOutcome.open:
-                raise reject(f"the signature round is over ({self.round.outcome.value})")
-            if signer.status is SignerStatus.signed:
-                raise reject(f"{signer.name} has already signed")
-            return
-        self._check_can_sign(signer)
+        self._check_open()
+        if signer.status is SignerStatus.signed:
+            raise reject(f"{signer.name} has already signed")
+        if signer.status is SignerStatus.declined:
+            raise reject(f"{signer.name} has declined")
         if request.signed_on > self.clock.now().date():
             raise reject(f"the signing date {request.signed_on} is in the future")
 
     @workflow.update(name="cancel")
-    def cancel_round(self, request: CancelRequest) -> RoundInfo:
-        self.cancel = request
-        self.changed = True
-        assert self.round is not None
-        return self.round
+    def cancel_round(self, request: CancelRequest) -> RoundAnswer:
+        if self.cancel is None:
+            self.cancel = request
+            self.changed = True
+        return self._answer()
 
     @cancel_round.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
-        if self.round is None or self.round.outcome is not RoundOutcome.open:
+        expect(request, CancelRequest)
+        if self._state() is not RoundOutcome.open:
             raise reject("there is no open signature round to cancel")
 
     # The round's life -------------------------------------------------------------------
 
     @workflow.run
     async def run(self, data: RoundInput) -> RoundInfo:
-        assert self.round is not None
         first = self.round.signers if self.round.mode == "parallel" else self.round.signers[:1]
         if self.round.method == "link":
             for signer in first:
                 self._event("sent", signer, method="link")
+                self.last_contact[signer.email] = self.clock.now()
             await asyncio.gather(
                 *(self._mail(signer_recipient(s), "signature_request", s) for s in first)
             )
         else:
             self._event("started", method="paper")
-        last_contact = {s.email: self.clock.now() for s in first}
-        every = timedelta(days=data.reminder_every_days)
+        every = timedelta(days=max(1, data.reminder_every_days))
         while True:
             # Cleared before the work, not before the wait: a decision that arrives while
             # this loop awaits an activity is never lost.
@@ -251,7 +349,7 @@ class SignatureRoundWorkflow:
                 # A sequential round invites the next signer as soon as it is their turn.
                 for signer in self._awaiting():
                     if signer.status is SignerStatus.waiting:
-                        last_contact[signer.email] = self.clock.now()
+                        self.last_contact[signer.email] = self.clock.now()
                         self._replace(signer, status=SignerStatus.invited)
                         self._event("sent", signer, method="link")
                         await self._mail(signer_recipient(signer), "signature_request", signer)
@@ -259,14 +357,14 @@ class SignatureRoundWorkflow:
             if self.round.method == "link":
                 for signer in self._awaiting():
                     if signer.reminders < data.max_reminders:
-                        wake = min(wake, last_contact[signer.email] + every)
+                        wake = min(wake, self._contacted(signer) + every)
             if await wait_until(self.clock, lambda: self.changed, wake):
                 continue
             for signer in self._awaiting():
-                since = last_contact[signer.email]
+                since = self._contacted(signer)
                 if signer.reminders < data.max_reminders and self.clock.now() >= since + every:
                     self._replace(signer, reminders=signer.reminders + 1)
-                    last_contact[signer.email] = self.clock.now()
+                    self.last_contact[signer.email] = self.clock.now()
                     await self._mail(
                         signer_recipient(signer),
                         "signature_reminder",
@@ -276,14 +374,17 @@ class SignatureRoundWorkflow:
                     self._event("reminded", signer)
         reason = self.cancel.reason if self.cancel else _decline_reason(self.round)
         self.round = self.round.model_copy(update={"outcome": outcome, "reason": reason})
-        self._event(outcome.value)
+        self._event(outcome.value, recorded_by=self.cancel.by if self.cancel else None)
         await self._log_events()
         await self._announce(outcome)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self.round
+        return self.round.public()
+
+    def _contacted(self, signer: Signer) -> dt.datetime:
+        """When the signer was last sent something (the round's start if never)."""
+        return self.last_contact.setdefault(signer.email, self.round.started_at)
 
     def _awaiting(self) -> list[Signer]:
-        assert self.round is not None
         if self.round.mode == "sequential":
             turn = self._turn()
             return [s for s in self.round.signers if s.email == turn]
@@ -292,7 +393,6 @@ class SignatureRoundWorkflow:
         ]
 
     def _outcome(self) -> RoundOutcome | None:
-        assert self.round is not None
         if self.cancel is not None:
             return RoundOutcome.cancelled
         if any(s.status is SignerStatus.declined for s in self.round.signers):
@@ -304,7 +404,6 @@ class SignatureRoundWorkflow:
         return None
 
     async def _announce(self, outcome: RoundOutcome) -> None:
-        assert self.round is not None
         signers = [signer_recipient(s) for s in self.round.signers]
         coordinator = self.data.coordinator
         if outcome is RoundOutcome.completed:
@@ -327,14 +426,13 @@ class SignatureRoundWorkflow:
     async def _mail(
         self, to: Recipient, template: str, signer: Signer | None, suffix: str = "0"
     ) -> None:
-        assert self.round is not None
         spec = EmailSpec(
             key=f"{self.data.agreement_id}:round-{self.round.number}:{template}:{suffix}:{to.email}",
             agreement_id=self.data.agreement_id,
             terms_sha256=self.round.terms_sha256,
             template=template,
             to=to,
-            link_token=signer.token if signer is not None else None,
+            link_token=self.data.tokens.get(signer.email) if signer is not None else None,
             round=self.round,
             reason=self.round.reason
             or (self.cancel.reason if self.cancel else None)
@@ -356,21 +454,34 @@ class SignatureRoundWorkflow:
             )
 
     async def _log_events(self) -> None:
-        assert self.round is not None
         new = self.round.events[self.events_logged :]
         self.events_logged = len(self.round.events)
         for index, event in enumerate(new, start=self.events_logged - len(new)):
+            data: dict[str, str | int | float | bool | None] = {
+                "method": event.method,
+                "ip": event.ip,
+                "round": self.round.number,
+            }
+            paper = ""
+            if event.signed_on is not None:
+                data["signed_on"] = event.signed_on.isoformat()
+                paper = f" on paper dated {event.signed_on.isoformat()}"
+            if event.recorded_by is not None:
+                data["recorded_by"] = event.recorded_by
+                paper += f", recorded by {event.recorded_by}"
             await record(
                 EventIn(
                     event_key=f"{workflow.info().workflow_id}:{index}",
                     agreement_id=self.data.agreement_id,
                     at=event.at,
                     kind=f"signature.{event.what}",
-                    actor=event.signer,
+                    # Who did it: the signer, or who entered it for them (paper, cancel).
+                    actor=event.recorded_by or event.signer,
                     summary=f"round {self.round.number}: {event.what}"
                     + (f" by {event.name}" if event.name else "")
+                    + paper
                     + (f" ({event.reason})" if event.reason else ""),
-                    data={"method": event.method, "ip": event.ip, "round": self.round.number},
+                    data=data,
                 )
             )
 
