@@ -43,6 +43,14 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _load(file: Path) -> Agreement:
+    """The agreement file, or exit 1 with every problem in it."""
+    try:
+        return load_agreement(file)
+    except AgreementFileError as error:
+        raise fail(str(error)) from None
+
+
 def parse_now(value: str | None) -> dt.datetime:
     if value is None:
         return dt.datetime.now(STOCKHOLM)
@@ -244,10 +252,7 @@ def preview(
     scenario: Annotated[Scenario, typer.Option(help="plan or recorded")] = Scenario.plan,
 ) -> None:
     """Every milestone and every email the agreement will send, and to whom."""
-    try:
-        agreement = load_agreement(file)
-    except AgreementFileError as error:
-        raise fail(str(error)) from None
+    agreement = _load(file)
     moment = parse_now(now)
     result = plan(agreement, moment, scenario=scenario)
     data = preview_json(agreement, result)
@@ -301,10 +306,7 @@ def simulate(
 
     from simulate import simulate as run_simulation
 
-    try:
-        agreement = load_agreement(file)
-    except AgreementFileError as error:
-        raise fail(str(error)) from None
+    agreement = _load(file)
     script = load_scenario(scenario) if scenario is not None else None
     sent, snapshot = asyncio.run(run_simulation(agreement, script))
     data = {
@@ -426,10 +428,7 @@ def create(
     """Start the agreement as a draft (or as signed, when the file says `signing.signed`)."""
     from service import ops
 
-    try:
-        agreement = load_agreement(file)
-    except AgreementFileError as error:
-        raise fail(str(error)) from None
+    agreement = _load(file)
     snapshot = _run(_with_client(lambda c: ops.create(c, _settings(), agreement)))
     _emit(_snapshot_json(snapshot), as_json)
     if not as_json:
@@ -540,10 +539,7 @@ def edit(
     """Replace a draft's terms with a new agreement file (before signing starts)."""
     from workflows.agreement import EditDraft
 
-    try:
-        agreement = load_agreement(file)
-    except AgreementFileError as error:
-        raise fail(str(error)) from None
+    agreement = _load(file)
     _decision(agreement_id, "edit_draft", EditDraft(agreement=agreement), as_json, idempotency_key)
 
 
@@ -668,10 +664,7 @@ def amend(
     """Propose an amendment: it runs its own signature round, then re-plans every date."""
     from workflows.agreement import Amendment
 
-    try:
-        agreement = load_agreement(file)
-    except AgreementFileError as error:
-        raise fail(str(error)) from None
+    agreement = _load(file)
     _decision(agreement_id, "amend", Amendment(agreement=agreement), as_json, idempotency_key)
 
 

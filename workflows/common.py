@@ -100,40 +100,31 @@ async def wait_until(clock: Clock, woken: Callable[[], bool], moment: dt.datetim
     return True
 
 
-async def record_all(events: list[EventIn]) -> None:
+async def store(
+    activity: str, payload: object, deadline: timedelta | None = STORE_DEADLINE
+) -> None:
+    """Run one persistence activity; with a deadline, it raises once that has passed."""
     await workflow.execute_activity(
-        "record_events",
-        events,
+        activity,
+        payload,
         start_to_close_timeout=STORE_TIMEOUT,
-        schedule_to_close_timeout=STORE_DEADLINE,
+        schedule_to_close_timeout=deadline,
         retry_policy=STORE_RETRY,
     )
+
+
+async def record_all(events: list[EventIn]) -> None:
+    await store("record_events", events)
 
 
 async def save_terms(terms: SaveTerms) -> None:
-    await workflow.execute_activity(
-        "save_terms",
-        terms,
-        start_to_close_timeout=STORE_TIMEOUT,
-        schedule_to_close_timeout=STORE_DEADLINE,
-        retry_policy=STORE_RETRY,
-    )
+    await store("save_terms", terms)
 
 
 async def save_summary(summary: Summary) -> None:
-    await workflow.execute_activity(
-        "update_summary",
-        summary,
-        start_to_close_timeout=STORE_TIMEOUT,
-        schedule_to_close_timeout=STORE_DEADLINE,
-        retry_policy=STORE_RETRY,
-    )
+    await store("update_summary", summary)
 
 
 async def record(event: EventIn) -> None:
-    await workflow.execute_activity(
-        "record_event",
-        event,
-        start_to_close_timeout=STORE_TIMEOUT,
-        retry_policy=STORE_RETRY,
-    )
+    """One event of a signature round: retried for as long as it takes."""
+    await store("record_event", event, deadline=None)

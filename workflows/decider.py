@@ -221,9 +221,14 @@ def planned(core: Core, now: dt.datetime, decisions: Decisions | None = None) ->
 
 
 def missing_prerequisites(core: Core) -> list[str]:
-    if core.agreement.kind != "iop":
+    return _missing(core.agreement, core.prerequisites)
+
+
+def _missing(agreement: Agreement, confirmed: list[str]) -> list[str]:
+    """The IOP checklist keys neither the file nor a coordinator has confirmed."""
+    if agreement.kind != "iop":
         return []
-    have = set(core.prerequisites) | {k for k, done in core.agreement.prerequisites.items() if done}
+    have = set(confirmed) | {k for k, done in agreement.prerequisites.items() if done}
     return [key for key in CHECKLIST if key not in have]
 
 
@@ -388,12 +393,7 @@ class _Step:
         return self.sent_until is None or email.send_at > self.sent_until
 
     def missing_prerequisites(self) -> list[str]:
-        if self.agreement.kind != "iop":
-            return []
-        have = set(self.prerequisites) | {
-            k for k, done in self.agreement.prerequisites.items() if done
-        }
-        return [key for key in CHECKLIST if key not in have]
+        return _missing(self.agreement, self.prerequisites)
 
     def next_change(self, p: Plan) -> dt.datetime | None:
         """When the state moves on by itself: the term starts, an extension deadline passes
