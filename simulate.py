@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -109,9 +110,30 @@ class SentEmail(BaseModel):
 
 
 def free_port() -> int:
+    """A free loopback port below the kernel's ephemeral range. A port the kernel hands out
+    for `bind(0)` may be handed out again before we bind it: the Temporal dev server takes
+    random free ports for its own services, and once took the Web UI port chosen for it.
+    Ports below the range are never handed out that way."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(10_000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    return max(low, 10_001)
 
 
 @contextmanager

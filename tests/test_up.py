@@ -43,7 +43,7 @@ def service(env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
         lines.append(line)
         if "Stoppa med Ctrl-C" in line or not line:
             break
-    assert any("Temporal Web UI" in line for line in lines), "".join(lines)
+    assert any("Temporal Web UI" in line for line in lines), "".join(lines) + server_log(env, cwd)
     try:
         yield process
     finally:
@@ -51,6 +51,15 @@ def service(env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
         rest, _ = process.communicate(timeout=60)
         assert process.returncode == 0, "".join(lines) + rest
         assert "Stoppad." in rest
+
+
+def server_log(env: dict[str, str], cwd: Path) -> str:
+    """The end of the dev server's log, for a failure's message."""
+    log = cwd / env.get("AGREEMENTS_DATA_DIR", "data") / "temporal.log"
+    if not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-20:]
+    return "\ndata/temporal.log ends:\n" + "\n".join(tail)
 
 
 def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
