@@ -22,8 +22,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.notify import Notifier
 from activities.store import Store
-from config import Settings, settings
-from schedule import dates
+from models.config import Settings, settings
+from models.schedule import dates
 from workflows.agreement import AgreementWorkflow
 from workflows.signing import SignatureRoundWorkflow
 
@@ -31,8 +31,7 @@ from workflows.signing import SignatureRoundWorkflow
 # schedule engine and models (pure by design), and the libraries they load lazily.
 PASSTHROUGH = (
     "models",
-    "schedule",
-    "activities.store",
+    "activities.contracts",
     # The workflow modules too: imported once instead of once per agreement in the worker's
     # cache (279 rather than 652 KiB per cached agreement, bench/results.json). They keep
     # no state at module level; determinism is proved by the replay tests.

@@ -29,20 +29,21 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import smtp
-from config import Settings
+from activities.contracts import EmailActivities
+from emails.links import make_link
 from emails.message import build, message_id, sender_address
 from emails.render import render_email
 from models.agreement import Agreement
+from models.config import Settings
 from models.db import ready, write_lock
 from models.lifecycle import EmailSpec, SendOutcome, SendResult
 from models.records import OutboxRecord, TermsRecord, utcnow
-from service.links import make_link
 
 TRANSIENT = "SmtpTransient"
 UNCONFIRMED = "handed to the mail server by a worker that stopped before its answer: not sent again"
 
 
-class Notifier:
+class Notifier(EmailActivities):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         rate = settings.smtp_max_per_second

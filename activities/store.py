@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from activities.contracts import StoreActivities
 from models.db import ready, write_lock
 from models.effects import EventIn, SaveTerms, Summary
 from models.records import AgreementRecord, EventRecord, TermsRecord, utcnow
@@ -25,7 +26,7 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-class Store:
+class Store(StoreActivities):
     """Activities bound to one database URL."""
 
     def __init__(self, url: str) -> None:

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from config import Settings
+from agreements.simulate import free_port
+from agreements.up import start_dev_server
 from models.agreement import Agreement
+from models.config import Settings
 from models.loader import load_agreement
-from service.up import start_dev_server
-from simulate import free_port
 from workflows.agreement import AgreementInput, AgreementWorkflow, workflow_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,7 +102,7 @@ def agreement_copy(number: int, template: Agreement | None = None) -> Agreement:
 def instants(agreement: Agreement) -> list[dt.datetime]:
     """The agreement's planned send times, each with at least two emails, in order."""
     from models.plan import Scenario
-    from schedule.engine import plan
+    from models.schedule.engine import plan
 
     promised = plan(agreement, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
     counts = Counter(e.send_at for e in promised.emails)

@@ -21,14 +21,14 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from agreements import ops
+from agreements.simulate import collect_histories, free_port
 from bench.bare import BareUpdates, noop
 from bench.common import ROOT, Clock, agreement_copy, dev_server, instants, rss_kib, start_due_soon
-from config import Settings
 from emails.sink import start_sink
+from models.config import Settings
 from models.db import migrate
 from models.loader import loads_agreement
-from service import ops
-from simulate import collect_histories, free_port
 from worker import build_worker
 from workflows.agreement import ConfirmPrerequisites, StartSigning
 from workflows.signing import PaperSignature

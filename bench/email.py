@@ -16,17 +16,17 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.notify import Notifier
 from activities.store import SaveTerms, Store
+from agreements.simulate import free_port
 from bench.common import EXAMPLES, Clock
-from config import Settings
 from emails.message import build, sender_address
 from emails.render import render_email
 from emails.sink import start_sink
+from models.config import Settings
 from models.db import migrate
 from models.lifecycle import EmailSpec, terms_json, terms_sha256
 from models.loader import load_agreement
 from models.plan import Scenario
-from schedule.engine import plan
-from simulate import free_port
+from models.schedule.engine import plan
 
 CONCURRENCY = 8
 

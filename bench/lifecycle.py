@@ -16,11 +16,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from agreements.simulate import simulate
 from bench.bare import BareLife, noop
 from bench.common import EXAMPLES, Clock
-from config import binary
+from models.config import binary
 from models.loader import load_agreement
-from simulate import simulate
 
 
 def counts(histories: list[WorkflowHistory]) -> tuple[int, int, int]:

@@ -24,8 +24,8 @@ from bench.common import EXAMPLES
 from models.agreement import Agreement, DateRule
 from models.loader import load_agreement
 from models.plan import Scenario
-from schedule import dates
-from schedule.engine import plan
+from models.schedule import dates
+from models.schedule.engine import plan
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helsingborg-inva-sam.toml"
 NOW = dt.datetime(2024, 1, 1, tzinfo=dates.STOCKHOLM)

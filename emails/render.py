@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from models.agreement import Agreement
 from models.lifecycle import EmailSpec
 from models.plan import PlannedEmail, PlannedMilestone
-from schedule.dates import STOCKHOLM
+from models.schedule.dates import STOCKHOLM
 
 TEMPLATES = Path(__file__).parent / "templates"
 _LOCALES = {"sv": "sv_SE", "en": "en_GB"}

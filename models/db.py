@@ -60,7 +60,7 @@ def write_lock(db: Engine) -> AbstractContextManager[object]:
     return _write_locks.setdefault(id(db), threading.Lock())
 
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from models.agreement import Agreement, ContributionKind, RenewalKind, Role
 from models.prerequisites import CHECKLIST
-from schedule.dates import add_months
+from models.schedule.dates import add_months
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from config import Settings, binary
-from simulate import free_port
+from agreements.simulate import free_port
+from agreements.web.app import create_app
+from models.config import Settings, binary
 from tests.postgres import PostgresServer, unavailable
-from web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-9f2c"  # the API token of the `web` fixture
@@ -162,7 +162,7 @@ def service_env(dev_server: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 SERVE = """
 import asyncio, os
 from pathlib import Path
-from config import settings
+from models.config import settings
 from emails.sink import start_sink
 from models.db import migrate
 from worker import serve

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from simulate import free_port
+from agreements.simulate import free_port
 
 USER = "agreements"
 

@@ -14,8 +14,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+from agreements.simulate import simulate
 from models.loader import load_agreement
-from simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "histories"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from simulate import free_port
+from agreements.simulate import free_port
 from tests.mail import signing_requests
 from tests.test_up import service
 

@@ -13,7 +13,7 @@ import pytest
 from icalendar import Calendar
 from typer.testing import CliRunner
 
-from cli import app
+from agreements.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 AGREEMENT = """

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-import config
-from cli import app
+import models.config as config
+from agreements.cli import app
 from emails.sink import read_mail
 
 FUTURE = """

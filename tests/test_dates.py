@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.agreement import DateRule
-from schedule import dates
+from models.schedule import dates
 
 D = dt.date
 DAYS = st.dates(min_value=D(1990, 1, 1), max_value=D(2100, 12, 31))

@@ -28,7 +28,7 @@ from models.core import AgreementInput, Core
 from models.lifecycle import RoundOutcome, SendOutcome, SendResult, SignerStatus, State
 from models.plan import EndingKind
 from models.prerequisites import CHECKLIST
-from schedule import dates
+from models.schedule import dates
 from tests.test_engine import OPT_OUT, agreement
 from workflows import decider
 from workflows.decider import Decision, Refusal

@@ -21,15 +21,15 @@ from temporalio.client import (
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from agreements.ops import round_tokens
+from agreements.simulate import started
 from emails.sink import read_mail
 from models.agreement import Agreement, SigningMethod, SigningMode
 from models.lifecycle import RoundInfo, SignerStatus, State
 from models.loader import load_agreement
 from models.plan import EndingKind, MilestoneKind, PlannedMilestone
 from models.prerequisites import CHECKLIST
-from schedule import dates
-from service.ops import round_tokens
-from simulate import started
+from models.schedule import dates
 from workflows.agreement import (
     AgreementWorkflow,
     Amendment,

@@ -24,8 +24,8 @@ from models.lifecycle import (
 )
 from models.loader import load_agreement
 from models.plan import PlannedMilestone, Recipient, Scenario
-from schedule.dates import STOCKHOLM
-from schedule.engine import plan
+from models.schedule.dates import STOCKHOLM
+from models.schedule.engine import plan
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helsingborg-inva-sam.toml"
 KINDS = sorted(p.name for p in (TEMPLATES / "sv").iterdir() if p.is_dir())

@@ -18,8 +18,8 @@ from models.plan import (
     ReportSubmission,
     Scenario,
 )
-from schedule import dates
-from schedule.engine import plan
+from models.schedule import dates
+from models.schedule.engine import plan
 
 BASE = """
 id = "demo"

@@ -16,8 +16,8 @@ import pytest
 from models.agreement import Agreement
 from models.loader import load_agreement
 from models.plan import Decisions, EndingKind, MilestoneKind, Plan, RenewalDecision, Scenario
-from schedule import dates
-from schedule.engine import plan
+from models.schedule import dates
+from models.schedule.engine import plan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 D = dt.date

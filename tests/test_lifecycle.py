@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from agreements.simulate import ScenarioFile, Step, simulate
 from models.agreement import Agreement, Language
 from models.db import engine
 from models.loader import load_agreement
 from models.plan import Scenario
 from models.records import EventRecord, OutboxRecord
-from schedule.engine import plan
-from simulate import ScenarioFile, Step, simulate
+from models.schedule.engine import plan
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMES = ["helsingborg-inva-sam", "planteringen", "lund-radrum", "kristianstad-gamlegarden"]

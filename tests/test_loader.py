@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli import app
+from agreements.cli import app
 from models.loader import AgreementFileError, load_agreement, loads_agreement
 
 BROKEN = Path(__file__).resolve().parent / "broken"

@@ -13,8 +13,8 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
-import config
-from cli import app
+import models.config as config
+from agreements.cli import app
 from models.db import downgrade, engine, migrate
 
 

@@ -20,14 +20,14 @@ from temporalio.worker import Worker
 
 from activities.notify import Notifier
 from activities.store import Store
-from config import Settings, binary
+from agreements.simulate import free_port
 from emails.sink import read_mail, start_sink
+from models.config import Settings, binary
 from models.db import migrate
 from models.effects import Summary
 from models.lifecycle import RoundOutcome, State
 from models.loader import load_agreement
 from models.prerequisites import CHECKLIST
-from simulate import free_port
 from tests.test_web import AUTH, links, start
 from worker import WORKFLOWS, workflow_runner
 from workflows.agreement import (

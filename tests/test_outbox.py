@@ -15,15 +15,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.notify import TRANSIENT, Notifier
 from activities.store import EventIn, SaveTerms, Store
-from config import Settings
+from agreements.simulate import free_port
 from emails.sink import read_mail, start_sink
+from models.config import Settings
 from models.db import engine, migrate
 from models.lifecycle import EmailSpec, SendOutcome, terms_json, terms_sha256
 from models.loader import load_agreement
 from models.plan import Scenario
 from models.records import EventRecord, OutboxRecord, TermsRecord
-from schedule.engine import plan
-from simulate import free_port
+from models.schedule.engine import plan
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "kristianstad-gamlegarden.toml"
 

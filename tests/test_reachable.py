@@ -31,14 +31,14 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from typer.testing import CliRunner
 
-import config
-from cli import app as cli_app
-from config import Settings
+import models.config as config
+from agreements.cli import app as cli_app
+from agreements.web.app import TEMPLATES, create_app
+from agreements.web.i18n import translator
+from models.config import Settings
 from models.db import migrate
 from models.loader import load_agreement
 from tests.conftest import TOKEN
-from web.app import TEMPLATES, create_app
-from web.i18n import translator
 from workflows.agreement import AgreementWorkflow
 from workflows.signing import SignatureRoundWorkflow
 
@@ -177,7 +177,7 @@ def test_every_update_has_a_command_and_an_api_route() -> None:
     assert ("POST", "/a/{agreement_id}/{action}") in known
     for name, (method, _) in SIGNING_PAGE.items():
         assert (method, "/sign/{value}") in known, name
-    sign = (ROOT / "web" / "templates" / "sign.html").read_text(encoding="utf-8")
+    sign = (ROOT / "agreements" / "web" / "templates" / "sign.html").read_text(encoding="utf-8")
     for name, (_, action) in SIGNING_PAGE.items():
         if action is not None:
             assert f'name="action" value="{action}"' in sign, f"{name}: no form on sign.html"
@@ -287,7 +287,7 @@ def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Record
     async def connect(_: Any) -> Recorder:
         return fake
 
-    monkeypatch.setattr("service.ops.connect", connect)
+    monkeypatch.setattr("agreements.ops.connect", connect)
     yield fake
     config.settings.cache_clear()
 
@@ -396,7 +396,7 @@ def test_every_form_reaches_its_update(recorder: Recorder, tmp_path: Path) -> No
         assert bad_key.status_code == 400 and "Idempotency-Key" in bad_key.text
         assert len(recorder.calls) == calls
         # The refusals are in the agreement's event log, with the workflow's reason.
-        from service import ops
+        from agreements import ops
 
         logged = [e for e in ops.events(config.settings(), ID) if e.kind == "refused"]
         assert logged and all(REFUSAL in e.summary for e in logged)

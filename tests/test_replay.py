@@ -12,9 +12,9 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from agreements.simulate import simulate
 from models.agreement import Agreement
 from models.loader import load_agreement
-from simulate import simulate
 from worker import WORKFLOWS, workflow_runner
 
 HISTORIES = Path(__file__).resolve().parent / "histories"

@@ -26,17 +26,17 @@ from temporalio.client import (
 )
 from typer.testing import CliRunner
 
-import config
-from cli import app as cli_app
-from config import Settings
+import models.config as config
+from agreements import ops
+from agreements.cli import app as cli_app
+from agreements.simulate import started
+from emails.links import make_link, read_link
 from models.agreement import SigningMethod
+from models.config import Settings
 from models.lifecycle import RoundAnswer, RoundInfo
 from models.loader import load_agreement
 from models.prerequisites import CHECKLIST
-from schedule import dates
-from service import ops
-from service.links import make_link, read_link
-from simulate import started
+from models.schedule import dates
 from tests.conftest import ROOT, TOKEN
 from tests.mail import signing_requests
 from tests.test_web import AUTH, PLANTERINGEN

@@ -12,13 +12,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 from sqlmodel import Session, select
 
+from agreements.simulate import free_port, simulate
 from emails.sink import MaildirHandler, read_mail
 from models.db import engine
 from models.loader import load_agreement
 from models.plan import Scenario
 from models.records import OutboxRecord
-from schedule.engine import plan
-from simulate import free_port, simulate
+from models.schedule.engine import plan
 from tests.mail import Scripted
 from tests.reliability.harness import tally
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 
-from config import Settings
+from agreements.simulate import free_port
+from agreements.up import dev_server_command
 from emails.sink import read_mail
-from service.up import dev_server_command
-from simulate import free_port
+from models.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 AGREEMENTS = str(Path(sys.executable).parent / "agreements")

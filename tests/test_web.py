@@ -206,10 +206,10 @@ def test_every_api_decision_endpoint(web: tuple[TestClient, Path]) -> None:
 
 
 def test_every_interface_text_has_english() -> None:
-    from web.i18n import EN
+    from agreements.web.i18n import EN
 
     used: set[str] = set()
-    for template in (ROOT / "web" / "templates").glob("*.html"):
+    for template in (ROOT / "agreements" / "web" / "templates").glob("*.html"):
         used |= set(re.findall(r't\("([^"]+)"\)', template.read_text(encoding="utf-8")))
     assert used and not used - set(EN), sorted(used - set(EN))
 

@@ -17,11 +17,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from typer.testing import CliRunner
 
-from cli import app
+from agreements.cli import app
+from agreements.simulate import free_port
 from models.db import migrate
 from models.lifecycle import State
 from models.loader import load_agreement
-from simulate import free_port
 from workflows.agreement import (
     AgreementInput,
     AgreementWorkflow,

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from config import Settings
+from agreements import ops
+from agreements.simulate import free_port
+from emails.links import read_link
 from emails.sink import read_mail, start_sink
+from models.config import Settings
 from models.db import engine, migrate
 from models.loader import loads_agreement
 from models.records import OutboxRecord
-from service import ops
-from service.links import read_link
-from simulate import free_port
 from tests.conftest import ROOT
 from tests.mail import signing_requests
 from tests.test_commands import FUTURE

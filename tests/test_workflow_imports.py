@@ -41,3 +41,26 @@ def test_the_decider_imports_no_temporal() -> None:
     assert "workflows" in loaded
     assert "temporalio" not in loaded
     assert loaded.isdisjoint(FORBIDDEN), sorted(loaded & set(FORBIDDEN))
+
+
+def test_every_activity_the_workflows_call_is_implemented_under_its_name() -> None:
+    """The workflows call the activities through `activities.contracts`; each contract method
+    has an implementation (not the contract's own body) of the same name in the classes the
+    worker registers, so a renamed or forgotten activity fails here, not in a running
+    agreement."""
+    from temporalio import activity
+
+    from activities.contracts import EmailActivities, StoreActivities
+    from activities.notify import Notifier
+    from activities.store import Store
+
+    for contract, implementation in ((StoreActivities, Store), (EmailActivities, Notifier)):
+        assert issubclass(implementation, contract)
+        for name, method in vars(contract).items():
+            wanted = activity._Definition.from_callable(method)
+            if wanted is None:
+                continue
+            done = getattr(implementation, name)
+            assert done is not method, f"{implementation.__name__}.{name} is not implemented"
+            found = activity._Definition.from_callable(done)
+            assert found is not None and found.name == wanted.name, name

@@ -5,16 +5,18 @@ with its retry policy and result type."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.contracts import EmailActivities, StoreActivities
     from models.effects import EventIn, SaveTerms, Summary
     from models.lifecycle import EmailSpec, SendOutcome, SendResult
-    from schedule import dates
+    from models.schedule import dates
 
 # Transient SMTP trouble (connection refused, 421, 451, timeouts) is retried with backoff for
 # up to three days; a permanent refusal comes back as a result, never as a retry.
@@ -34,6 +36,8 @@ STORE_TIMEOUT = timedelta(seconds=60)
 # its coordinator and try again later, instead of retrying silently forever.
 STORE_DEADLINE = timedelta(minutes=30)
 
+T = TypeVar("T")
+
 
 class Clock:
     """`workflow.now()` plus an offset: zero in production; a simulation of an agreement
@@ -52,10 +56,9 @@ class Clock:
 async def send_email(spec: EmailSpec) -> SendResult:
     """Send once; an email the mail server would not take after three days counts as failed."""
     try:
-        result: SendResult = await workflow.execute_activity(
-            "send_email",
+        result = await workflow.execute_activity_method(
+            EmailActivities.send_email,
             spec,
-            result_type=SendResult,
             start_to_close_timeout=EMAIL_TIMEOUT,
             schedule_to_close_timeout=EMAIL_DEADLINE,
             retry_policy=EMAIL_RETRY,
@@ -79,10 +82,9 @@ async def send_emails(specs: list[EmailSpec]) -> list[SendResult] | None:
     """Several emails in one activity; None if the batch itself could not run (a crashed
     worker, twice), and then each is sent on its own."""
     try:
-        results: list[SendResult] = await workflow.execute_activity(
-            "send_emails",
+        results = await workflow.execute_activity_method(
+            EmailActivities.send_emails,
             specs,
-            result_type=list[SendResult],
             start_to_close_timeout=EMAIL_TIMEOUT + timedelta(seconds=len(specs)),
             retry_policy=BATCH_RETRY,
         )
@@ -101,10 +103,12 @@ async def wait_until(clock: Clock, woken: Callable[[], bool], moment: dt.datetim
 
 
 async def store(
-    activity: str, payload: object, deadline: timedelta | None = STORE_DEADLINE
+    activity: Callable[[Any, T], Awaitable[None]],
+    payload: T,
+    deadline: timedelta | None = STORE_DEADLINE,
 ) -> None:
     """Run one persistence activity; with a deadline, it raises once that has passed."""
-    await workflow.execute_activity(
+    await workflow.execute_activity_method(
         activity,
         payload,
         start_to_close_timeout=STORE_TIMEOUT,
@@ -114,17 +118,17 @@ async def store(
 
 
 async def record_all(events: list[EventIn]) -> None:
-    await store("record_events", events)
+    await store(StoreActivities.record_events, events)
 
 
 async def save_terms(terms: SaveTerms) -> None:
-    await store("save_terms", terms)
+    await store(StoreActivities.save_terms, terms)
 
 
 async def save_summary(summary: Summary) -> None:
-    await store("update_summary", summary)
+    await store(StoreActivities.update_summary, summary)
 
 
 async def record(event: EventIn) -> None:
     """One event of a signature round: retried for as long as it takes."""
-    await store("record_event", event, deadline=None)
+    await store(StoreActivities.record_event, event, deadline=None)

@@ -58,9 +58,9 @@ from models.plan import (
     ReportSubmission,
 )
 from models.prerequisites import CHECKLIST
+from models.schedule import dates
+from models.schedule.engine import coordinator, everyone, plan, recipients
 from models.validation import check
-from schedule import dates
-from schedule.engine import coordinator, everyone, plan, recipients
 
 # Emails with a date the reader should put in a calendar carry an .ics attachment.
 CALENDAR_TEMPLATES = {

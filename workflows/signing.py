@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         SignerStatus,
     )
     from models.plan import Frozen, Recipient
-    from schedule.dates import STOCKHOLM
+    from models.schedule.dates import STOCKHOLM
     from workflows.common import Clock, record, send_email, wait_until
 
 MAX_TOKEN = 200

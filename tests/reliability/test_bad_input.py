@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cli import app
+from agreements.cli import app
 from emails.message import build
 from emails.render import render_email
 from models.agreement import Agreement
 from models.lifecycle import EmailSpec, terms_sha256
 from models.loader import AgreementFileError, loads_agreement, parse_agreement
 from models.plan import Scenario
-from schedule.engine import plan
+from models.schedule.engine import plan
 from tests.reliability.harness import report
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 from fastapi.testclient import TestClient
 
-from config import Settings
+from agreements import ops
+from emails.links import make_link, read_link
 from emails.sink import read_mail
-from service import ops
-from service.links import make_link, read_link
+from models.config import Settings
 from tests.conftest import TOKEN
 from tests.mail import signing_requests
 from tests.reliability.harness import report

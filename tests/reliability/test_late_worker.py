@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from config import Settings
+from agreements import ops
+from agreements.simulate import free_port
 from emails.sink import read_mail, start_sink
+from models.config import Settings
 from models.db import migrate
-from service import ops
-from simulate import free_port
 from tests.reliability.harness import (
     WorkerProcess,
     agreement_copy,

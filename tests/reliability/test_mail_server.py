@@ -18,12 +18,12 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.notify import TRANSIENT, Notifier
 from activities.store import Store
-from config import Settings
+from agreements.simulate import free_port
 from emails.sink import MaildirHandler, read_mail
+from models.config import Settings
 from models.db import engine, migrate
 from models.lifecycle import EmailSpec, SendOutcome
 from models.records import OutboxRecord
-from simulate import free_port
 from tests.mail import Scripted
 from tests.reliability.harness import report
 from tests.test_outbox import specs

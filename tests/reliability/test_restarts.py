@@ -13,13 +13,13 @@ from pathlib import Path
 from sqlmodel import Session, select
 from temporalio.client import WorkflowExecutionStatus
 
-from config import Settings
+from agreements import ops
+from agreements.simulate import free_port
+from agreements.up import start_dev_server
 from emails.sink import read_mail, start_sink
+from models.config import Settings
 from models.db import engine, migrate
 from models.records import AgreementRecord, EventRecord, OutboxRecord, TermsRecord
-from service import ops
-from service.up import start_dev_server
-from simulate import free_port
 from tests.conftest import wait_for_port
 from tests.postgres import PostgresServer
 from tests.reliability.harness import (

@@ -15,12 +15,12 @@ from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlmodel import Session, select
 
-from config import Settings
+from agreements.ops import connect
+from agreements.simulate import free_port
 from emails.sink import MaildirHandler, read_mail, start_sink
+from models.config import Settings
 from models.db import engine, migrate
 from models.records import OutboxRecord
-from service.ops import connect
-from simulate import free_port
 from tests.reliability.harness import (
     WorkerProcess,
     agreement_copy,

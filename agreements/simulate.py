@@ -35,16 +35,16 @@ from temporalio.client import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from config import Settings, binary
+from agreements.ops import round_tokens
 from emails.sink import read_mail, start_sink
 from models.agreement import Agreement, RenewalKind
+from models.config import Settings, binary
 from models.db import migrate
 from models.lifecycle import RoundInfo, State
 from models.plan import EndingKind, MilestoneKind, Scenario
 from models.prerequisites import CHECKLIST
-from schedule import dates
-from schedule.engine import plan
-from service.ops import round_tokens
+from models.schedule import dates
+from models.schedule.engine import plan
 from worker import build_worker
 from workflows.agreement import (
     AgreementInput,

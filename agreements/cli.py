@@ -20,8 +20,8 @@ from models.agreement import Agreement
 from models.loader import AgreementFileError, load_agreement
 from models.plan import MilestoneKind, Plan, Scenario
 from models.prerequisites import CHECKLIST
-from schedule.dates import STOCKHOLM
-from schedule.engine import plan
+from models.schedule.dates import STOCKHOLM
+from models.schedule.engine import plan
 
 app = typer.Typer(
     help="Avtalstjänsten: avtalsfiler, planer och påminnelser. / Agreement lifecycle service.",
@@ -276,7 +276,7 @@ def load_scenario(path: Path) -> Any:
 
     from pydantic import ValidationError
 
-    from simulate import ScenarioFile
+    from agreements.simulate import ScenarioFile
 
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -304,7 +304,7 @@ def simulate(
     test server, with a real mail sink, and list every email actually sent."""
     import asyncio
 
-    from simulate import simulate as run_simulation
+    from agreements.simulate import simulate as run_simulation
 
     agreement = _load(file)
     script = load_scenario(scenario) if scenario is not None else None
@@ -332,7 +332,7 @@ def simulate(
 
 
 def _settings() -> Any:
-    from config import settings
+    from models.config import settings
 
     return settings()
 
@@ -341,7 +341,7 @@ def _run(work: Any) -> Any:
     """Run one operation; a refusal or an unreachable server becomes a one-line error."""
     import asyncio
 
-    from service.ops import OperationError
+    from agreements.ops import OperationError
 
     try:
         return asyncio.run(work)
@@ -351,7 +351,7 @@ def _run(work: Any) -> Any:
 
 def _read(query: Any) -> Any:
     """Read the database; a database that cannot be read becomes a one-line error."""
-    from service.ops import OperationError
+    from agreements.ops import OperationError
 
     try:
         return query()
@@ -388,7 +388,7 @@ def _print_snapshot(snapshot: Any) -> None:
 
 
 async def _with_client(work: Any) -> Any:
-    from service.ops import connect
+    from agreements.ops import connect
 
     client = await connect(_settings())
     return await work(client)
@@ -397,7 +397,7 @@ async def _with_client(work: Any) -> Any:
 @app.command()
 def up() -> None:
     """Run the whole service here: Temporal dev server, worker and mail sink (Ctrl-C stops)."""
-    from service.up import up as run_up
+    from agreements.up import up as run_up
 
     _run(run_up(_settings()))
 
@@ -406,7 +406,7 @@ def up() -> None:
 def worker() -> None:
     """Run one worker against the configured Temporal and database (a deployment runs
     several; the database must be migrated first: `agreements migrate`)."""
-    from service.up import up as run_up
+    from agreements.up import up as run_up
 
     _run(run_up(_settings(), web=False))
 
@@ -415,7 +415,7 @@ def worker() -> None:
 def web() -> None:
     """Run the web server and API alone (AGREEMENTS_WEB_HOST, AGREEMENTS_WEB_PORT) against
     the configured Temporal and database."""
-    from service.up import up as run_up
+    from agreements.up import up as run_up
 
     _run(run_up(_settings(), worker=False))
 
@@ -426,7 +426,7 @@ def create(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Start the agreement as a draft (or as signed, when the file says `signing.signed`)."""
-    from service import ops
+    from agreements import ops
 
     agreement = _load(file)
     snapshot = _run(_with_client(lambda c: ops.create(c, _settings(), agreement)))
@@ -438,7 +438,7 @@ def create(
 @app.command("list")
 def list_agreements(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every agreement with its state and next milestone."""
-    from service import ops
+    from agreements import ops
 
     rows = _read(lambda: ops.agreements(_settings()))
     table = Table(header_style="bold")
@@ -456,7 +456,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """State, parties' signatures, coming milestones and sent emails of one agreement."""
-    from service import ops
+    from agreements import ops
 
     snapshot = _run(_with_client(lambda c: ops.state(c, agreement_id)))
     sent = _read(lambda: ops.outbox(_settings(), agreement_id))
@@ -494,7 +494,7 @@ IdempotencyKey = Annotated[
 def _decision(
     agreement_id: str, update: str, request: Any, as_json: bool, key: str | None = None
 ) -> None:
-    from service import ops
+    from agreements import ops
 
     update_id = None
     if key is not None:
@@ -564,7 +564,7 @@ def sign_cancel(
     """Cancel the running signature round."""
     from pydantic import ValidationError
 
-    from service import ops
+    from agreements import ops
     from workflows.signing import MAX_REASON, CancelRequest
 
     try:
@@ -589,7 +589,7 @@ def sign_paper(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Record a signature made on paper."""
-    from service import ops
+    from agreements import ops
     from workflows.signing import PaperSignature
 
     try:
@@ -726,7 +726,7 @@ def outbox(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """What was sent, what failed and what is waiting to be sent."""
-    from service import ops
+    from agreements import ops
 
     rows = _read(lambda: ops.outbox(_settings(), agreement_id))
     table = Table(header_style="bold")
@@ -749,7 +749,7 @@ def upcoming(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Coming milestones across every running agreement."""
-    from service import ops
+    from agreements import ops
 
     role_name = role or "coordinator"
     rows = _run(_with_client(lambda c: ops.upcoming_all(c, _settings(), days, role_name)))

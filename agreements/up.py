@@ -20,12 +20,12 @@ from pathlib import Path
 import uvicorn
 from temporalio.client import Client
 
-from config import Settings, binary
+from agreements.ops import OperationError, connect
+from agreements.web.app import create_app
 from emails.sink import start_sink
+from models.config import Settings, binary
 from models.db import SchemaError, migrate, shown
 from models.db import ready as schema_ready
-from service.ops import OperationError, connect
-from web.app import create_app
 from worker import build_worker
 
 LOOPBACK = "127.0.0.1"

@@ -32,9 +32,9 @@ from models.plan import (
     Recipient,
     Scenario,
 )
+from models.schedule import dates
+from models.schedule.titles import title
 from models.validation import max_end
-from schedule import dates
-from schedule.titles import title
 
 _ORDER = {kind: index for index, kind in enumerate(MilestoneKind)}
 # The report covering the last months is due after the end; nothing else outlives the term.

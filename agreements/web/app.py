@@ -26,10 +26,13 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 from temporalio.client import Client
 
-from config import Settings
+from agreements import ops
+from agreements.web.i18n import translator
 from emails.calendar import calendar
+from emails.links import LinkError, SigningLink, read_link
 from emails.render import day, kronor
 from models.agreement import Agreement
+from models.config import Settings
 from models.db import ready
 from models.lifecycle import (
     RoundAnswer,
@@ -42,9 +45,6 @@ from models.lifecycle import (
 from models.loader import AgreementFileError, loads_agreement
 from models.plan import EndingKind
 from models.records import TermsRecord
-from service import ops
-from service.links import LinkError, SigningLink, read_link
-from web.i18n import translator
 from workflows.agreement import (
     Amendment,
     ConfirmPrerequisites,

@@ -26,8 +26,8 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import write_event
-from config import Settings
 from models.agreement import Agreement
+from models.config import Settings
 from models.db import SchemaError, ready
 from models.effects import EventIn
 from models.lifecycle import RoundAnswer, RoundInfo, Signer

@@ -1,0 +1,47 @@
+"""The activities as the workflows call them: typed references with no database, SMTP or
+web library behind them, so the workflow modules import none.
+
+`activities.store.Store` and `activities.notify.Notifier` implement these classes; the
+worker registers the implementations under the same names. A workflow calls
+`workflow.execute_activity_method(StoreActivities.save_terms, terms, ...)`: the argument and
+the result are checked by mypy against one signature, the one the implementation overrides.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from models.effects import EventIn, SaveTerms, Summary
+from models.lifecycle import EmailSpec, SendResult
+
+
+class StoreActivities:
+    """The read model, every version of the terms, and the event log."""
+
+    @activity.defn(name="save_terms")
+    async def save_terms(self, terms: SaveTerms) -> None:
+        raise NotImplementedError
+
+    @activity.defn(name="record_event")
+    async def record_event(self, event: EventIn) -> None:
+        raise NotImplementedError
+
+    @activity.defn(name="record_events")
+    async def record_events(self, events: list[EventIn]) -> None:
+        raise NotImplementedError
+
+    @activity.defn(name="update_summary")
+    async def update_summary(self, summary: Summary) -> None:
+        raise NotImplementedError
+
+
+class EmailActivities:
+    """Sending email through the outbox."""
+
+    @activity.defn(name="send_email")
+    async def send_email(self, spec: EmailSpec) -> SendResult:
+        raise NotImplementedError
+
+    @activity.defn(name="send_emails")
+    async def send_emails(self, specs: list[EmailSpec]) -> list[SendResult]:
+        raise NotImplementedError

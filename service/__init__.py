@@ -1,1 +1,0 @@
-"""What coordinators do, as calls the command line, the HTTP API and the web pages share."""
