@@ -8,11 +8,13 @@ are running finish (or are retried elsewhere), nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -128,5 +130,15 @@ def main() -> int:
     return 0
 
 
+def leave(code: int) -> NoReturn:
+    """End a process that used a Temporal client without the interpreter's shutdown: the
+    client's Rust threads can abort it ("Fatal Python error: PyGILState_Release ...
+    finalizing", temporalio/sdk-python#300), turning a command that did its work into exit
+    code -6. Output is flushed first; nothing else is left to clean up by then."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

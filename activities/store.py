@@ -1,4 +1,5 @@
-"""Persistence activities: the read model, every version of the terms, and the event log.
+"""Persistence activities: the read model (agreements and their milestones), every version
+of the terms, and the event log.
 
 Each one is idempotent: retried after a crash, it leaves the same rows as one run.
 """
@@ -9,7 +10,8 @@ import asyncio
 import datetime as dt
 import json
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -17,7 +19,15 @@ from temporalio import activity
 from activities.contracts import StoreActivities
 from models.db import ready, write_lock
 from models.effects import EventIn, SaveTerms, Summary
-from models.records import AgreementRecord, EventRecord, TermsRecord, utcnow
+from models.plan import MilestoneState
+from models.records import (
+    AgreementRecord,
+    EventRecord,
+    MilestoneRecord,
+    TermsRecord,
+    milestone_values,
+    utcnow,
+)
 
 __all__ = ["EventIn", "SaveTerms", "Store", "Summary", "event_record", "write_event"]
 
@@ -89,9 +99,12 @@ class Store(StoreActivities):
         await asyncio.to_thread(self._update_summary, summary)
 
     def _update_summary(self, summary: Summary) -> None:
+        """The agreement's row, and in the same transaction its milestone rows that changed
+        (upserted); with `milestones_complete` its other milestone rows are deleted. A
+        retried attempt writes the same rows again."""
+        values = summary.model_dump(exclude={"milestones", "milestones_complete"})
         with write_lock(self.db), Session(self.db) as session:
             row = session.get(AgreementRecord, summary.id)
-            values = summary.model_dump()
             if row is None:
                 session.add(AgreementRecord(**values))
             else:
@@ -99,7 +112,46 @@ class Store(StoreActivities):
                     setattr(row, name, value)
                 row.updated_at = utcnow()
                 session.add(row)
+            self._write_milestones(
+                session, summary.id, summary.milestones, summary.milestones_complete
+            )
             session.commit()
+
+    def _write_milestones(
+        self, session: Session, agreement_id: str, milestones: list[MilestoneState], complete: bool
+    ) -> None:
+        now = utcnow()
+        rows = [
+            {"agreement_id": agreement_id, **milestone_values(m), "updated_at": now}
+            for m in milestones
+        ]
+        if rows:
+            # INSERT … ON CONFLICT DO UPDATE (executed for all rows at once): atomic on both
+            # databases even when two attempts race, with no read before the write.
+            dialect = postgresql if self.db.dialect.name == "postgresql" else sqlite
+            insert = dialect.insert(MilestoneRecord)
+            keys = ("agreement_id", "id")
+            statement = insert.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={name: insert.excluded[name] for name in rows[0] if name not in keys},
+            )
+            session.execute(statement, rows)
+        if complete:
+            wanted = {m.id for m in milestones}
+            stored = session.exec(
+                select(MilestoneRecord.id).where(MilestoneRecord.agreement_id == agreement_id)
+            )
+            stale = sorted(set(stored) - wanted)
+            for start in range(0, len(stale), _CHUNK):
+                session.execute(
+                    delete(MilestoneRecord).where(
+                        col(MilestoneRecord.agreement_id) == agreement_id,
+                        col(MilestoneRecord.id).in_(stale[start : start + _CHUNK]),
+                    )
+                )
+
+
+_CHUNK = 500  # ids per DELETE … IN (…): well under either database's limit on parameters
 
 
 def write_event(db: Engine, event: EventIn) -> None:

@@ -266,8 +266,25 @@ def preview(
         print_table(agreement, data)
 
 
+def main() -> None:
+    """The `agreements` command. Once a command that talked to Temporal is done, the process
+    leaves without the interpreter's shutdown (`worker.leave`)."""
+    try:
+        app()
+        code: int = 0
+    except SystemExit as done:
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+        code = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+    if "worker" in sys.modules:
+        from worker import leave
+
+        leave(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()
 
 
 def load_scenario(path: Path) -> Any:
@@ -453,31 +470,63 @@ def list_agreements(as_json: Annotated[bool, typer.Option("--json")] = False) ->
 @app.command()
 def show(
     agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    every: Annotated[
+        bool,
+        typer.Option("--all", help="Every milestone, past ones too (default: the coming ones)"),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """State, parties' signatures, coming milestones and sent emails of one agreement."""
+    """State, parties' signatures, coming milestones (with their status and id) and sent
+    emails of one agreement."""
     from agreements import ops
 
-    snapshot = _run(_with_client(lambda c: ops.state(c, agreement_id)))
+    async def read(c: Any) -> tuple[Any, Any]:
+        snapshot = await ops.state(c, agreement_id)
+        return snapshot, await ops.timeline(c, agreement_id) if every else None
+
+    snapshot, timeline = _run(_with_client(read))
     sent = _read(lambda: ops.outbox(_settings(), agreement_id))
     if as_json:
         data = _snapshot_json(snapshot)
+        if timeline is not None:
+            data["timeline"] = [m.model_dump(mode="json") for m in timeline]
         data["emails"] = [r.model_dump(mode="json") for r in sent]
         _emit(data, True)
         return
     _print_snapshot(snapshot)
-    table = Table(title="Kommande", header_style="bold")
-    for column in ("Datum", "Skrivet", "Typ", "Vad"):
+    table = Table(title="Tidslinje" if every else "Kommande", header_style="bold")
+    for column in ("Datum", "Skrivet", "Typ", "Vad", "Status", "Id"):
         table.add_column(column)
-    for m in snapshot.next:
+    for m in snapshot.next if timeline is None else timeline:
         written = "" if m.date == m.effective_date else str(m.date)
-        table.add_row(str(m.effective_date), written, m.kind.value, m.title)
+        table.add_row(str(m.effective_date), written, m.kind.value, m.title, status_text(m), m.id)
     out.print(table)
     out.print(
         f"E-post: {sum(r.status == 'sent' for r in sent)} skickade, "
         f"{sum(r.status == 'failed' for r in sent)} misslyckade, "
         f"{sum(r.status in ('pending', 'sending') for r in sent)} väntar"
     )
+
+
+def status_text(m: Any) -> str:
+    """A milestone's status in Swedish, with when, by whom, an invoice's number and a note:
+    "fakturerad 2026-05-04 av samordnaren, fakturanr F-1"."""
+    from agreements.web.i18n import actor_word, status_word
+
+    status = getattr(m, "status", None)
+    if status is None:
+        return ""
+    text = status_word(status)
+    if m.status_on:
+        text += f" {m.status_on}"
+    if m.status_by and status.value != "decided":
+        text += f" {actor_word(m.status_by) or 'av ' + m.status_by}"
+    if m.number:
+        text += f", fakturanr {m.number}"
+    if m.note:
+        label = {"postponed": "ny sista dag ", "returned": "saknas: ", "decided": "av "}
+        text += f", {label.get(status.value, '')}{m.note}"
+    return text
 
 
 # A retried command with the same key applies once (service.ops.update_id_for).
@@ -638,6 +687,82 @@ def report(
 
 
 @app.command()
+def milestone(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    milestone_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="MILESTONE", help="The milestone's id, e.g. invoice:kommun:forening:1:1"
+        ),
+    ],
+    status: Annotated[
+        str, typer.Argument(metavar="STATUS", help="invoiced, paid, held, approved or returned")
+    ],
+    on: Annotated[
+        str | None, typer.Option(help="The day it happened (YYYY-MM-DD; default today)")
+    ] = None,
+    number: Annotated[
+        str | None, typer.Option(help="The invoice's number (required for invoiced)")
+    ] = None,
+    note: Annotated[
+        str | None, typer.Option(help="What is missing (required for returned)")
+    ] = None,
+    by: Annotated[str, typer.Option(help="Who records it")] = "coordinator",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
+) -> None:
+    """Record a milestone's status: an instalment invoiced (--number) or paid, a meeting
+    held, a received report approved or returned for completion (--note). The ids are in
+    `agreements show ID --all` and on the agreement's page."""
+    from pydantic import ValidationError
+
+    from models.plan import SETTABLE, MilestoneStatus
+    from workflows.agreement import MilestoneUpdate
+
+    allowed = list(dict.fromkeys(s.value for kind in SETTABLE.values() for s in kind))
+    if status not in allowed:
+        raise fail(f"status: {status[:40]!r} is not one of {', '.join(allowed)}")
+    day = None
+    if on is not None:
+        try:
+            day = dt.date.fromisoformat(on)
+        except ValueError:
+            raise fail(f"--on: {on[:40]!r} is not a date (YYYY-MM-DD)") from None
+    try:
+        request = MilestoneUpdate(
+            milestone=milestone_id,
+            status=MilestoneStatus(status),
+            on=day,
+            number=number,
+            note=note,
+            by=by,
+        )
+    except ValidationError as error:
+        names = {"milestone": "MILESTONE", "by": "--by", "number": "--number", "note": "--note"}
+        problems = [
+            f"{names.get(str(e['loc'][0]), e['loc'][0]) if e['loc'] else ''}: {e['msg']}"
+            for e in error.errors()
+        ]
+        raise fail("\n".join(problems)) from None
+    _decision(agreement_id, "record_milestone", request, as_json, idempotency_key)
+    if not as_json:
+        out.print(f"{milestone_id}: {status_text(_recorded(request))}", highlight=False)
+
+
+def _recorded(request: Any) -> Any:
+    """The status just recorded, shaped like a milestone's for `status_text`."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        status=request.status,
+        status_on=request.on or dt.datetime.now(STOCKHOLM).date(),
+        status_by=request.by,
+        number=request.number,
+        note=request.note,
+    )
+
+
+@app.command()
 def decide(
     agreement_id: Annotated[str, typer.Argument(metavar="ID")],
     decision: Annotated[str, typer.Argument(help="renew, notice or approve")],
@@ -752,7 +877,10 @@ def upcoming(
     from agreements import ops
 
     role_name = role or "coordinator"
-    rows = _run(_with_client(lambda c: ops.upcoming_all(c, _settings(), days, role_name)))
+    try:
+        rows = _read(lambda: ops.upcoming_all(_settings(), days, role_name))
+    except ops.OperationError as error:  # an unknown role
+        raise fail(str(error)) from None
     data = [
         {"agreement": r.id, "title": r.title, "reference": r.reference, **_milestone_json(None, m)}
         for r, m in rows
@@ -761,11 +889,16 @@ def upcoming(
         sys.stdout.write(ops.upcoming_csv(rows))
         return
     table = Table(header_style="bold")
-    for column in ("Datum", "Avtal", "Typ", "Vad", "Belopp"):
+    for column in ("Datum", "Avtal", "Typ", "Vad", "Belopp", "Status"):
         table.add_column(column)
-    for d in data:
+    for d, (_, m) in zip(data, rows, strict=True):
         table.add_row(
-            d["effective_date"], d["agreement"], d["kind"], d["title"], kronor(d.get("amount"))
+            d["effective_date"],
+            d["agreement"],
+            d["kind"],
+            d["title"],
+            kronor(d.get("amount")),
+            status_text(m),
         )
     _emit(data, as_json, table)
 

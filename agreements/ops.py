@@ -13,7 +13,7 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, and_, or_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 from temporalio.client import (
@@ -31,8 +31,9 @@ from models.config import Settings
 from models.db import SchemaError, ready
 from models.effects import EventIn
 from models.lifecycle import RoundAnswer, RoundInfo, Signer
-from models.plan import PlannedMilestone
-from models.records import AgreementRecord, EventRecord, OutboxRecord, utcnow
+from models.plan import MilestoneKind, MilestoneState, MilestoneStatus
+from models.records import AgreementRecord, EventRecord, MilestoneRecord, OutboxRecord, utcnow
+from models.schedule import dates
 from workflows.agreement import AgreementInput, AgreementWorkflow, Snapshot, workflow_id
 from workflows.decider import round_workflow_id
 from workflows.signing import RoundInput, SignatureRoundWorkflow
@@ -92,19 +93,19 @@ async def state(client: Client, agreement_id: str) -> Snapshot:
     return result
 
 
-async def upcoming(client: Client, agreement_id: str, days: int) -> list[PlannedMilestone]:
+async def upcoming(client: Client, agreement_id: str, days: int) -> list[MilestoneState]:
     handle = client.get_workflow_handle(workflow_id(agreement_id))
     try:
-        result: list[PlannedMilestone] = await handle.query(AgreementWorkflow.get_upcoming, days)
+        result: list[MilestoneState] = await handle.query(AgreementWorkflow.get_upcoming, days)
     except RPCError as error:
         raise OperationError(f"{agreement_id}: {error}") from None
     return result
 
 
-async def timeline(client: Client, agreement_id: str) -> list[PlannedMilestone]:
+async def timeline(client: Client, agreement_id: str) -> list[MilestoneState]:
     handle = client.get_workflow_handle(workflow_id(agreement_id))
     try:
-        result: list[PlannedMilestone] = await handle.query(AgreementWorkflow.get_timeline)
+        result: list[MilestoneState] = await handle.query(AgreementWorkflow.get_timeline)
     except RPCError as error:
         raise OperationError(f"{agreement_id}: {error}") from None
     return result
@@ -300,6 +301,15 @@ def agreements(config: Settings) -> list[AgreementRecord]:
         return list(session.exec(select(AgreementRecord).order_by(col(AgreementRecord.id))))
 
 
+def agreement(config: Settings, agreement_id: str) -> AgreementRecord:
+    """One agreement's row in the read model; OperationError if there is none."""
+    with Session(_db(config)) as session:
+        row = session.get(AgreementRecord, agreement_id)
+    if row is None:
+        raise OperationError(f"{agreement_id}: no such agreement")
+    return row
+
+
 def outbox(config: Settings, agreement_id: str | None = None) -> list[OutboxRecord]:
     with Session(_db(config)) as session:
         query = select(OutboxRecord).order_by(col(OutboxRecord.created_at))
@@ -332,25 +342,67 @@ ROLE_KINDS: dict[str, set[str] | None] = {
 }
 
 
-async def upcoming_all(
-    client: Client, config: Settings, days: int, role: str
-) -> list[tuple[AgreementRecord, PlannedMilestone]]:
-    """Coming milestones across every agreement that has not ended, for one role."""
+def stockholm_today() -> dt.date:
+    return dt.datetime.now(dates.STOCKHOLM).date()
+
+
+def milestones(
+    config: Settings, agreement_id: str, today: dt.date | None = None
+) -> list[MilestoneState]:
+    """The agreement's milestones from the read model, by effective date, each with its
+    status as it reads on `today` (the Stockholm date by default): overdue, passed."""
+    today = today or stockholm_today()
+    with Session(_db(config)) as session:
+        query = (
+            select(MilestoneRecord)
+            .where(MilestoneRecord.agreement_id == agreement_id)
+            .order_by(col(MilestoneRecord.effective_date), col(MilestoneRecord.id))
+        )
+        return [row.state().as_of(today) for row in session.exec(query)]
+
+
+MAX_DAYS = 36600
+# Invoices that are still to send or to be paid: a finance officer sees them after their date.
+OUTSTANDING = (MilestoneStatus.to_invoice.value, MilestoneStatus.invoiced.value)
+
+
+def upcoming_all(
+    config: Settings, days: int, role: str, today: dt.date | None = None
+) -> list[tuple[AgreementRecord, MilestoneState]]:
+    """Milestones from `today` (the Stockholm date by default) to `days` later (0 to 36600),
+    across every agreement that has not ended, of the kinds `role` deals with, by effective
+    date then agreement; each with its status as of `today`. One query on the read model.
+
+    For role finance it also lists, before them, every instalment whose date has passed
+    and that is not paid yet (still to invoice, or invoiced): what is outstanding."""
     if role not in ROLE_KINDS:
         raise OperationError(f"role {role!r} is not one of {', '.join(ROLE_KINDS)}")
     wanted = ROLE_KINDS[role]
-    found = []
-    for record in agreements(config):
-        if record.state == "ended":
-            continue
-        for m in await upcoming(client, record.id, days):
-            if wanted is None or m.kind.value in wanted:
-                found.append((record, m))
-    return sorted(found, key=lambda pair: (pair[1].effective_date, pair[0].id))
+    today = today or stockholm_today()
+    horizon = today + dt.timedelta(days=max(0, min(days, MAX_DAYS)))
+    effective = col(MilestoneRecord.effective_date)
+    when = and_(effective >= today, effective <= horizon)
+    if role == "finance":
+        outstanding = and_(
+            effective < today,
+            col(MilestoneRecord.kind) == MilestoneKind.invoice.value,
+            col(MilestoneRecord.status).in_(OUTSTANDING),
+        )
+        when = or_(when, outstanding)
+    query = (
+        select(AgreementRecord, MilestoneRecord)
+        .join(MilestoneRecord, col(MilestoneRecord.agreement_id) == col(AgreementRecord.id))
+        .where(col(AgreementRecord.state) != "ended", when)
+        .order_by(effective, col(AgreementRecord.id), col(MilestoneRecord.id))
+    )
+    if wanted is not None:
+        query = query.where(col(MilestoneRecord.kind).in_(sorted(wanted)))
+    with Session(_db(config)) as session:
+        return [(a, m.state().as_of(today)) for a, m in session.exec(query)]
 
 
-def upcoming_csv(rows: list[tuple[AgreementRecord, PlannedMilestone]]) -> str:
-    """Semicolon-separated, as Swedish spreadsheets expect."""
+def upcoming_csv(rows: list[tuple[AgreementRecord, MilestoneState]]) -> str:
+    """Semicolon-separated, as Swedish spreadsheets expect; `number` is an invoice's."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
     writer.writerow(
@@ -364,6 +416,9 @@ def upcoming_csv(rows: list[tuple[AgreementRecord, PlannedMilestone]]) -> str:
             "amount_sek",
             "payer",
             "payee",
+            "status",
+            "status_on",
+            "number",
         ]
     )
     for a, m in rows:
@@ -378,6 +433,9 @@ def upcoming_csv(rows: list[tuple[AgreementRecord, PlannedMilestone]]) -> str:
                 m.amount or "",
                 m.payer or "",
                 m.payee or "",
+                m.status.value,
+                m.status_on or "",
+                m.number or "",
             ]
         )
     return buffer.getvalue()

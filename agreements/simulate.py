@@ -41,7 +41,7 @@ from models.agreement import Agreement, RenewalKind
 from models.config import Settings, binary
 from models.db import migrate
 from models.lifecycle import RoundInfo, State
-from models.plan import EndingKind, MilestoneKind, Scenario
+from models.plan import EndingKind, MilestoneKind, MilestoneStatus, Scenario
 from models.prerequisites import CHECKLIST
 from models.schedule import dates
 from models.schedule.engine import plan
@@ -50,6 +50,7 @@ from workflows.agreement import (
     AgreementInput,
     AgreementWorkflow,
     ConfirmPrerequisites,
+    MilestoneUpdate,
     RenewalRequest,
     ReportDecision,
     Snapshot,
@@ -75,7 +76,11 @@ class Step(BaseModel):
 
     at: dt.datetime  # naive = Europe/Stockholm
     action: str  # sign, decline, report, postpone, renew, notice, approve, terminate,
-    #              withdraw, rescind, withdrawal_end_all, withdrawal_continue, none
+    #              withdraw, rescind, withdrawal_end_all, withdrawal_continue, none, or a
+    #              milestone's status: invoiced, paid, held, approved, returned
+    milestone: str | None = None  # the milestone's id, for a status
+    number: str | None = None  # an invoice's number
+    note: str | None = None  # what a returned report lacks
     party: str | None = None
     signer: str | None = None  # email; default every signer
     report: str | None = None
@@ -398,6 +403,19 @@ async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -
                 await round_handle.execute_update(
                     SignatureRoundWorkflow.sign, SignRequest(token=tokens[signer.email])
                 )
+        case "invoiced" | "paid" | "held" | "approved" | "returned":
+            if not step.milestone:
+                raise ValueError(f"{step.at} {step.action}: name the milestone")
+            await handle.execute_update(
+                wf.record_milestone,
+                MilestoneUpdate(
+                    milestone=step.milestone,
+                    status=MilestoneStatus(step.action),
+                    number=step.number,
+                    note=step.note,
+                    by=COORDINATOR,
+                ),
+            )
         case "none":
             pass
         case other:

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from models.agreement import Agreement
 from models.lifecycle import RoundInfo, State
-from models.plan import EndingKind, Frozen, PlannedMilestone
+from models.plan import EndingKind, Frozen, MilestoneState, MilestoneStatus
 
 
 class Actor(Frozen):
@@ -56,6 +56,18 @@ class WithdrawalOutcome(Actor):
     end_all: bool  # the remaining parties end the agreement altogether (True) or go on
 
 
+class MilestoneUpdate(Actor):
+    """A status set on one milestone: an instalment invoiced (with its number) or paid, a
+    meeting held, a received report approved or returned for completion (with what is
+    missing)."""
+
+    milestone: str = Field(max_length=200)  # its id, as the timeline shows it
+    status: MilestoneStatus
+    on: dt.date | None = None  # default today; never in the future
+    number: str | None = Field(default=None, max_length=64)  # required for invoiced
+    note: str | None = Field(default=None, max_length=2000)
+
+
 class Amendment(Actor):
     agreement: Agreement
 
@@ -73,6 +85,7 @@ Command = (
     | ConfirmPrerequisites
     | StartSigning
     | ReportDecision
+    | MilestoneUpdate
     | RenewalRequest
     | TerminationRequest
     | WithdrawalOutcome
@@ -96,7 +109,7 @@ class Snapshot(Frozen):
     round: RoundInfo | None
     round_workflow_id: str | None
     prerequisites_missing: list[str]
-    next: list[PlannedMilestone]
+    next: list[MilestoneState]  # statuses as of today
     withdrawn: dict[str, dt.date]
     withdrawal_pending: str | None = None  # the party whose withdrawal awaits a decision
     alert: str | None = None  # work the service could not do and keeps trying

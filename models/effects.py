@@ -14,7 +14,7 @@ from pydantic import Field
 
 from models.agreement import Agreement
 from models.lifecycle import EmailSpec, Signer
-from models.plan import Frozen, Recipient
+from models.plan import Frozen, MilestoneState, Recipient
 
 
 class SaveTerms(Frozen):
@@ -47,6 +47,10 @@ class Summary(Frozen):
     ending: str | None
     next_date: dt.date | None
     next_title: str | None
+    # The milestone table's rows that changed since the last summary of this run (as set,
+    # before `as_of`); `milestones_complete`: these are all of them, delete any other row.
+    milestones: list[MilestoneState] = Field(default_factory=list)
+    milestones_complete: bool = False
 
 
 class RoundStart(Frozen):

@@ -63,12 +63,89 @@ class PlannedMilestone(Frozen):
     past: bool = False  # before `now`: already over when the service took the agreement on
 
 
+class MilestoneStatus(StrEnum):
+    """Where a milestone stands. Someone sets received, postponed, approved, returned,
+    invoiced, paid and held (a decision, with who and when); decided follows from the
+    renewal decisions; overdue and passed follow from the date (`MilestoneState.as_of`)."""
+
+    due = "due"  # a report not yet received
+    postponed = "postponed"  # a report whose due date was moved (the new date is its date)
+    received = "received"
+    approved = "approved"
+    returned = "returned"  # returned for completion: due again
+    overdue = "overdue"  # a report past its due date, not received
+    to_invoice = "to_invoice"
+    invoiced = "invoiced"
+    paid = "paid"
+    planned = "planned"  # a meeting, a period end, any other date still to come
+    held = "held"
+    open = "open"  # a notice or extension deadline still to come
+    decided = "decided"  # every signing party has decided (or a notice ends the agreement)
+    passed = "passed"  # the date has passed with nothing recorded
+
+
+# The statuses someone sets on a milestone of each kind through `record_milestone`
+# (reports are received and postponed through `record_report`).
+SETTABLE: dict[MilestoneKind, tuple[MilestoneStatus, ...]] = {
+    MilestoneKind.invoice: (MilestoneStatus.invoiced, MilestoneStatus.paid),
+    MilestoneKind.meeting: (MilestoneStatus.held,),
+    MilestoneKind.report_due: (MilestoneStatus.approved, MilestoneStatus.returned),
+}
+# Statuses that turn with the date: still waiting on the day after -> overdue or passed.
+_LATE = {
+    MilestoneStatus.due: MilestoneStatus.overdue,
+    MilestoneStatus.postponed: MilestoneStatus.overdue,
+    MilestoneStatus.planned: MilestoneStatus.passed,
+    MilestoneStatus.open: MilestoneStatus.passed,
+}
+
+
+class MilestoneMark(Frozen):
+    """A status someone set on a milestone: the milestone's history is the list of these."""
+
+    milestone: str  # PlannedMilestone.id
+    status: MilestoneStatus
+    on: dt.date  # the day it happened (an invoice's date, the day a report came in)
+    by: str | None = None
+    number: str | None = None  # an invoice's number
+    note: str | None = None  # returned: what is missing; postponed: the new due date
+
+
 class Recipient(Frozen):
     email: str
     name: str
     party: str | None  # None for the coordinator
     role: str  # contact, finance, signatory, convener, coordinator
     language: Language
+
+
+class MilestoneState(PlannedMilestone):
+    """A milestone with where it stands: a row of the read model's milestone table, and what
+    the pages, the API, `upcoming`, the finance CSV and the calendar feed show."""
+
+    status: MilestoneStatus
+    status_on: dt.date | None = None  # when it was set (None: nobody set it)
+    status_by: str | None = None
+    number: str | None = None  # an invoice's number
+    note: str | None = None
+
+    def as_of(self, today: dt.date) -> MilestoneState:
+        """The status as it reads on `today`: a report still due after its date is overdue,
+        a meeting or deadline with nothing recorded after its date has passed."""
+        late = _LATE.get(self.status)
+        if late is None or self.effective_date >= today:
+            return self
+        return self.model_copy(update={"status": late})
+
+    @property
+    def done(self) -> bool:
+        return self.status in (
+            MilestoneStatus.received,
+            MilestoneStatus.approved,
+            MilestoneStatus.paid,
+            MilestoneStatus.held,
+            MilestoneStatus.decided,
+        )
 
 
 class PlannedEmail(Frozen):
@@ -92,6 +169,7 @@ class RenewalDecision(Frozen):
     term_end: dt.date
     renew: bool
     given_on: dt.date
+    by: str | None = None
 
 
 class ReportSubmission(Frozen):
@@ -132,6 +210,7 @@ class Decisions(Frozen):
     reports: list[ReportSubmission] = Field(default_factory=list)
     postponements: list[ReportPostponement] = Field(default_factory=list)
     ending: Ending | None = None
+    marks: list[MilestoneMark] = Field(default_factory=list)  # in the order they were set
 
 
 class Plan(Frozen):

@@ -1,5 +1,5 @@
-"""Database tables (SQLModel): the agreements' read model, the terms of every version, the
-append-only event log, and the email outbox.
+"""Database tables (SQLModel): the agreements' read model and their milestones, the terms of
+every version, the append-only event log, and the email outbox.
 
 Only the persistence and notification activities and the interfaces touch these rows;
 workflows never see them. Times are stored in UTC.
@@ -8,9 +8,12 @@ workflows never see them. Times are stored in UTC.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from models.plan import MilestoneState
 
 
 def utcnow() -> dt.datetime:
@@ -37,6 +40,58 @@ class AgreementRecord(SQLModel, table=True):
     next_title: str | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class MilestoneRecord(SQLModel, table=True):
+    """One row per milestone of an agreement, with its status as set (before
+    `MilestoneState.as_of`: overdue and passed follow from the date when it is read).
+    The agreement's workflow writes the rows that changed with each summary; `past` is not
+    stored (a row reads back with past=False)."""
+
+    __tablename__ = "milestone"
+    __table_args__ = (
+        Index("ix_milestone_agreement_id_effective_date", "agreement_id", "effective_date"),
+    )
+
+    agreement_id: str = Field(primary_key=True, max_length=64)
+    # e.g. invoice:2027-01-31:kommun:forening (PlannedMilestone.id, stable across re-plans)
+    id: str = Field(primary_key=True, max_length=200)
+    kind: str = Field(max_length=32)  # MilestoneKind
+    date: dt.date
+    effective_date: dt.date = Field(index=True)
+    rule: str = Field(max_length=16)  # DateRule
+    title: str
+    period: int | None = None
+    party: str | None = None
+    payer: str | None = None
+    payee: str | None = None
+    amount: int | None = Field(default=None, sa_type=BigInteger)  # whole kronor, up to 10^10
+    report: str | None = None
+    occurrence: int | None = None
+    status: str = Field(index=True, max_length=32)  # MilestoneStatus, as set
+    status_on: dt.date | None = None
+    status_by: str | None = None
+    number: str | None = None  # an invoice's number
+    note: str | None = None
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def from_state(cls, agreement_id: str, m: MilestoneState) -> MilestoneRecord:
+        return cls(agreement_id=agreement_id, **milestone_values(m))
+
+    def state(self) -> MilestoneState:
+        return MilestoneState.model_validate(
+            self.model_dump(exclude={"agreement_id", "updated_at"})
+        )
+
+
+def milestone_values(m: MilestoneState) -> dict[str, Any]:
+    """The milestone table's columns of `m`, but its agreement_id and updated_at (`past` is
+    not stored); enums as their plain values."""
+    values = m.model_dump(exclude={"past"})
+    for name in ("kind", "rule", "status"):
+        values[name] = str(values[name].value)
+    return values
 
 
 class TermsRecord(SQLModel, table=True):

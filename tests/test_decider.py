@@ -17,6 +17,7 @@ from models.commands import (
     Amendment,
     ConfirmPrerequisites,
     EditDraft,
+    MilestoneUpdate,
     RenewalRequest,
     ReportDecision,
     RoundFinished,
@@ -26,7 +27,7 @@ from models.commands import (
 )
 from models.core import AgreementInput, Core
 from models.lifecycle import RoundOutcome, SendOutcome, SendResult, SignerStatus, State
-from models.plan import EndingKind
+from models.plan import EndingKind, MilestoneKind, MilestoneState, MilestoneStatus
 from models.prerequisites import CHECKLIST
 from models.schedule import dates
 from tests.test_engine import OPT_OUT, agreement
@@ -248,6 +249,133 @@ def test_a_report_is_recorded_once_and_postponed_only_later():
     moved = step(core, later, now)
     assert moved.core.decisions.postponements[0].new_due == dt.date(2026, 6, 1)
     refused(new(), ReportDecision(report="arsrapport", occurrence=1), DRAFTED, "not-signed")
+
+
+# Milestone statuses -------------------------------------------------------------------------
+
+MEETINGS = '\n[meetings]\nevery_months = 6\nconvener = "amf"'
+
+
+def milestone(core: Core, kind: MilestoneKind, now: dt.datetime, nth: int = 0) -> MilestoneState:
+    found = [m for m in decider.statuses(core, now) if m.kind is kind]
+    return found[nth]
+
+
+def status(core: Core, milestone_id: str, now: dt.datetime) -> MilestoneState:
+    return next(m.as_of(now.date()) for m in decider.timeline(core, now) if m.id == milestone_id)
+
+
+def test_an_instalment_is_invoiced_with_its_number_then_paid_and_its_reminders_stop():
+    core = signed()
+    now = at("2024-11-05")
+    first = milestone(core, MilestoneKind.invoice, now)
+    assert first.status is MilestoneStatus.to_invoice
+    reminders = [e for e in decider.planned_emails(core, now) if e.milestone_id == first.id]
+    assert reminders, "the instalment has reminders to stop"
+    invoiced = step(
+        core,
+        MilestoneUpdate(
+            milestone=first.id, status=MilestoneStatus.invoiced, number=" F-1001 ", by="eva"
+        ),
+        now,
+    )
+    row = status(invoiced.core, first.id, now)
+    assert (row.status, row.number, row.status_by, row.status_on) == (
+        MilestoneStatus.invoiced,
+        "F-1001",
+        "eva",
+        now.date(),
+    )
+    assert invoiced.effects.events[0].kind == "milestone.invoiced"
+    later = [e for e in decider.planned_emails(invoiced.core, now) if e.milestone_id == first.id]
+    assert later == [], "no reminder after the instalment was invoiced"
+    paid = step(
+        invoiced.core, MilestoneUpdate(milestone=first.id, status=MilestoneStatus.paid), now
+    ).core
+    row = status(paid, first.id, now)
+    assert (row.status, row.number) == (MilestoneStatus.paid, "F-1001")
+    assert row.done
+
+    again = MilestoneUpdate(milestone=first.id, status=MilestoneStatus.invoiced, number="F-2")
+    refused(paid, again, now, "already-recorded")
+    no_number = MilestoneUpdate(milestone=first.id, status=MilestoneStatus.invoiced, number=" ")
+    refused(core, no_number, now, "number-missing")
+    unpaid = MilestoneUpdate(milestone=first.id, status=MilestoneStatus.paid)
+    assert first.id in refused(core, unpaid, now, "not-invoiced")
+    tomorrow = MilestoneUpdate(
+        milestone=first.id, status=MilestoneStatus.invoiced, number="F", on=dt.date(2024, 11, 6)
+    )
+    refused(core, tomorrow, now, "future-date")
+    held = MilestoneUpdate(milestone=first.id, status=MilestoneStatus.held)
+    assert "invoiced, paid" in refused(core, held, now, "not-settable")
+    nowhere = MilestoneUpdate(milestone="invoice:1999-01-01", status=MilestoneStatus.paid)
+    refused(core, nowhere, now, "unknown-milestone")
+    refused(new(), unpaid, DRAFTED, "not-signed")
+
+
+def test_a_received_report_is_approved_or_returned_and_a_returned_one_comes_in_again():
+    core = active()
+    now = at("2026-01-20")
+    report = milestone(core, MilestoneKind.report_due, now)
+    assert status(core, report.id, now).status is MilestoneStatus.due
+    approve = MilestoneUpdate(milestone=report.id, status=MilestoneStatus.approved)
+    refused(core, approve, now, "not-received")
+    received = step(core, ReportDecision(report="arsrapport", occurrence=1, by="saul"), now).core
+    row = status(received, report.id, now)
+    assert (row.status, row.status_by) == (MilestoneStatus.received, "saul")
+    assert status(step(received, approve, now).core, report.id, now).status is (
+        MilestoneStatus.approved
+    )
+    bare = MilestoneUpdate(milestone=report.id, status=MilestoneStatus.returned, note=" ")
+    refused(received, bare, now, "note-missing")
+    back = step(
+        received,
+        MilestoneUpdate(milestone=report.id, status=MilestoneStatus.returned, note="budget saknas"),
+        now,
+    ).core
+    row = status(back, report.id, now)
+    assert (row.status, row.note) == (MilestoneStatus.returned, "budget saknas")
+    again = step(back, ReportDecision(report="arsrapport", occurrence=1), at("2026-01-27")).core
+    assert status(again, report.id, at("2026-01-27")).status is MilestoneStatus.received
+    assert len(again.decisions.reports) == 1, "reminders stopped at the first submission"
+
+
+def test_statuses_follow_the_date_and_the_decisions():
+    core = active(agreement("opt-out", OPT_OUT, extra=MEETINGS))
+    due = milestone(core, MilestoneKind.report_due, at("2025-01-03"))
+    after = dt.datetime.combine(due.effective_date + dt.timedelta(days=1), dt.time(10)).replace(
+        tzinfo=dates.STOCKHOLM
+    )
+    assert status(core, due.id, after).status is MilestoneStatus.overdue
+    postponed = step(
+        core,
+        ReportDecision(report="arsrapport", occurrence=1, new_due=dt.date(2026, 3, 31)),
+        after,
+    ).core
+    row = status(postponed, due.id, after)
+    assert (row.status, row.effective_date) == (MilestoneStatus.postponed, dt.date(2026, 3, 31))
+
+    now = at("2025-03-01")
+    meeting = milestone(core, MilestoneKind.meeting, now)
+    assert meeting.status is MilestoneStatus.planned
+    late = dt.datetime.combine(meeting.effective_date + dt.timedelta(days=2), dt.time(10))
+    late = late.replace(tzinfo=dates.STOCKHOLM)
+    assert status(core, meeting.id, late).status is MilestoneStatus.passed
+    held = step(core, MilestoneUpdate(milestone=meeting.id, status=MilestoneStatus.held), late)
+    assert status(held.core, meeting.id, late).status is MilestoneStatus.held
+
+    deadline = milestone(core, MilestoneKind.notice_deadline, now)
+    assert status(core, deadline.id, now).status is MilestoneStatus.open
+    notice = step(core, RenewalRequest(party="forening", renew=False, by="saul"), now).core
+    row = next(m for m in decider.timeline(notice, now) if m.id == deadline.id)
+    assert (row.status, row.status_by, row.note) == (
+        MilestoneStatus.decided,
+        "saul",
+        "Föreningen",
+    )
+    snap = decider.snapshot(core, now)
+    assert all(isinstance(m, MilestoneState) for m in snap.next)
+    assert decider.outlook(core, now).milestones[0].past is False
 
 
 # Renewals -----------------------------------------------------------------------------------

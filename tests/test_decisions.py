@@ -27,7 +27,7 @@ from emails.sink import read_mail
 from models.agreement import Agreement, SigningMethod, SigningMode
 from models.lifecycle import RoundInfo, SignerStatus, State
 from models.loader import load_agreement
-from models.plan import EndingKind, MilestoneKind, PlannedMilestone
+from models.plan import EndingKind, MilestoneKind, MilestoneState
 from models.prerequisites import CHECKLIST
 from models.schedule import dates
 from workflows.agreement import (
@@ -390,9 +390,7 @@ async def test_amendment_runs_its_own_round_and_replans(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.05)
         assert state.terms_sha256 == info.terms_sha256
-        upcoming: list[PlannedMilestone] = await run.handle.query(
-            AgreementWorkflow.get_upcoming, 400
-        )
+        upcoming: list[MilestoneState] = await run.handle.query(AgreementWorkflow.get_upcoming, 400)
         invoices = [m for m in upcoming if m.kind is MilestoneKind.invoice]
         assert invoices and {m.payer for m in invoices} == {"kff"}
         completed = run.sent("signature_completed")
@@ -443,9 +441,7 @@ async def test_postponed_report_moves_its_reminders(tmp_path: Path) -> None:
             "record_report",
             ReportDecision(report="halvarsrapport", occurrence=1, new_due=dt.date(2020, 2, 28)),
         )
-        upcoming: list[PlannedMilestone] = await run.handle.query(
-            AgreementWorkflow.get_upcoming, 60
-        )
+        upcoming: list[MilestoneState] = await run.handle.query(AgreementWorkflow.get_upcoming, 60)
         due = [m for m in upcoming if m.report == "halvarsrapport" and m.occurrence == 1]
         assert [m.effective_date for m in due] == [dt.date(2020, 2, 28)]
         # No overdue notice after the old date; reminders 30, 7 and 0 days before the new one.

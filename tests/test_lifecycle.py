@@ -256,3 +256,35 @@ async def test_after_a_withdrawal_the_others_go_on_without_that_party(tmp_path: 
     jamal = [e for e in sent if e.to == "jamal.abdulle@shaf.example.se"]
     assert jamal and max(e.send_at for e in jamal) < "2023-04-16"
     assert any(e.to == "lisa.bjorck@quinnorunited.example.se" and e.send_at > "2024" for e in sent)
+
+
+async def test_an_invoiced_instalment_stops_its_reminders_and_its_statuses_reach_the_table(
+    tmp_path: Path,
+) -> None:
+    """Finance records the second instalment as invoiced between its two reminders, then as
+    paid: the reminder on the day is not sent, and the read model's milestone table shows
+    the status with the invoice's number."""
+    from models.records import MilestoneRecord
+
+    agreement = example("helsingborg-inva-sam")
+    preview = plan(agreement, dt.datetime(2024, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
+    second = [m for m in preview.milestones if m.kind.value == "invoice"][1]
+    reminders = sorted({e.send_at for e in preview.emails if e.milestone_id == second.id})
+    assert len(reminders) == 2, reminders  # 14 days before and on the day
+    between = (reminders[0] + dt.timedelta(days=1)).replace(tzinfo=None)
+    script = ScenarioFile(
+        steps=[
+            Step(at=between, action="invoiced", milestone=second.id, number="F-2024-117"),
+            Step(at=between + dt.timedelta(days=20), action="paid", milestone=second.id),
+        ]
+    )
+    sent, _ = await simulate(agreement, script, workdir=tmp_path)
+    to_finance = [e for e in sent if e.template == "invoice_reminder" and second.id in e.key]
+    assert {e.send_at[:10] for e in to_finance} == {reminders[0].date().isoformat()}
+    with Session(engine(f"sqlite:///{tmp_path / 'simulate.db'}")) as session:
+        row = session.exec(select(MilestoneRecord).where(MilestoneRecord.id == second.id)).one()
+        rows = session.exec(select(MilestoneRecord)).all()
+    assert (row.status, row.number) == ("paid", "F-2024-117")
+    invoices = {m.id for m in preview.milestones if m.kind.value == "invoice"}
+    assert invoices <= {r.id for r in rows}
+    assert {r.status for r in rows if r.id in invoices - {second.id}} == {"to_invoice"}

@@ -67,6 +67,6 @@ def test_reading_a_database_that_is_not_migrated_says_what_to_run(
     finally:
         config.settings.cache_clear()
     assert result.exit_code == 1
-    assert "is at schema none (empty), this version needs 0002" in result.output
+    assert "is at schema none (empty), this version needs 0003" in result.output
     assert "run `agreements migrate` first" in result.output
     assert "Traceback" not in result.output

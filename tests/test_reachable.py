@@ -35,9 +35,11 @@ import models.config as config
 from agreements.cli import app as cli_app
 from agreements.web.app import TEMPLATES, create_app
 from agreements.web.i18n import translator
+from models.agreement import DateRule
 from models.config import Settings
 from models.db import migrate
 from models.loader import load_agreement
+from models.plan import MilestoneKind, MilestoneState, MilestoneStatus
 from tests.conftest import TOKEN
 from workflows.agreement import AgreementWorkflow
 from workflows.signing import SignatureRoundWorkflow
@@ -66,6 +68,8 @@ class Exposed:
 
 A = "/api/agreements/{agreement_id}"
 TOML = "FILE"  # the agreement file, filled in by the tests
+# A milestone of planteringen.toml: its id has colons, the route takes them as they are.
+MILESTONE = "invoice:sff:radda-barnen:1:1"
 
 AGREEMENT: dict[str, Exposed] = {
     "edit_draft": Exposed(
@@ -83,6 +87,15 @@ AGREEMENT: dict[str, Exposed] = {
         cli=("report", "--report", "arsrapport", "--period", "1"),
         api=("POST", f"{A}/reports", {"report": "arsrapport", "occurrence": 1}),
         page=("report", {"report": "arsrapport", "period": "1"}),
+    ),
+    "record_milestone": Exposed(
+        cli=("milestone", MILESTONE, "invoiced", "--number", "F-1"),
+        api=(
+            "POST",
+            f"{A}/milestones/{{milestone_id:path}}",
+            {"status": "invoiced", "number": "F-1"},
+        ),
+        page=("milestone", {"milestone": MILESTONE, "status": "invoiced", "number": "F-1"}),
     ),
     "decide_renewal": Exposed(
         cli=("decide", "notice", "--party", "kommun"),
@@ -197,12 +210,27 @@ def snapshot(state: str, **values: Any) -> SimpleNamespace:
     return SimpleNamespace(**{**base, **values})
 
 
-def rendered_actions(s: SimpleNamespace, terms: Any, info: Any = None) -> set[str]:
+def instalment(status: MilestoneStatus) -> MilestoneState:
+    """A timeline row: planteringen's first instalment, due today, with `status`."""
+    return MilestoneState(
+        id=MILESTONE,
+        kind=MilestoneKind.invoice,
+        date=dt.date.today(),
+        effective_date=dt.date.today(),
+        rule=DateRule.forward,
+        title="Fakturering",
+        status=status,
+    )
+
+
+def rendered_actions(
+    s: SimpleNamespace, terms: Any, info: Any = None, timeline: list[Any] | None = None
+) -> set[str]:
     html = TEMPLATES.get_template("agreement.html").render(
         s=s,
         info=info,
         terms=terms,
-        timeline=[],
+        timeline=timeline or [],
         emails=[],
         events=[],
         feed="/feed",
@@ -236,6 +264,11 @@ def test_every_coordinator_update_has_a_form_on_the_agreement_page() -> None:
     shown |= rendered_actions(snapshot("draft", prerequisites_missing=["trust"]), plant)
     shown |= rendered_actions(snapshot("signing"), plant, round_open)
     shown |= rendered_actions(snapshot("active"), plant)
+    # A timeline row a person can act on carries its form (an instalment to invoice).
+    to_invoice = [instalment(MilestoneStatus.to_invoice)]
+    assert "milestone" not in shown
+    assert "milestone" not in rendered_actions(snapshot("signing"), plant, timeline=to_invoice)
+    shown |= rendered_actions(snapshot("active"), plant, timeline=to_invoice)
     shown |= rendered_actions(snapshot("active"), helsingborg)
     shown |= rendered_actions(snapshot("active", withdrawal_pending="shaf"), gamlegarden)
     for name, exposed in {**AGREEMENT, **ROUND}.items():
@@ -326,7 +359,11 @@ def test_every_api_route_reaches_its_update(recorder: Recorder, tmp_path: Path) 
             if exposed.api is None:
                 continue
             method, path, body = exposed.api
-            url = path.format(agreement_id=ID)
+            url = re.sub(
+                r"\{(\w+)(?::\w+)?\}",
+                lambda found: {"agreement_id": ID, "milestone_id": MILESTONE}[found.group(1)],
+                path,
+            )
             key = {"Idempotency-Key": f"key {name}"}
             if body == TOML:
                 answer = client.request(method, url, content=text, headers={**AUTH, **key})

@@ -59,7 +59,7 @@ def test_a_worker_refuses_a_database_that_is_not_migrated(dev_server: str, tmp_p
         timeout=120,
     )
     assert done.returncode == 1
-    assert "is at schema none (empty), this version needs 0002" in done.stderr
+    assert "is at schema none (empty), this version needs 0003" in done.stderr
     assert "run `agreements migrate` first" in done.stderr
     assert "Traceback" not in done.stderr
 

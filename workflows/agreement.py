@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         Command,
         ConfirmPrerequisites,
         EditDraft,
+        MilestoneUpdate,
         RenewalRequest,
         ReportDecision,
         RoundFinished,
@@ -50,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
         terms_json,
         terms_sha256,
     )
-    from models.plan import PlannedEmail, PlannedMilestone
+    from models.plan import MilestoneState, PlannedEmail
     from workflows import decider
     from workflows.common import (
         Clock,
@@ -71,6 +72,7 @@ __all__ = [
     "Amendment",
     "ConfirmPrerequisites",
     "EditDraft",
+    "MilestoneUpdate",
     "RenewalRequest",
     "ReportDecision",
     "Snapshot",
@@ -166,14 +168,16 @@ class AgreementWorkflow:
         return self.snapshot()
 
     @workflow.query(name="upcoming")
-    def get_upcoming(self, days: int = 90) -> list[PlannedMilestone]:
-        result: list[PlannedMilestone] = self.pure(decider.upcoming, self.now(), days)
+    def get_upcoming(self, days: int = 90) -> list[MilestoneState]:
+        result: list[MilestoneState] = self.pure(decider.upcoming, self.now(), days)
         return result
 
     @workflow.query(name="timeline")
-    def get_timeline(self) -> list[PlannedMilestone]:
-        """Every milestone, past (`past`) and coming, with written and effective dates."""
-        return list(self.pure(decider.planned, self.now()).milestones)
+    def get_timeline(self) -> list[MilestoneState]:
+        """Every milestone, past (`past`) and coming, with written and effective dates and
+        its status as of today."""
+        result: list[MilestoneState] = self.pure(decider.timeline, self.now())
+        return result
 
     @workflow.query(name="planned_emails")
     def get_planned_emails(self) -> list[PlannedEmail]:
@@ -214,6 +218,14 @@ class AgreementWorkflow:
 
     @record_report.validator
     def _validate_report(self, request: ReportDecision) -> None:
+        self.check(request)
+
+    @workflow.update(name="record_milestone")
+    def record_milestone(self, request: MilestoneUpdate) -> Snapshot:
+        return self.take(request)
+
+    @record_milestone.validator
+    def _validate_milestone(self, request: MilestoneUpdate) -> None:
         self.check(request)
 
     @workflow.update(name="decide_renewal")
@@ -388,6 +400,7 @@ class AgreementWorkflow:
         if self.core.taken_on is None:
             self.apply(self.pure(decider.take_on, self.now(), self.handed_over(data)), wake=False)
         last_summary = None
+        written: dict[str, MilestoneState] | None = None  # the milestone rows written so far
         while True:
             # Cleared before the work, not before the wait: a decision that arrives while
             # this loop awaits an activity is never lost.
@@ -399,10 +412,21 @@ class AgreementWorkflow:
             if self.pending:
                 continue
             outlook = self.pure(decider.outlook, self.now())
-            if outlook.summary != last_summary:
+            rows = {m.id: m for m in outlook.milestones}
+            if written is None or rows.keys() != written.keys():
+                # The first summary of a run writes every row (and removes any other), as
+                # does one after the plan's milestones changed; then only the rows that did.
+                changed, complete = outlook.milestones, True
+            else:
+                changed = [m for m in outlook.milestones if written[m.id] != m]
+                complete = False
+            if outlook.summary != last_summary or changed:
+                summary = outlook.summary.model_copy(
+                    update={"milestones": changed, "milestones_complete": complete}
+                )
                 try:
-                    await self.run_store("the agreement list", save_summary(outlook.summary))
-                    last_summary = outlook.summary
+                    await self.run_store("the agreement list", save_summary(summary))
+                    last_summary, written = outlook.summary, rows
                 except Failed as failed:
                     await self.raise_alert(failed)
                     continue

@@ -21,6 +21,7 @@ from models.commands import (
     Command,
     ConfirmPrerequisites,
     EditDraft,
+    MilestoneUpdate,
     RenewalRequest,
     ReportDecision,
     RoundFinished,
@@ -45,10 +46,14 @@ from models.lifecycle import (
     terms_sha256,
 )
 from models.plan import (
+    SETTABLE,
     Decisions,
     Ending,
     EndingKind,
     MilestoneKind,
+    MilestoneMark,
+    MilestoneState,
+    MilestoneStatus,
     Plan,
     PlannedEmail,
     PlannedMilestone,
@@ -115,6 +120,8 @@ def decide(core: Core, command: Command, now: dt.datetime) -> Decision:
             step.start_signing(command)
         case ReportDecision():
             step.record_report(command)
+        case MilestoneUpdate():
+            step.record_milestone(command)
         case RenewalRequest():
             step.decide_renewal(command)
         case TerminationRequest():
@@ -232,6 +239,65 @@ def _missing(agreement: Agreement, confirmed: list[str]) -> list[str]:
     return [key for key in CHECKLIST if key not in have]
 
 
+def statuses(core: Core, now: dt.datetime, p: Plan | None = None) -> list[MilestoneState]:
+    """Every milestone with its status as set (before `as_of`), in the plan's order."""
+    p = p or planned(core, now)
+    last: dict[str, MilestoneMark] = {}
+    for mark in core.decisions.marks:
+        last[mark.milestone] = mark
+    return [_state(core, m, last.get(m.id)) for m in p.milestones]
+
+
+def _state(core: Core, m: PlannedMilestone, mark: MilestoneMark | None) -> MilestoneState:
+    values = m.model_dump()
+    if mark is not None:
+        return MilestoneState(
+            **values,
+            status=mark.status,
+            status_on=mark.on,
+            status_by=mark.by,
+            number=_number(core, m.id) if mark.status is MilestoneStatus.paid else mark.number,
+            note=mark.note,
+        )
+    match m.kind:
+        case MilestoneKind.report_due:
+            return MilestoneState(**values, status=MilestoneStatus.due)
+        case MilestoneKind.invoice:
+            return MilestoneState(**values, status=MilestoneStatus.to_invoice)
+        case MilestoneKind.notice_deadline | MilestoneKind.extension_deadline:
+            return _deadline(core, m, values)
+        case _:
+            return MilestoneState(**values, status=MilestoneStatus.planned)
+
+
+def _number(core: Core, milestone: str) -> str | None:
+    """A paid instalment keeps the number it was invoiced with."""
+    for mark in core.decisions.marks:
+        if mark.milestone == milestone and mark.status is MilestoneStatus.invoiced:
+            return mark.number
+    return None
+
+
+def _deadline(core: Core, m: PlannedMilestone, values: dict[str, object]) -> MilestoneState:
+    """Decided once every signing party has decided about the term ending, or once a notice
+    of non-renewal ends it; open until then."""
+    term_end = dt.date.fromisoformat(m.id.split(":", 1)[1])
+    made = [d for d in core.decisions.renewals if d.term_end == term_end]
+    signing = [key for key, party in core.agreement.parties.items() if party.signs]
+    notice = core.agreement.term.renewal is RenewalKind.opt_out and any(not d.renew for d in made)
+    if made and (notice or {d.party for d in made} >= set(signing)):
+        last = made[-1]
+        names = ", ".join(core.agreement.parties[d.party].name for d in made)
+        return MilestoneState(
+            **values,
+            status=MilestoneStatus.decided,
+            status_on=last.given_on,
+            status_by=last.by or last.party,
+            note=names,
+        )
+    return MilestoneState(**values, status=MilestoneStatus.open)
+
+
 def snapshot(core: Core, now: dt.datetime, alert: str | None = None) -> Snapshot:
     p = planned(core, now)
     today = now.date()
@@ -249,17 +315,23 @@ def snapshot(core: Core, now: dt.datetime, alert: str | None = None) -> Snapshot
             round_workflow_id(core.agreement.id, core.rounds) if core.rounds else None
         ),
         prerequisites_missing=missing_prerequisites(core),
-        next=[m for m in p.milestones if m.effective_date >= today][:10],
+        next=[m.as_of(today) for m in statuses(core, now, p) if m.effective_date >= today][:10],
         withdrawn=core.withdrawn,
         withdrawal_pending=core.withdrawal_pending.party if core.withdrawal_pending else None,
         alert=alert,
     )
 
 
-def upcoming(core: Core, now: dt.datetime, days: int) -> list[PlannedMilestone]:
+def upcoming(core: Core, now: dt.datetime, days: int) -> list[MilestoneState]:
     today = now.date()
     horizon = today + timedelta(days=max(0, min(days, 36600)))
-    return [m for m in planned(core, now).milestones if today <= m.effective_date <= horizon]
+    return [m.as_of(today) for m in statuses(core, now) if today <= m.effective_date <= horizon]
+
+
+def timeline(core: Core, now: dt.datetime) -> list[MilestoneState]:
+    """Every milestone, past and coming, with its status as of today."""
+    today = now.date()
+    return [m.as_of(today) for m in statuses(core, now)]
 
 
 def planned_emails(core: Core, now: dt.datetime) -> list[PlannedEmail]:
@@ -295,6 +367,7 @@ class Outlook:
     """What the shell needs between steps, from one plan."""
 
     summary: Summary  # the agreement's row in the read model
+    milestones: list[MilestoneState]  # its milestone rows, as set (before `as_of`)
     wake: dt.datetime | None  # the first email still to send, or the next change of state
     over: bool  # ended, and the last report after the end is in (or overdue and told)
     periods_done: int  # periods completed: a new run starts at each boundary
@@ -308,6 +381,7 @@ def outlook(core: Core, now: dt.datetime) -> Outlook:
     today = now.date()
     return Outlook(
         summary=summary(core, now, p),
+        milestones=[m.model_copy(update={"past": False}) for m in statuses(core, now, p)],
         wake=min(moments) if moments else None,
         over=core.state is State.ended and not core.round_open and due is None,
         periods_done=sum(
@@ -657,10 +731,16 @@ class _Step:
                 f"there is no report {request.report} number {request.occurrence}"
                 f" in this agreement (reports: {', '.join(known) or 'none'})",
             )
-        for s in self.decisions.reports:
-            if s.report == request.report and s.occurrence == request.occurrence:
-                what = f"{request.report} #{request.occurrence}"
-                raise Refusal("already-recorded", f"{what} is already recorded")
+        current = self.status_of(due[0].id)
+        if request.new_due is None and current in (
+            MilestoneStatus.received,
+            MilestoneStatus.approved,
+        ):
+            what = f"{request.report} #{request.occurrence}"
+            raise Refusal("already-recorded", f"{what} is already recorded")
+        if request.new_due is not None and current is not None:
+            what = f"{request.report} #{request.occurrence}"
+            raise Refusal("already-recorded", f"{what} is already received ({current.value})")
         if request.submitted_on is not None and request.submitted_on > self.today():
             raise Refusal("future-date", "a report cannot be submitted in the future")
         if request.new_due is not None and request.new_due <= due[0].effective_date:
@@ -675,6 +755,13 @@ class _Step:
             self.decisions = self.decisions.model_copy(
                 update={"postponements": [*self.decisions.postponements, change]}
             )
+            self.mark(
+                due[0].id,
+                MilestoneStatus.postponed,
+                self.today(),
+                request.by,
+                note=request.new_due.isoformat(),
+            )
             self.log(
                 "report.postponed",
                 f"{request.report} #{request.occurrence} postponed to {request.new_due}",
@@ -686,11 +773,77 @@ class _Step:
             occurrence=request.occurrence,
             submitted_on=request.submitted_on or self.today(),
         )
-        self.decisions = self.decisions.model_copy(
-            update={"reports": [*self.decisions.reports, done]}
-        )
+        if current is None:  # the first submission is the one reminders stop at
+            self.decisions = self.decisions.model_copy(
+                update={"reports": [*self.decisions.reports, done]}
+            )
+        self.mark(due[0].id, MilestoneStatus.received, done.submitted_on, request.by)
         what = f"{request.report} #{request.occurrence}"
         self.log("report.submitted", f"{what} submitted", request.by)
+
+    def status_of(self, milestone: str) -> MilestoneStatus | None:
+        """The status last set on a milestone (None: nobody has set one)."""
+        found = None
+        for mark in self.decisions.marks:
+            if mark.milestone == milestone:
+                found = mark.status
+        return found
+
+    def mark(
+        self,
+        milestone: str,
+        status: MilestoneStatus,
+        on: dt.date,
+        by: str | None,
+        number: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        done = MilestoneMark(
+            milestone=milestone, status=status, on=on, by=by, number=number, note=note
+        )
+        self.decisions = self.decisions.model_copy(update={"marks": [*self.decisions.marks, done]})
+
+    def record_milestone(self, request: MilestoneUpdate) -> None:
+        """An instalment invoiced or paid, a meeting held, a received report approved or
+        returned for completion."""
+        self.require_signed(after_end=True)
+        found = [m for m in self.plan().milestones if m.id == request.milestone]
+        if not found:
+            raise Refusal(
+                "unknown-milestone",
+                f"there is no milestone {request.milestone} in this agreement",
+            )
+        m = found[0]
+        allowed = SETTABLE.get(m.kind, ())
+        if request.status not in allowed:
+            can = ", ".join(s.value for s in allowed) or "nothing: it follows from the dates"
+            raise Refusal(
+                "not-settable",
+                f"a {m.kind.value} cannot be marked {request.status.value} (it can be: {can})",
+            )
+        on = request.on or self.today()
+        if on > self.today():
+            raise Refusal("future-date", "a status cannot be dated in the future")
+        current = self.status_of(m.id)
+        status = request.status
+        if current is status or (
+            status is MilestoneStatus.invoiced and current is MilestoneStatus.paid
+        ):
+            raise Refusal("already-recorded", f"{m.id} is already {current.value}")
+        if status is MilestoneStatus.invoiced and not (request.number or "").strip():
+            raise Refusal("number-missing", "give the invoice's number")
+        if status is MilestoneStatus.paid and current is not MilestoneStatus.invoiced:
+            raise Refusal("not-invoiced", f"{m.id} has not been recorded as invoiced")
+        if status in (MilestoneStatus.approved, MilestoneStatus.returned):
+            if current is not MilestoneStatus.received:
+                raise Refusal("not-received", f"{m.id} has not been received")
+            if status is MilestoneStatus.returned and not (request.note or "").strip():
+                raise Refusal("note-missing", "say what is missing from the report")
+        number = (request.number or "").strip() or None
+        note = (request.note or "").strip() or None
+        self.mark(m.id, status, on, request.by, number=number, note=note)
+        extra = f" ({number})" if number else f": {note}" if note else ""
+        self.log(f"milestone.{status.value}", f"{m.id} {status.value} {on}{extra}", request.by)
 
     def open_decision(self) -> tuple[dt.date, dt.date]:
         """The term end now open for decision and its deadline (effective date)."""
@@ -733,7 +886,11 @@ class _Step:
                 "this agreement renews unless a party gives notice: nothing to approve",
             )
         decision = RenewalDecision(
-            party=request.party, term_end=term_end, renew=request.renew, given_on=given
+            party=request.party,
+            term_end=term_end,
+            renew=request.renew,
+            given_on=given,
+            by=request.by,
         )
         self.decisions = self.decisions.model_copy(
             update={"renewals": [*self.decisions.renewals, decision]}

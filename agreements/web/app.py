@@ -11,6 +11,7 @@ nothing here stores passwords. Signers never log in: their signed link is their 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -23,11 +24,12 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Form, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import Field, ValidationError
 from sqlmodel import Session
 from temporalio.client import Client
 
 from agreements import ops
-from agreements.web.i18n import translator
+from agreements.web.i18n import actor_word, status_word, translator
 from emails.calendar import calendar
 from emails.links import LinkError, SigningLink, read_link
 from emails.render import day, kronor
@@ -43,12 +45,21 @@ from models.lifecycle import (
     terms_sha256,
 )
 from models.loader import AgreementFileError, loads_agreement
-from models.plan import EndingKind
+from models.plan import (
+    SETTABLE,
+    EndingKind,
+    Frozen,
+    MilestoneKind,
+    MilestoneStatus,
+    PlannedMilestone,
+)
 from models.records import TermsRecord
+from models.schedule.dates import STOCKHOLM
 from workflows.agreement import (
     Amendment,
     ConfirmPrerequisites,
     EditDraft,
+    MilestoneUpdate,
     RenewalRequest,
     ReportDecision,
     Snapshot,
@@ -70,6 +81,59 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters["kronor"] = kronor
 TEMPLATES.env.filters["day"] = day
 COOKIE = "avtal_session"
+# The statuses a person sets through `record_milestone` (invoiced, paid, held, approved,
+# returned), in the order models.plan.SETTABLE names them.
+SETTABLE_STATUSES = tuple(dict.fromkeys(s for kind in SETTABLE.values() for s in kind))
+# How far ahead the agreement page offers to record an instalment as invoiced (an invoice
+# is often sent some weeks before its date); later ones through the API or the command line.
+INVOICE_AHEAD = dt.timedelta(days=60)
+
+
+def today() -> dt.date:
+    """Today in Sweden, the day the workflows date decisions by."""
+    return dt.datetime.now(STOCKHOLM).date()
+
+
+def milestone_actions(m: PlannedMilestone, state: str, on: dt.date | None = None) -> list[str]:
+    """The statuses the agreement page offers to set on a timeline row: an instalment to
+    invoice (up to INVOICE_AHEAD before its date) -> invoiced; invoiced -> paid; a meeting
+    whose day has come -> held; a received report -> approved or returned. Nothing before
+    the agreement is signed."""
+    if state not in ("signed", "active", "ending", "ended"):
+        return []
+    status = getattr(m, "status", None)
+    on = on or today()
+    match m.kind, status:
+        case MilestoneKind.invoice, MilestoneStatus.to_invoice:
+            return ["invoiced"] if m.effective_date <= on + INVOICE_AHEAD else []
+        case MilestoneKind.invoice, MilestoneStatus.invoiced:
+            return ["paid"]
+        case MilestoneKind.meeting, MilestoneStatus.planned | MilestoneStatus.passed:
+            return ["held"] if m.effective_date <= on else []
+        case MilestoneKind.report_due, MilestoneStatus.received:
+            return ["approved", "returned"]
+    return []
+
+
+TEMPLATES.env.globals["milestone_actions"] = milestone_actions
+TEMPLATES.env.globals["today"] = today
+TEMPLATES.env.globals["status_word"] = status_word
+TEMPLATES.env.globals["actor_word"] = actor_word
+
+
+class MilestoneBody(Frozen):
+    """A status set on one milestone (the milestone is named in the path): `invoiced` with
+    the invoice's `number`, then `paid`; `held` for a meeting; `approved`, or `returned`
+    with a `note` saying what is missing, for a received report. `on` is the day it
+    happened (default today, never in the future)."""
+
+    status: MilestoneStatus
+    on: dt.date | None = None
+    number: str | None = Field(default=None, max_length=64)
+    note: str | None = Field(default=None, max_length=2000)
+    by: str = Field(default="coordinator", max_length=200)
+
+
 # A client's retry of a decision carries the same key and applies once (service.ops.update_id_for).
 IdempotencyKey = Annotated[
     str | None,
@@ -251,6 +315,26 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     ) -> Snapshot:
         return await decide(request, agreement_id, "record_report", body, key)
 
+    @app.post("/api/agreements/{agreement_id}/milestones/{milestone_id:path}", dependencies=api)
+    async def api_milestone(
+        agreement_id: str,
+        milestone_id: str,
+        body: MilestoneBody,
+        request: Request,
+        key: IdempotencyKey = None,
+    ) -> Snapshot:
+        """Set a milestone's status. Milestone ids contain colons (`invoice:kommun:forening:1:1`,
+        as the timeline and `GET /api/agreements/{id}` show them); they may be sent as they
+        are or percent-encoded."""
+        try:
+            update = MilestoneUpdate(milestone=milestone_id, **body.model_dump())
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+            )
+            raise HTTPException(422, problems) from None
+        return await decide(request, agreement_id, "record_milestone", update, key)
+
     @app.post("/api/agreements/{agreement_id}/renewals", dependencies=api)
     async def api_renewal(
         agreement_id: str, body: RenewalRequest, request: Request, key: IdempotencyKey = None
@@ -284,13 +368,19 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     async def feed(agreement_id: str, key: str, request: Request) -> Response:
         if not hmac.compare_digest(key, feed_key(agreement_id)):
             raise HTTPException(404, "not found")
-        snapshot = await run(ops.state(temporal(request), agreement_id))
+        # From the read model only: a calendar program polls the feed, Temporal is not asked.
         try:
-            terms = load_terms(config, snapshot.terms_sha256)
+            record = await asyncio.to_thread(ops.agreement, config, agreement_id)
+        except ops.OperationError:
+            raise HTTPException(404, "not found") from None
+        try:
+            terms = load_terms(config, record.terms_sha256)
         except ops.OperationError as error:
             raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
-        milestones = await run(ops.upcoming(temporal(request), agreement_id, 3650))
-        body = calendar(terms, milestones, dt.datetime.now(dt.UTC))
+        today = ops.stockholm_today()
+        rows = await run(asyncio.to_thread(ops.milestones, config, agreement_id, today))
+        coming = [m for m in rows if m.effective_date >= today]
+        body = calendar(terms, coming, dt.datetime.now(dt.UTC))
         return Response(body, media_type="text/calendar; charset=utf-8")
 
     # --- signing pages ----------------------------------------------------------------------
@@ -447,7 +537,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return RedirectResponse(f"/a/{agreement.id}", status_code=303)
 
     async def coming(request: Request, days: int, role: str) -> list[dict[str, Any]]:
-        rows = await ops.upcoming_all(temporal(request), config, days, role)
+        rows = await asyncio.to_thread(ops.upcoming_all, config, days, role)
         return [{"agreement": a, "m": m} for a, m in rows]
 
     @app.get("/upcoming", response_class=HTMLResponse, dependencies=pages)
@@ -459,7 +549,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.get("/upcoming.csv", dependencies=pages)
     async def upcoming_csv(request: Request, days: int = 60, role: str = "finance") -> Response:
-        rows = await run(ops.upcoming_all(temporal(request), config, days, role))
+        rows = await run(asyncio.to_thread(ops.upcoming_all, config, days, role))
         text = ops.upcoming_csv(rows)
         return Response(
             text.encode("utf-8-sig"),
@@ -509,6 +599,10 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         keys: Annotated[str, Form()] = "",
         terms: Annotated[str, Form()] = "",
         end_all: Annotated[str, Form()] = "",
+        milestone: Annotated[str, Form()] = "",
+        status: Annotated[str, Form()] = "",
+        number: Annotated[str, Form()] = "",
+        note: Annotated[str, Form()] = "",
         idempotency_key: Annotated[str, Form()] = "",
     ) -> Response:
         require_csrf(csrf)
@@ -586,6 +680,21 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         "withdrawal_outcome",
                         WithdrawalOutcome(end_all=end_all == "yes", by="web"),
                     )
+                case "milestone":
+                    wrong = milestone_form_problem(status, date, number, note)
+                    if wrong:
+                        return problem(request, wrong, 400)
+                    decision = (
+                        "record_milestone",
+                        MilestoneUpdate(
+                            milestone=milestone,
+                            status=MilestoneStatus(status),
+                            on=dt.date.fromisoformat(date) if date else None,
+                            number=number.strip() or None,
+                            note=note.strip() or None,
+                            by="web",
+                        ),
+                    )
                 case _:
                     return problem(request, f"okänd åtgärd: {action}", 404)
             if decision is not None:
@@ -605,6 +714,26 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return "ok"
 
     return app
+
+
+def milestone_form_problem(status: str, date: str, number: str, note: str) -> str | None:
+    """What is wrong with a timeline row's form, in both languages (None: nothing); the
+    workflow judges the rest and its refusal is shown as it says it."""
+    if status not in SETTABLE_STATUSES:
+        return "Okänd status. / Unknown status."
+    if date:
+        try:
+            dt.date.fromisoformat(date)
+        except ValueError:
+            return (
+                f"{date[:40]!r} är inget datum (ÅÅÅÅ-MM-DD). / "
+                f"{date[:40]!r} is not a date (YYYY-MM-DD)."
+            )
+    if status == "invoiced" and not number.strip():
+        return "Skriv fakturans nummer. / Give the invoice's number."
+    if status == "returned" and not note.strip():
+        return "Skriv vad som saknas i rapporten. / Say what is missing from the report."
+    return None
 
 
 def load_terms(config: Settings, sha256: str) -> Agreement:

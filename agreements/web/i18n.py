@@ -101,7 +101,72 @@ EN: dict[str, str] = {
     "Signeringen är stängd": "Signing is closed",
     "Svenska": "Svenska",
     "English": "English",
+    # A milestone's status and what a person records on it (the agreement page).
+    "förfaller": "due",
+    "uppskjuten": "postponed",
+    "mottagen": "received",
+    "godkänd": "approved",
+    "återlämnad för komplettering": "returned for completion",
+    "försenad": "overdue",
+    "att fakturera": "to invoice",
+    "fakturerad": "invoiced",
+    "betald": "paid",
+    "planerat": "planned",
+    "hållet": "held",
+    "öppen": "open",
+    "beslutad": "decided",
+    "passerad": "passed",
+    "av": "by",
+    "fakturanr": "invoice no.",
+    "ny sista dag": "new due date",
+    "saknas": "missing",
+    "beslutat av": "decided by",
+    "via webben": "on the web",
+    "via API": "through the API",
+    "av samordnaren": "by the coordinator",
+    "Fakturanummer": "Invoice number",
+    "Fakturerad": "Invoiced",
+    "Betald": "Paid",
+    "Hållet": "Held",
+    "Godkänn": "Approve",
+    "Returnera för komplettering": "Return for completion",
+    "Vad saknas?": "What is missing?",
+    "Fakturadatum": "Invoice date",
+    "Betalningsdag": "Payment date",
+    "Mötesdag": "Meeting date",
 }
+
+# Swedish words for MilestoneStatus values (the source strings; English through `EN`).
+STATUS: dict[str, str] = {
+    "due": "förfaller",
+    "postponed": "uppskjuten",
+    "received": "mottagen",
+    "approved": "godkänd",
+    "returned": "återlämnad för komplettering",
+    "overdue": "försenad",
+    "to_invoice": "att fakturera",
+    "invoiced": "fakturerad",
+    "paid": "betald",
+    "planned": "planerat",
+    "held": "hållet",
+    "open": "öppen",
+    "decided": "beslutad",
+    "passed": "passerad",
+}
+# Who set a status, when it was the service's own interface rather than a person's name.
+ACTOR: dict[str, str] = {"web": "via webben", "api": "via API", "coordinator": "av samordnaren"}
+
+
+def status_word(status: object) -> str:
+    """The Swedish word for a milestone's status (an enum or its value); unknown as is."""
+    value = str(getattr(status, "value", status))
+    return STATUS.get(value, value)
+
+
+def actor_word(by: str) -> str | None:
+    """How a status's setter reads when it is one of the service's own interfaces ("via
+    webben"); None for a person's name (shown as "av <name>")."""
+    return ACTOR.get(by)
 
 
 def translator(language: str) -> Callable[[str], str]:

@@ -423,7 +423,13 @@ class _Builder:
                         *self.recipients(m.payer, Role.finance),
                         *self.recipients(m.payee, Role.finance),
                     ]
-                    send(m, "invoice_reminder", rem.invoice, finance)
+                    invoiced = self.invoiced(m.id)
+                    offsets = [
+                        d
+                        for d in rem.invoice
+                        if invoiced is None or dates.reminder_day(m.effective_date, d) <= invoiced
+                    ]
+                    send(m, "invoice_reminder", offsets, finance)
                 case MilestoneKind.report_due:
                     assert m.party is not None and m.report is not None
                     submitted = self.submitted(m.report, m.occurrence)
@@ -486,6 +492,13 @@ class _Builder:
         for s in self.decisions.reports:
             if s.report == report and s.occurrence == occurrence:
                 return s.submitted_on
+        return None
+
+    def invoiced(self, milestone: str) -> dt.date | None:
+        """The day an instalment was recorded as invoiced: no reminder after it."""
+        for mark in self.decisions.marks:
+            if mark.milestone == milestone and mark.status.value in ("invoiced", "paid"):
+                return mark.on
         return None
 
     def decided_on(self, party: str, expiry: dt.date) -> dt.date | None:
