@@ -152,8 +152,11 @@ class Notifier(EmailActivities):
                 cte_type="8bit" if client.supports_extension("8BITMIME") else "7bit",
             )
 
-            async def handed() -> None:
-                await asyncio.to_thread(self._mark, spec.key, "handed", None)
+            def handed() -> None:
+                # On the event loop, not in a thread: an await between this mark and the
+                # write of the content would let a worker killed in between leave a message
+                # marked handed that never went (it would then never be sent).
+                self._mark(spec.key, "handed", None)
 
             await smtp.data(client, content, handed)
 

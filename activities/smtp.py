@@ -9,7 +9,7 @@ the hook in between, on aiosmtplib's own protocol object (pinned below 6 in pypr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import aiosmtplib
 from aiosmtplib.errors import SMTPDataError, SMTPServerDisconnected
@@ -19,9 +19,11 @@ from aiosmtplib.typing import SMTPStatus
 
 
 async def data(
-    client: aiosmtplib.SMTP, content: bytes, handed: Callable[[], Awaitable[None]]
+    client: aiosmtplib.SMTP, content: bytes, handed: Callable[[], None]
 ) -> SMTPResponse:
-    """Send `content` as the message; `handed()` runs after 354, before the content."""
+    """Send `content` as the message; `handed()` runs after 354, before the content, in the
+    same synchronous step as the write: nothing else runs between the two, so a worker that
+    dies has either not marked the message or has handed it to the kernel."""
     protocol = client.protocol
     if protocol is None or protocol._command_lock is None:
         raise SMTPServerDisconnected("Server not connected")
@@ -33,7 +35,7 @@ async def data(
         start = await protocol.read_response(timeout=timeout)
         if start.code != SMTPStatus.start_input:
             raise SMTPDataError(start.code, start.message)
-        await handed()
+        handed()  # blocking on purpose: no await between the mark and the write
         protocol._response_pending = True
         protocol.write(body)
         response = await protocol.read_response(timeout=timeout)
