@@ -18,9 +18,7 @@ from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import SMTPStatus
 
 
-async def data(
-    client: aiosmtplib.SMTP, content: bytes, handed: Callable[[], None]
-) -> SMTPResponse:
+async def data(client: aiosmtplib.SMTP, content: bytes, handed: Callable[[], None]) -> SMTPResponse:
     """Send `content` as the message; `handed()` runs after 354, before the content, in the
     same synchronous step as the write: nothing else runs between the two, so a worker that
     dies has either not marked the message or has handed it to the kernel."""

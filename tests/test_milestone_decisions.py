@@ -258,3 +258,23 @@ def test_an_instalment_is_invoiced_and_paid(web: tuple[TestClient, Path], cli: C
         "/a/stod/milestone", data={**base, "milestone": NEXT_YEAR, "status": "invoiced"}
     )
     assert bare.status_code == 400 and "Skriv fakturans nummer" in bare.text
+
+    # The read model: the workflow's summary step wrote the statuses to the milestone table,
+    # which the API's lists read (written just after the decisions: wait for it).
+    def table() -> dict[str, dict[str, object]]:
+        answer = client.get(url, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        return {m["id"]: m for m in answer.json()}
+
+    deadline = time.monotonic() + 20
+    while table()["meeting:1"]["status"] != "held" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rows = table()
+    assert (rows[THIS_YEAR]["status"], rows[THIS_YEAR]["number"]) == ("paid", "F-2026-17")
+    assert rows[LAST_YEAR]["status"] == "paid" and rows["meeting:1"]["status"] == "held"
+    finance = client.get("/api/upcoming?days=400&role=finance", headers=AUTH).json()
+    listed = {m["id"]: m["status"] for m in finance}
+    assert listed.get(NEXT_YEAR) == "to_invoice"
+    assert THIS_YEAR not in listed and LAST_YEAR not in listed  # paid: nothing outstanding
+    assert client.get("/api/upcoming?role=nobody", headers=AUTH).status_code == 422
+    assert client.get("/api/agreements/nope/milestones", headers=AUTH).status_code == 404

@@ -50,6 +50,7 @@ from models.plan import (
     EndingKind,
     Frozen,
     MilestoneKind,
+    MilestoneState,
     MilestoneStatus,
     PlannedMilestone,
 )
@@ -215,6 +216,12 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         except ops.OperationError as error:
             raise HTTPException(409, str(error)) from None
 
+    def ops_run(work: Any, status: int) -> Any:
+        try:
+            return work()
+        except ops.OperationError as error:
+            raise HTTPException(status, str(error)) from None
+
     # --- API -------------------------------------------------------------------------------
 
     api = [Depends(bearer)]
@@ -240,6 +247,19 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         except ops.OperationError as error:
             raise HTTPException(404, str(error)) from None
         return result
+
+    @app.get("/api/agreements/{agreement_id}/milestones", dependencies=api)
+    def api_milestones(agreement_id: str) -> list[MilestoneState]:
+        """Every milestone with its status as of today, from the read model."""
+        ops_run(lambda: ops.agreement(config, agreement_id), 404)
+        return ops.milestones(config, agreement_id)
+
+    @app.get("/api/upcoming", dependencies=api)
+    def api_upcoming(days: int = 60, role: str = "coordinator") -> list[dict[str, Any]]:
+        """Coming milestones across every agreement that has not ended, for one role
+        (finance also sees instalments not yet paid), from the read model."""
+        rows = ops_run(lambda: ops.upcoming_all(config, days, role), 422)
+        return [{"agreement": a.id, **m.model_dump(mode="json")} for a, m in rows]
 
     @app.get("/api/agreements/{agreement_id}/outbox", dependencies=api)
     def api_outbox(agreement_id: str) -> list[dict[str, Any]]:
