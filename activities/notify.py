@@ -6,7 +6,14 @@ pending -> sending -> handed (the content is going to the relay) -> sent or fail
 failures are classified: a connection error, a
 timeout or a 4xx answer is retried by Temporal with backoff; a 5xx answer or a refused
 recipient is permanent, recorded as failed, and reported back so the workflow can tell the
-coordinator once.
+coordinator once. So is an email that cannot be rendered, built or encoded (a defect in
+the terms or a template, which no retry can mend): it is failed with its reason, never
+left `sending` to be retried for days.
+
+Addresses go to the relay with their domain in its ASCII (IDNA) form, so an international
+domain needs nothing of the relay. Only an address with non-ASCII characters before the @
+needs SMTPUTF8: it is used when the relay offers it, and the email fails when it does not
+(`agreements check` refuses such addresses; older terms may still hold one).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from functools import lru_cache
 import aiosmtplib
 from aiolimiter import AsyncLimiter
 from aiosmtplib.email import flatten_message
-from jinja2 import TemplateError
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine, and_, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
@@ -32,7 +39,7 @@ from activities import smtp
 from activities.contracts import EmailActivities
 from emails.links import make_link
 from emails.message import build, message_id, sender_address
-from emails.render import render_email
+from emails.render import Rendered, render_email
 from models.agreement import Agreement
 from models.config import Settings
 from models.db import ready, write_lock
@@ -41,6 +48,10 @@ from models.records import OutboxRecord, TermsRecord, utcnow
 
 TRANSIENT = "SmtpTransient"
 UNCONFIRMED = "handed to the mail server by a worker that stopped before its answer: not sent again"
+
+
+class Unsendable(Exception):
+    """An email that can never go as it is: no retry helps, so it is failed with this reason."""
 
 
 class Notifier(EmailActivities):
@@ -53,14 +64,17 @@ class Notifier(EmailActivities):
     @activity.defn(name="send_email")
     async def send_email(self, spec: EmailSpec) -> SendResult:
         agreement = await asyncio.to_thread(_terms, self.db, spec.terms_sha256)
+        mid = message_id(spec.key, self.settings.mail_from)
+        # An email that cannot be rendered now never can be: it is claimed like any other,
+        # and its outbox row says failed, with the reason (below).
+        rendered: Rendered | None = None
+        subject, unrendered = spec.template, ""
         try:
             rendered = render_email(agreement, spec, self._link(spec))
-        except TemplateError as error:  # a defect, not a passing fault: retrying cannot help
-            raise ApplicationError(
-                f"cannot render {spec.template}: {error}", type="RenderFailed", non_retryable=True
-            ) from None
-        mid = message_id(spec.key, self.settings.mail_from)
-        row, claimed = await asyncio.to_thread(self._claim, spec, rendered.subject, mid)
+            subject = rendered.subject
+        except Exception as error:  # a defect in the terms or a template, not a passing fault
+            unrendered = f"cannot render {spec.template}: {_why(error)}"
+        row, claimed = await asyncio.to_thread(self._claim, spec, subject, mid)
         if row.status == "sent":
             return SendResult(
                 key=spec.key, outcome=SendOutcome.already_sent, message_id=mid, subject=row.subject
@@ -77,14 +91,25 @@ class Notifier(EmailActivities):
             raise ApplicationError(
                 f"another attempt ({row.worker}) is sending this email", type=TRANSIENT
             )
-        message = build(agreement, spec, rendered, self.settings.mail_from, dt.datetime.now(dt.UTC))
+        if rendered is None:
+            return await self._failed(spec, mid, subject, unrendered)
+        # The To line carries the address as it goes to the relay (its domain in IDNA form).
+        to = spec.model_copy(
+            update={"to": spec.to.model_copy(update={"email": ascii_domain(spec.to.email)})}
+        )
+        try:
+            message = build(
+                agreement, to, rendered, self.settings.mail_from, dt.datetime.now(dt.UTC)
+            )
+        except Exception as error:  # a header the data makes impossible, and the like
+            return await self._failed(spec, mid, subject, f"cannot build the email: {_why(error)}")
         try:
             await self._transmit(spec, message)
+        except Unsendable as error:
+            return await self._failed(spec, mid, subject, str(error))
         except aiosmtplib.SMTPResponseException as error:
             if error.code >= 500:
-                return await self._failed(
-                    spec, mid, rendered.subject, f"{error.code} {error.message}"
-                )
+                return await self._failed(spec, mid, subject, f"{error.code} {error.message}")
             await asyncio.to_thread(
                 self._mark, spec.key, "pending", f"{error.code} {error.message}"
             )
@@ -94,9 +119,7 @@ class Notifier(EmailActivities):
             await asyncio.to_thread(self._mark, spec.key, "pending", text)
             raise ApplicationError(f"mail server unreachable: {text}", type=TRANSIENT) from None
         await asyncio.to_thread(self._mark, spec.key, "sent", None)
-        return SendResult(
-            key=spec.key, outcome=SendOutcome.sent, message_id=mid, subject=rendered.subject
-        )
+        return SendResult(key=spec.key, outcome=SendOutcome.sent, message_id=mid, subject=subject)
 
     @activity.defn(name="send_emails")
     async def send_emails(self, specs: list[EmailSpec]) -> list[SendResult]:
@@ -128,8 +151,8 @@ class Notifier(EmailActivities):
         config = self.settings
         if self.limiter is not None:
             await self.limiter.acquire()
-        sender = sender_address(config.mail_from)
-        recipient = spec.to.email
+        sender = ascii_domain(sender_address(config.mail_from))
+        recipient = ascii_domain(spec.to.email)
         client = aiosmtplib.SMTP(
             hostname=config.smtp_host,
             port=config.smtp_port,
@@ -140,17 +163,31 @@ class Notifier(EmailActivities):
             timeout=config.smtp_timeout_seconds,
         )
         async with client:
+            # What the relay offers is known after EHLO, which connecting alone does not send
+            # (without TLS or a login): ask now, before the envelope and the content's form
+            # are chosen. Before, 8BITMIME was asked before EHLO (never declared) and used
+            # after it. aiosmtplib's own step, with its HELO fallback (pinned below 6).
+            await client._ehlo_or_helo_if_needed()
             utf8 = not (sender + recipient).isascii()
+            if utf8 and not client.supports_extension("SMTPUTF8"):
+                raise Unsendable(
+                    f"{recipient if not recipient.isascii() else sender} has non-ASCII "
+                    "characters before the @, and the mail server does not offer SMTPUTF8, "
+                    "which such an address needs"
+                )
+            eight_bit = client.supports_extension("8BITMIME")
+            try:
+                content = flatten_message(
+                    message, utf8=utf8, cte_type="8bit" if eight_bit else "7bit"
+                )
+            except Exception as error:  # an encoding the message cannot have: no retry helps
+                raise Unsendable(f"cannot encode the email: {_why(error)}") from None
             options = ["SMTPUTF8"] if utf8 else []
-            if client.supports_extension("8BITMIME"):
+            if eight_bit:
                 options.append("BODY=8BITMIME")
-            await client.mail(sender, options=options)
-            await client.rcpt(recipient)
-            content = flatten_message(
-                message,
-                utf8=utf8,
-                cte_type="8bit" if client.supports_extension("8BITMIME") else "7bit",
-            )
+            encoding = "utf-8" if utf8 else "ascii"
+            await client.mail(sender, options=options, encoding=encoding)
+            await client.rcpt(recipient, encoding=encoding)
 
             def handed() -> None:
                 # On the event loop, not in a thread: an await between this mark and the
@@ -272,6 +309,23 @@ def _lease() -> dt.timedelta:
 
 def _worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def ascii_domain(address: str) -> str:
+    """The address with its domain in IDNA's ASCII form (åsa@kömmun.se -> åsa@xn--kmmun-jua.se),
+    as the relay and the To line need it. An address that is ASCII already, or that
+    email_validator cannot read, is given back as it is."""
+    if address.isascii():
+        return address
+    try:
+        parts = validate_email(address, check_deliverability=False, globally_deliverable=False)
+    except EmailNotValidError:
+        return address
+    return f"{parts.local_part}@{parts.ascii_domain}"
+
+
+def _why(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 @lru_cache(maxsize=256)

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from rich.table import Table
 from emails.calendar import calendar
 from emails.render import kronor, render_subject
 from models.agreement import Agreement
-from models.loader import AgreementFileError, load_agreement
+from models.loader import AgreementFileError, load_agreement, loads_agreement
 from models.plan import MilestoneKind, Plan, Scenario
 from models.prerequisites import CHECKLIST
 from models.schedule.dates import STOCKHOLM
@@ -59,6 +60,15 @@ def parse_now(value: str | None) -> dt.datetime:
     except ValueError:
         raise fail(f"--now: {value!r} is not an ISO date or date-time (e.g. 2026-11-24)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=STOCKHOLM)
+
+
+def parse_day(option: str, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{option}: {value[:40]!r} is not a date (YYYY-MM-DD)") from None
 
 
 def warnings(agreement: Agreement) -> list[str]:
@@ -266,6 +276,90 @@ def preview(
         print_table(agreement, data)
 
 
+_DATE = re.compile(r"(?<![\w-])(\d{4})-(\d{2})-(\d{2})(?![\d-])")
+
+
+def _code_and_comment(line: str) -> tuple[str, str]:
+    """A TOML line split where its comment starts (a `#` outside a string)."""
+    quote = None
+    for index, char in enumerate(line):
+        if quote is None and char == "#":
+            return line[:index], line[index:]
+        if char in "\"'" and quote in (None, char):
+            quote = None if quote == char else char
+    return line, ""
+
+
+def shifted(text: str, years: int) -> str:
+    """The agreement file's text with every date value moved `years` years (29 February to
+    the 28th when it must). Comments and strings stay as written."""
+
+    def move(match: re.Match[str]) -> str:
+        year, month, day = (int(part) for part in match.groups())
+        try:
+            moved = dt.date(year + years, month, day)
+        except ValueError:  # 29 February in a common year
+            moved = dt.date(year + years, month, day - 1)
+        return moved.isoformat()
+
+    lines = []
+    for line in text.splitlines(keepends=True):
+        code, comment = _code_and_comment(line)
+        lines.append(_DATE.sub(move, code) + comment)
+    return "".join(lines)
+
+
+def years_to_future(start: dt.date, today: dt.date | None = None) -> int:
+    """The fewest whole years that move `start` after today (the Stockholm date)."""
+    today = today or dt.datetime.now(STOCKHOLM).date()
+    years = 0
+    while _moved(start, years) <= today:
+        years += 1
+    return years
+
+
+def _moved(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February in a common year
+        return dt.date(day.year + years, 2, 28)
+
+
+def future_text(text: str, years: int | None = None) -> str:
+    """An agreement file's text with every date moved forward `years` years (by default
+    the fewest that put its term's start after today), under a comment that says so; the
+    text of an example that can be created and signed today. AgreementFileError when the
+    text, or the moved text, is not a valid agreement."""
+    agreement = loads_agreement(text)
+    if years is None:
+        years = years_to_future(agreement.term.start)
+    result = shifted(text, years)
+    moved = loads_agreement(result, source=f"moved {years} years")
+    head = (
+        f"# Every date moved {years} years (`agreements shift`): the term now runs\n"
+        f"# {moved.term.start} – {moved.term.end}. The comments quote the original.\n"
+    )
+    return head + result
+
+
+@app.command()
+def shift(
+    file: Annotated[Path, typer.Argument(help="Agreement file (.toml)")],
+    years: Annotated[
+        int | None,
+        typer.Option(help="How many years (default: the fewest that put the start after today)"),
+    ] = None,
+) -> None:
+    """Print the agreement file with every date moved forward whole years, so that its term
+    has not started yet: a real example to create, confirm and sign today
+    (`agreements shift examples/planteringen.toml > planteringen.toml`)."""
+    _load(file)
+    try:
+        sys.stdout.write(future_text(file.read_text(encoding="utf-8"), years))
+    except AgreementFileError as error:
+        raise fail(f"{file}: {error}") from None
+
+
 def main() -> None:
     """The `agreements` command. Once a command that talked to Temporal is done, the process
     leaves without the interpreter's shutdown (`worker.leave`)."""
@@ -315,34 +409,67 @@ def simulate(
     scenario: Annotated[
         Path | None, typer.Option(help="Scenario file (.toml) scripting decisions on dates")
     ] = None,
+    taken_on: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="YYYY-MM-DD",
+            help="Taken on this day, already signed (as `create --signed`): no signing "
+            "round, no email for anything before it",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Run the agreement's whole life through the real workflows on Temporal's time-skipping
-    test server, with a real mail sink, and list every email actually sent."""
+    test server, with a real mail sink, and list every email actually sent. A scripted step
+    the workflow refuses is listed with its reason, and the life goes on."""
     import asyncio
 
+    from agreements.simulate import RefusedStep, ScenarioError
     from agreements.simulate import simulate as run_simulation
 
     agreement = _load(file)
     script = load_scenario(scenario) if scenario is not None else None
-    sent, snapshot = asyncio.run(run_simulation(agreement, script))
+    day = parse_day("--from", taken_on)
+    refused: list[RefusedStep] = []
+    try:
+        sent, snapshot = asyncio.run(
+            run_simulation(agreement, script, refused=refused, taken_on_day=day)
+        )
+    except ScenarioError as error:
+        raise fail(str(error)) from None
     data = {
         "agreement": agreement.id,
+        "from": day.isoformat() if day else None,
         "state": snapshot.state.value,
         "end": snapshot.end.isoformat(),
         "ending": snapshot.ending,
         "emails": [e.model_dump() for e in sent],
+        "refused": [r.model_dump() for r in refused],
     }
     if as_json:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return
+    if day is not None:
+        out.print(f"Övertaget {day} som undertecknat: inget skickas för det som var före.")
     table = Table(header_style="bold")
     for column in ("Skickades", "Mall", "Till", "Ämne"):
         table.add_column(column)
     for e in sent:
         table.add_row(e.send_at[:16].replace("T", " "), e.template, e.to, e.subject)
     out.print(table)
-    out.print(f"{len(sent)} e-post · {snapshot.state.value} · slut {snapshot.end}")
+    if refused:
+        steps = Table(title="Avvisade steg", header_style="bold")
+        for column in ("När", "Steg", "Skäl"):
+            steps.add_column(column)
+        for r in refused:
+            steps.add_row(r.at[:16].replace("T", " "), r.step, r.reason)
+        out.print(steps)
+    avvisade = f" · {len(refused)} avvisade steg" if refused else ""
+    out.print(
+        f"{len(sent)} e-post · {snapshot.state.value} · slut {snapshot.end}{avvisade}",
+        highlight=False,
+    )
 
 
 # --- the running service ------------------------------------------------------------------
@@ -440,16 +567,35 @@ def web() -> None:
 @app.command()
 def create(
     file: Annotated[Path, typer.Argument(help="Agreement file (.toml)")],
+    signed: Annotated[
+        str | None,
+        typer.Option(
+            metavar="YYYY-MM-DD",
+            help="It is already signed, on this day: taken on as signed, nothing is sent for "
+            "what is past (required once the term has started)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Start the agreement as a draft (or as signed, when the file says `signing.signed`)."""
+    """Start the agreement as a draft to sign through the service, or, with --signed (or
+    `signing.signed` in the file), as an agreement already signed and perhaps under way.
+    An agreement whose term has started needs --signed; one whose term is over is refused."""
     from agreements import ops
 
     agreement = _load(file)
-    snapshot = _run(_with_client(lambda c: ops.create(c, _settings(), agreement)))
+    day = parse_day("--signed", signed)
+    flag = "--signed YYYY-MM-DD"
+    _read(lambda: ops.taken_on(agreement, day, flag=flag))  # refused before connecting
+    snapshot = _run(_with_client(lambda c: ops.create(c, _settings(), agreement, day, flag=flag)))
     _emit(_snapshot_json(snapshot), as_json)
     if not as_json:
         _print_snapshot(snapshot)
+        if snapshot.signed_on is not None:
+            out.print(
+                f"Övertaget som undertecknat {snapshot.signed_on}: inget skickas för det som "
+                "redan har passerat, påminnelserna börjar nu.",
+                highlight=False,
+            )
 
 
 @app.command("list")

@@ -31,9 +31,16 @@ from models.config import Settings
 from models.db import SchemaError, ready
 from models.effects import EventIn
 from models.lifecycle import RoundAnswer, RoundInfo, Signer
-from models.plan import MilestoneKind, MilestoneState, MilestoneStatus
+from models.plan import (
+    Decisions,
+    EndingKind,
+    MilestoneKind,
+    MilestoneState,
+    MilestoneStatus,
+)
 from models.records import AgreementRecord, EventRecord, MilestoneRecord, OutboxRecord, utcnow
 from models.schedule import dates
+from models.schedule.engine import plan
 from workflows.agreement import AgreementInput, AgreementWorkflow, Snapshot, workflow_id
 from workflows.decider import round_workflow_id
 from workflows.signing import RoundInput, SignatureRoundWorkflow
@@ -66,8 +73,67 @@ def _reason(error: BaseException) -> str:
     return str(cause)
 
 
-async def create(client: Client, config: Settings, agreement: Agreement) -> Snapshot:
-    """Start the agreement's workflow as a draft (or as signed, when the file says so)."""
+SIGNED_FLAG = "signing.signed in the agreement file"
+
+
+def taken_on(
+    agreement: Agreement,
+    signed: dt.date | None = None,
+    today: dt.date | None = None,
+    flag: str = SIGNED_FLAG,
+) -> Agreement:
+    """The agreement as the service takes it on today (the Stockholm date by default), or
+    an OperationError saying why not. `signed`: the day it was signed, when it came to the
+    service already signed (it overrides the file's `signing.signed`). An agreement whose
+    term has started must say when it was signed (`flag` names how, in the words of the
+    interface asking): it is then taken on as signed and nothing is sent for what is past.
+    (On the term's first day nothing is past yet: it can still be signed as a draft.)
+    One whose term is over is refused: nothing is left to remind anyone of. The command
+    line, the API and the page all create through here."""
+    today = today or stockholm_today()
+    if signed is not None:
+        agreement = agreement.model_copy(
+            update={"signing": agreement.signing.model_copy(update={"signed": signed})}
+        )
+    start = agreement.term.start
+    on = agreement.signing.signed
+    if on is not None and on > today:
+        raise OperationError(
+            f"{agreement.id}: the day it was signed ({flag if signed else 'signing.signed'})"
+            f" cannot be in the future: {on} is after today, {today}"
+        )
+    # The end as the agreement itself will run it: renewals as recorded (none yet).
+    result = plan(agreement, dates.local_time(today, dt.time(0, 0)), Decisions(signed_on=on))
+    if result.end < today:
+        hint = ""
+        if result.ending is EndingKind.not_extended:
+            hint = (
+                " (no extension was approved in the service; if it was extended, give the"
+                " end it now runs to as term.end)"
+            )
+        raise OperationError(
+            f"{agreement.id}: its term ran {start} – {result.end} and is over{hint}: there is"
+            " nothing left to remind anyone of, so the service does not take it on"
+        )
+    if on is None and start < today:  # on its first day nothing is past yet
+        raise OperationError(
+            f"{agreement.id}: its term started on {start}, so the agreement is already under"
+            f" way: say the day it was signed ({flag}). It is then taken on as signed, and"
+            " nothing is sent for what is already past"
+        )
+    return agreement
+
+
+async def create(
+    client: Client,
+    config: Settings,
+    agreement: Agreement,
+    signed: dt.date | None = None,
+    flag: str = SIGNED_FLAG,
+) -> Snapshot:
+    """Start the agreement's workflow as a draft, or as signed when it already is
+    (`signed`, or the file's `signing.signed`); `taken_on` says what is refused."""
+    agreement = taken_on(agreement, signed, flag=flag)
     try:
         handle = await client.start_workflow(
             AgreementWorkflow.run,

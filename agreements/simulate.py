@@ -8,23 +8,32 @@ server stalls with several time-skipping workflows at once.
 
 With no scenario, the driver plays the plan scenario that `agreements preview` shows:
 everyone signs the day the round starts, reports arrive on their due day, every party
-approves an opt-in extension on its deadline. A scenario file scripts other decisions.
+approves an opt-in extension on its deadline. A scenario file scripts other decisions; a
+step the workflow refuses is listed with its reason (`refused`) and the life goes on.
+
+`taken_on_day` (`--from`): the agreement comes to the service that day already signed, as
+`agreements create FILE --signed D` takes it on: no signing round, nothing sent for what
+lies before that day (its reports count as received on their due day, as in the plan).
+
+The SDK core logs to the Python logger `temporalio.core` (standard error when nothing is
+configured), never to standard output, which is the command's JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import random
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -33,9 +42,18 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from agreements.ops import round_tokens
+from agreements.ops import OperationError, round_tokens, taken_on
 from emails.sink import read_mail, start_sink
 from models.agreement import Agreement, RenewalKind
 from models.config import Settings, binary
@@ -67,6 +85,24 @@ from workflows.signing import (
 )
 
 COORDINATOR = "coordinator"
+MILESTONE_ACTIONS = ("invoiced", "paid", "held", "approved", "returned")
+# What each action needs besides `at`.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "sign": (),
+    "decline": (),
+    "report": ("report", "occurrence"),
+    "postpone": ("report", "occurrence", "new_due"),
+    "renew": ("party",),
+    "notice": ("party",),
+    "approve": ("party",),
+    "terminate": (),
+    "withdraw": ("party",),
+    "rescind": (),
+    "withdrawal_end_all": (),
+    "withdrawal_continue": (),
+    "none": (),
+    **{status: ("milestone",) for status in MILESTONE_ACTIONS},
+}
 
 
 class Step(BaseModel):
@@ -90,6 +126,39 @@ class Step(BaseModel):
     repayment: int | None = None
     planned: bool = False  # added by the plan scenario, not by the script
 
+    @model_validator(mode="after")
+    def _complete(self) -> Step:
+        """An unknown action, or one without what it needs, is an error in the file, found
+        before the simulation starts."""
+        if self.action not in NEEDS:
+            raise ValueError(f"action {self.action!r} is not one of {', '.join(NEEDS)}")
+        missing = [name for name in NEEDS[self.action] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"action {self.action!r} needs {', '.join(missing)}")
+        return self
+
+    def describe(self) -> str:
+        """What the step asks, as a person reads it: "withdraw (party forening)"."""
+        details = [
+            f"{name} {value}"
+            for name in ("party", "signer", "report", "occurrence", "milestone", "new_due")
+            if (value := getattr(self, name)) is not None
+        ]
+        return self.action + (f" ({', '.join(details)})" if details else "")
+
+    def label(self) -> str:
+        """The step with its time: "2023-03-15 10:00 withdraw (party forening)"."""
+        return f"{local(self.at).strftime('%Y-%m-%d %H:%M')} {self.describe()}"
+
+
+class RefusedStep(BaseModel):
+    """A scripted decision that was not taken, and why: the workflow's own reason."""
+
+    at: str  # local time, ISO
+    action: str
+    step: str  # what it asked, as a person reads it: "withdraw (party forening)"
+    reason: str
+
 
 class ScenarioFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -101,7 +170,38 @@ class ScenarioFile(BaseModel):
 
 
 class ScenarioError(Exception):
-    """A scripted decision the workflow rejected: the reason is the workflow's own."""
+    """A scripted decision the workflow rejected (when the caller collects no refusals), or
+    a simulation that cannot be run as asked: the reason is in words a person can act on."""
+
+
+class _NotTaken(Exception):
+    """A scripted decision the driver could not put to the workflow (no signature round)."""
+
+
+_runtime: Runtime | None = None
+
+
+def _test_server_notice(record: logging.LogRecord) -> bool:
+    """Drops the one warning every simulation would print: the time-skipping test server
+    does not advertise a capability of newer servers (heartbeat details kept on failure),
+    which the agreement's activities do not use."""
+    return "activity_failure_include_heartbeat" not in record.getMessage()
+
+
+def quiet_runtime() -> Runtime:
+    """A Temporal runtime whose SDK core logs go to the Python logger `temporalio.core`
+    (standard error when nothing is configured): by default the core writes them to
+    standard output, before a command's JSON. One per process."""
+    global _runtime
+    if _runtime is None:
+        logger = logging.getLogger("temporalio.core")
+        logger.addFilter(_test_server_notice)
+        logging_config = LoggingConfig(
+            filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+            forwarding=LogForwardingConfig(logger=logger),
+        )
+        _runtime = Runtime(telemetry=TelemetryConfig(logging=logging_config))
+    return _runtime
 
 
 class SentEmail(BaseModel):
@@ -197,21 +297,38 @@ async def simulate(
     workdir: Path | None = None,
     smtp_port: int | None = None,
     histories: list[WorkflowHistory] | None = None,
+    refused: list[RefusedStep] | None = None,
+    taken_on_day: dt.date | None = None,
 ) -> tuple[list[SentEmail], Snapshot]:
     """`smtp_port`: send to a mail server the caller runs (writing to `workdir/mail`)
     instead of the simulation's own sink. `histories`: filled with the history of every
-    run (each continue-as-new, each signature round), for replay tests."""
+    run (each continue-as-new, each signature round), for replay tests. `refused`: filled
+    with every scripted step the workflow refused, and the life goes on; without it a
+    refusal raises ScenarioError. `taken_on_day`: the agreement comes to the service that
+    day, already signed (the file's `signing.signed`, else the day its round was planned
+    or its term started, if earlier): no round, nothing sent before that day. ScenarioError
+    when the service would not take it on then (its term is over)."""
     script = script or ScenarioFile()
-    with tempfile.TemporaryDirectory(prefix="simulate-") as scratch:
-        folder = workdir or Path(scratch)
+    if taken_on_day is not None:
+        on = agreement.signing.signed or min(
+            agreement.signing.planned or agreement.term.start, taken_on_day
+        )
+        try:
+            live = taken_on(agreement, on, today=taken_on_day, flag="signing.signed")
+        except OperationError as error:
+            raise ScenarioError(f"--from {taken_on_day}: {error}") from None
+        start_at = dates.local_time(taken_on_day, dt.time(0, 0))
+    else:
         begin = agreement.signing.planned or agreement.term.start
         start_at = dates.local_time(begin, agreement.reminders.send_time)
         # The simulation plays the signing, even of an agreement imported as signed.
-        draft = agreement.model_copy(
+        live = agreement.model_copy(
             update={"signing": agreement.signing.model_copy(update={"signed": None})}
         )
-        async with started(draft, start_at, folder, smtp_port) as (env, handle, offset):
-            snapshot = await _drive(env, handle, offset, agreement, script)
+    with tempfile.TemporaryDirectory(prefix="simulate-") as scratch:
+        folder = workdir or Path(scratch)
+        async with started(live, start_at, folder, smtp_port) as (env, handle, offset):
+            snapshot = await _drive(env, handle, offset, live, script, refused, taken_on_day)
             if histories is not None:
                 histories.extend(await collect_histories(env.client, agreement.id))
         return _sent(read_mail(folder / "mail")), snapshot
@@ -238,6 +355,7 @@ async def started(
         env = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter,
             test_server_existing_path=binary("temporal-test-server"),
+            runtime=quiet_runtime(),
         )
         async with env, build_worker(env.client, config):
             offset = (at - await env.get_current_time()).total_seconds()
@@ -256,12 +374,24 @@ async def started(
                 raise RuntimeError(f"the workflow of {agreement.id} ended FAILED")
 
 
+def _why(error: BaseException) -> str:
+    """The workflow's own words for a refusal, without the error type in front."""
+    cause = getattr(error, "cause", None) or error
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    if isinstance(cause, RPCError):
+        return cause.message
+    return str(cause)
+
+
 async def _drive(
     env: WorkflowEnvironment,
     handle: WorkflowHandle[Any, Any],
     offset: float,
     agreement: Agreement,
     script: ScenarioFile,
+    refused: list[RefusedStep] | None = None,
+    taken_on_day: dt.date | None = None,
 ) -> Snapshot:
     client = env.client
     begin = agreement.signing.planned or agreement.term.start
@@ -270,27 +400,52 @@ async def _drive(
         moment = await env.get_current_time() + dt.timedelta(seconds=offset)
         return moment.astimezone(dates.STOCKHOLM)
 
-    await handle.execute_update(
-        AgreementWorkflow.confirm_prerequisites,
-        ConfirmPrerequisites(keys=list(CHECKLIST), by=COORDINATOR),
-    )
-    snap = await handle.execute_update(
-        "start_signing", StartSigning(by=COORDINATOR), result_type=Snapshot
-    )
+    def refuse(step: Step, reason: str) -> None:
+        if refused is None:
+            raise ScenarioError(f"{step.label()}: {reason}")
+        at = local(step.at).isoformat()
+        refused.append(RefusedStep(at=at, action=step.action, step=step.describe(), reason=reason))
+
     steps = plan_steps(agreement, script)
-    if script.sign:
-        await _sign_all(client, snap, begin)
-    for step in steps:
+    if taken_on_day is None:
+        await handle.execute_update(
+            AgreementWorkflow.confirm_prerequisites,
+            ConfirmPrerequisites(keys=list(CHECKLIST), by=COORDINATOR),
+        )
+        snap = await handle.execute_update(
+            "start_signing", StartSigning(by=COORDINATOR), result_type=Snapshot
+        )
+        if script.sign:
+            await _sign_all(client, snap, begin)
+    else:
+        taken = dates.local_time(taken_on_day, dt.time(0, 0))
+        earlier, steps = (
+            [s for s in steps if local(s.at) < taken],
+            [s for s in steps if local(s.at) >= taken],
+        )
+        for step in earlier:
+            if not step.planned:
+                refuse(step, f"it lies before the agreement came to the service ({taken_on_day})")
+            elif step.action == "report":
+                # As in the plan, a report before the hand-over came in on its due day: the
+                # coordinator records it when taking the agreement on.
+                with suppress(WorkflowUpdateFailedError):  # moot, as below
+                    await _apply(client, handle, step, local(step.at).date())
+    for index, step in enumerate(steps):
         wait = local(step.at) - await now()
         if wait > dt.timedelta(0):
             await env.sleep(wait)
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            break  # the agreement has ended: what the plan expected later will not come
+            # The agreement has ended: what the plan expected later will not come.
+            for later in steps[index:]:
+                if not later.planned:
+                    refuse(later, "the agreement had already ended")
+            break
         try:
             await _apply(client, handle, step)
-        except WorkflowUpdateFailedError as error:
+        except (WorkflowUpdateFailedError, RPCError, _NotTaken) as error:
             if not step.planned:
-                raise ScenarioError(f"{step.at} {step.action}: {error.cause}") from None
+                refuse(step, _why(error))
             # A step of the plan scenario that a scripted decision made moot (a report for a
             # period that no longer exists after an early ending): skipped, as in life.
     state: Snapshot = await handle.query(AgreementWorkflow.get_state)
@@ -345,7 +500,12 @@ async def _round_result(round_handle: WorkflowHandle[Any, Any]) -> None:
     raise RuntimeError("the signature round did not end")
 
 
-async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -> None:
+async def _apply(
+    client: Client,
+    handle: WorkflowHandle[Any, Any],
+    step: Step,
+    submitted_on: dt.date | None = None,
+) -> None:
     wf = AgreementWorkflow
     match step.action:
         case "report" | "postpone":
@@ -355,6 +515,7 @@ async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -
                 ReportDecision(
                     report=step.report,
                     occurrence=step.occurrence,
+                    submitted_on=submitted_on,
                     new_due=step.new_due if step.action == "postpone" else None,
                     by=COORDINATOR,
                 ),
@@ -388,8 +549,12 @@ async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -
             )
         case "decline" | "sign":
             snap: Snapshot = await handle.query(wf.get_state)
+            if snap.round_workflow_id is None:
+                raise _NotTaken("the agreement has no signature round")
             round_handle, info = await _round(client, snap)
             tokens = await round_tokens(client, round_handle.id)
+            if step.signer is not None and step.signer not in tokens:
+                raise _NotTaken(f"{step.signer} is not a signer of round {info.number}")
             for signer in info.signers:
                 if step.signer not in (None, signer.email):
                     continue
@@ -404,8 +569,7 @@ async def _apply(client: Client, handle: WorkflowHandle[Any, Any], step: Step) -
                     SignatureRoundWorkflow.sign, SignRequest(token=tokens[signer.email])
                 )
         case "invoiced" | "paid" | "held" | "approved" | "returned":
-            if not step.milestone:
-                raise ValueError(f"{step.at} {step.action}: name the milestone")
+            assert step.milestone
             await handle.execute_update(
                 wf.record_milestone,
                 MilestoneUpdate(

@@ -17,14 +17,15 @@ from babel.dates import format_date
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from models.agreement import Agreement
-from models.lifecycle import EmailSpec
+from models.agreement import Agreement, Contribution, ContributionKind
+from models.lifecycle import EmailSpec, RoundInfo, SignatureEvent, Signer, SignerStatus
 from models.plan import PlannedEmail, PlannedMilestone
 from models.schedule.dates import STOCKHOLM
 
 TEMPLATES = Path(__file__).parent / "templates"
 _LOCALES = {"sv": "sv_SE", "en": "en_GB"}
-_NEWLINES = re.compile(r"[\r\n\u2028\u2029]+")
+# Every character str.splitlines() breaks at (U+0085 NEL too): none may reach a header.
+_NEWLINES = re.compile(r"[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]+")
 
 
 def kronor(amount: int | None, language: str = "sv") -> str:
@@ -33,6 +34,92 @@ def kronor(amount: int | None, language: str = "sv") -> str:
         return ""
     number = format_decimal(amount, locale="sv_SE", group_separator=True)
     return f"{number}\u00a0kr".replace("\u202f", "\u00a0")
+
+
+def _and(items: list[str], language: str) -> str:
+    if len(items) < 2:
+        return "".join(items)
+    return ", ".join(items[:-1]) + (" och " if language == "sv" else " and ") + items[-1]
+
+
+def _for_periods(periods: list[int] | None, language: str) -> str:
+    """ "per period", "för första perioden", "för period 2", "för period 1, 2 och 3"."""
+    sv = language == "sv"
+    if periods is None:
+        return "per period"
+    if periods == [1]:
+        return "för första perioden" if sv else "for the first period"
+    numbers = _and([str(p) for p in sorted(periods)], language)
+    return f"för period {numbers}" if sv else f"for period {numbers}"
+
+
+def contribution_terms(contribution: Contribution, language: str = "sv") -> str:
+    """What a contribution is worth, said the way the agreement says it: "650 000 kr per
+    period", "150 000 kr för första perioden", "520 000 kr för period 1, 400 000 kr för
+    period 2", "i natura, värde 277 252 kr för första perioden", "i natura"."""
+    sv = language == "sv"
+    c = contribution
+    if c.amounts is not None:
+        periods = sorted(c.periods or range(1, len(c.amounts) + 1))
+        word = "för period" if sv else "for period"  # a list names every period by number
+        parts = [f"{kronor(c.amounts[min(p, len(c.amounts)) - 1])} {word} {p}" for p in periods]
+        money = _and(parts, language)
+    elif c.amount is not None:
+        money = f"{kronor(c.amount)} {_for_periods(c.periods, language)}"
+    else:
+        money = ""
+    if c.kind is ContributionKind.in_kind:
+        kind = "i natura" if sv else "in kind"
+        if not money:
+            return kind
+        return f"{kind}, {'värde' if sv else 'value'} {money}"
+    return money
+
+
+def contribution_of(agreement: Agreement, milestone: PlannedMilestone) -> Contribution | None:
+    """The contribution an instalment (or an in-kind milestone) comes from."""
+    kind = ContributionKind.in_kind if milestone.kind.value == "in_kind" else ContributionKind.money
+    found = [
+        (index, c)
+        for index, c in enumerate(agreement.contributions)
+        if c.payer == milestone.payer and c.payee == milestone.payee and c.kind is kind
+        if c.periods is None or milestone.period in c.periods
+    ]
+    if len(found) > 1:  # the same payer and payee twice: the id carries the position
+        found = [(i, c) for i, c in found if f":{i + 1}:" in milestone.id] or found[:1]
+    return found[0][1] if found else None
+
+
+def period_amount(contribution: Contribution, period: int) -> int | None:
+    if contribution.amounts is not None:
+        return contribution.amounts[min(period, len(contribution.amounts)) - 1]
+    return contribution.amount
+
+
+def instalment_terms(agreement: Agreement, milestone: PlannedMilestone, language: str) -> str:
+    """What an invoiced amount is: the whole contribution of a period or one instalment of
+    it, for which period ("hela bidraget för första perioden", "delbetalning 1 av
+    bidraget för avtalsperiod 2 (520 000 kr)")."""
+    sv = language == "sv"
+    contribution = contribution_of(agreement, milestone)
+    period = milestone.period or 1
+    if contribution is not None and contribution.periods == [1] and period == 1:
+        which = "första perioden" if sv else "the first period"
+    else:
+        which = f"avtalsperiod {period}" if sv else f"agreement period {period}"
+    whole = contribution is not None and period_amount(contribution, period) == milestone.amount
+    if whole or contribution is None:
+        return f"hela bidraget för {which}" if sv else f"the whole contribution for {which}"
+    total = kronor(period_amount(contribution, period))
+    number = milestone.occurrence or 1
+    if sv:
+        return f"delbetalning {number} av bidraget för {which} ({total})"
+    return f"instalment {number} of the contribution for {which} ({total})"
+
+
+def fingerprint(sha256: str) -> str:
+    """The start of a SHA-256 a person can compare by eye: '3f2a9c1b7e4d…'."""
+    return f"{sha256[:12]}…"
 
 
 def day(value: dt.date, language: str = "sv") -> str:
@@ -60,6 +147,8 @@ def environment(language: str) -> Environment:
     env.filters["day"] = lambda v: day(v, language)
     env.filters["long_date"] = lambda v: long_date(v, language)
     env.filters["stamp"] = stamp
+    env.filters["fingerprint"] = fingerprint
+    env.filters["contribution"] = lambda c: contribution_terms(c, language)
     return env
 
 
@@ -126,6 +215,12 @@ def email_context(agreement: Agreement, spec: EmailSpec, link: str | None = None
     def party_name(key: str | None) -> str:
         return agreement.parties[key].name if key and key in agreement.parties else ""
 
+    contribution = None
+    amount_terms = ""
+    if milestone is not None and milestone.kind.value in ("invoice", "in_kind"):
+        contribution = contribution_of(agreement, milestone)
+        amount_terms = instalment_terms(agreement, milestone, language)
+
     return {
         "agreement": agreement,
         "ref": f" (dnr {agreement.reference})" if agreement.reference else "",
@@ -146,7 +241,25 @@ def email_context(agreement: Agreement, spec: EmailSpec, link: str | None = None
         "failed": spec.failed,
         "coordinator": agreement.coordinator,
         "language": language,
+        "contribution": contribution,
+        "amount_terms": amount_terms,
+        **_signer_context(spec.round, spec.to.email),
     }
+
+
+def _signer_context(info: RoundInfo | None, email: str) -> dict[str, Any]:
+    """The recipient as a signer of the round (a receipt): their signature and the count."""
+    me: Signer | None = None
+    signature: SignatureEvent | None = None
+    signed = total = 0
+    if info is not None:
+        me = next((s for s in info.signers if s.email == email), None)
+        signature = next(
+            (e for e in reversed(info.events) if e.what == "signed" and e.signer == email), None
+        )
+        signed = sum(s.status is SignerStatus.signed for s in info.signers)
+        total = len(info.signers)
+    return {"signer": me, "signature": signature, "signed_count": signed, "signer_count": total}
 
 
 def _when_days(days_before: int, language: str) -> str:
@@ -167,7 +280,35 @@ def render_email(agreement: Agreement, spec: EmailSpec, link: str | None = None)
     values = email_context(agreement, spec, link)
     subject = one_line(env.get_template(f"{spec.template}/subject.txt").render(values))
     html = env.get_template(f"{spec.template}/body.html").render(values)
-    return Rendered(subject, html_to_text(html), html)
+    return Rendered(subject, html_to_text(html), keep_dates_whole(html))
+
+
+_TAG = re.compile(r"(<[^>]*>)")
+_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}(?: \([^()<>]{1,20}\))?")
+_TAG_NAME = re.compile(r"</?([A-Za-z0-9]+)")
+_RAW_TEXT = ("title", "style", "script")
+
+
+def keep_dates_whole(html: str) -> str:
+    """A phone breaks "2019-07-01" after a hyphen ("2019-07-" / "01"): in the text of the
+    HTML (never in a tag, an attribute or the title) a date, with its weekday, is one
+    unbreakable run."""
+    out: list[str] = []
+    raw: str | None = None
+    for piece in _TAG.split(html):
+        if piece.startswith("<"):
+            found = _TAG_NAME.match(piece)
+            name = found[1].lower() if found else ""
+            if raw is None and not piece.startswith("</") and name in _RAW_TEXT:
+                raw = name
+            elif raw is not None and piece.startswith("</") and name == raw:
+                raw = None
+            out.append(piece)
+        elif raw is None:
+            out.append(_DATE.sub(r'<span style="white-space:nowrap">\g<0></span>', piece))
+        else:
+            out.append(piece)
+    return "".join(out)
 
 
 class _Text(HTMLParser):
@@ -182,7 +323,7 @@ class _Text(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("head", "style", "script", "title"):
             self.skip += 1
-        elif tag in ("p", "ul", "hr", "div"):
+        elif tag in ("p", "ul", "hr", "div", "table"):
             self.out.append("\n\n")
         elif tag == "li":
             self.out.append("\n- ")

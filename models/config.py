@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # At most this many emails a second from each worker (0: no limit), so a burst on the
     # first of a month does not flood the relay. N workers send up to N times as many.
     smtp_max_per_second: float = 0.0
-    mail_from: str = "Avtalsservice <avtal@agreements.example.se>"
+    mail_from: str = "Avtalstjänsten <avtal@agreements.example.se>"
 
     web_host: str = "127.0.0.1"  # behind a reverse proxy in a deployment; 0.0.0.0 to listen on all
     web_port: int = 8000

@@ -124,7 +124,10 @@ class EndingInfo(Frozen):
     party: str | None = None
     party_name: str | None = None
     reason: str | None = None
-    repayment: int | None = None
+    repayment: int | None = None  # kronor claimed back (rescission)
+    repayment_due: dt.date | None = None  # to be repaid at the latest (rule: forward)
+    repaid_by: str | None = None  # the party (or parties) that repay, by name
+    repaid_to: str | None = None  # the party (or parties) repaid, by name
 
 
 class FailedInfo(Frozen):

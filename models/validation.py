@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel
+
 from models.agreement import Agreement, ContributionKind, RenewalKind, Role
 from models.prerequisites import CHECKLIST
-from models.schedule.dates import add_months
+from models.schedule.dates import add_months, renewal_ends
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,79 @@ def check(agreement: Agreement) -> list[Problem]:
     return list(_check(agreement))
 
 
+# Every control character (Unicode category Cc: C0, DEL and C1 such as U+0085 NEXT LINE) and
+# the line and paragraph separators. Names and titles end up in email headers (the subject,
+# the To line), where any of these either breaks the message or cannot be built at all.
+_NOT_IN_A_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Multi-line text (the purpose) may break lines and use tabs, nothing else.
+_NOT_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_MULTI_LINE = {"purpose"}
+_EMAIL_FIELDS = {"email"}
+
+
+def _strings(value: object, location: str) -> Iterator[tuple[str, str]]:
+    """Every piece of text in the terms with the path it has in the file."""
+    if isinstance(value, str):
+        yield location, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from _strings(getattr(value, name), f"{location}.{name}" if location else name)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{location}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{location}.{key}")
+
+
+def _sendable(a: Agreement) -> Iterator[Problem]:
+    """Nothing is accepted that cannot be sent: text that goes into an email header is one
+    line without control characters, and every address can go through any mail relay."""
+    for location, text in _strings(a, ""):
+        field = location.rpartition(".")[2]
+        if field in _EMAIL_FIELDS:
+            yield from _address(location, text)
+            continue
+        pattern = _NOT_IN_TEXT if field in _MULTI_LINE else _NOT_IN_A_LINE
+        found = sorted(set(pattern.findall(text)))
+        if not found:
+            continue
+        what = "the control character" + ("s " if len(found) > 1 else " ")
+        what += ", ".join(f"U+{ord(char):04X}" for char in found)
+        if field in _MULTI_LINE:
+            yield Problem(location, f"contains {what}")
+        else:
+            yield Problem(
+                location,
+                f"contains {what}: names and titles go into email subjects and headers, "
+                "which must be one line of plain text (no line breaks, tabs or other "
+                "control characters)",
+            )
+
+
+def _address(location: str, address: str) -> Iterator[Problem]:
+    """The domain is checked with IDNA (and sent in its ASCII form, xn--…); the part before
+    the @ must be ASCII, because only a relay offering SMTPUTF8 could take anything else."""
+    try:
+        parts = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as error:
+        yield Problem(location, f"{address!r} is not a valid email address: {error}")
+        return
+    if not parts.local_part.isascii():
+        odd = "".join(sorted({c for c in parts.local_part if not c.isascii()}))
+        yield Problem(
+            location,
+            f"{address!r} has non-ASCII characters ({odd}) before the @: such an address needs "
+            "SMTPUTF8, which the mail relay (or a server after it) may not offer, so emails "
+            "to it could not be sent; give an address with only ASCII letters before the @",
+        )
+
+
 def _check(a: Agreement) -> Iterator[Problem]:
     parties = a.parties
     term = a.term
+
+    yield from _sendable(a)
 
     def party_ref(location: str, key: str | None) -> Iterator[Problem]:
         if key is not None and key not in parties:
@@ -119,11 +193,11 @@ def _check(a: Agreement) -> Iterator[Problem]:
         )
     elif renewing and limit > term.end:
         renewal = term.renewal_months or term.period_months
-        if not _ends_on_boundary(term.end + dt.timedelta(days=1), limit, renewal):
+        if limit not in renewal_ends(term.start, term.end, term.period_months, renewal, limit):
             yield Problem(
                 "term",
-                f"renewals of {renewal} months from {term.end} cannot end exactly on the "
-                f"maximum term's last day {limit}",
+                f"renewals of {renewal} months, counted like the periods from the start "
+                f"{term.start}, cannot end exactly on the maximum term's last day {limit}",
             )
 
     last_possible = limit

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agreements.simulate import free_port
+from models.schedule.dates import STOCKHOLM
 from tests.mail import signing_requests
 from tests.test_up import service
 
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.skipif(
     reason="Debian's chromium is not installed (python3.11 tasks.py test installs it as root)",
 )
 TOKEN = "browser-token-5e1a"
-START = dt.date.today()
+# The term starts today (Stockholm), so it can still be signed as a draft and is active once
+# everyone has signed; a term that started earlier would have to say when it was signed.
+START = dt.datetime.now(STOCKHOLM).date()
 TERMS = f"""
 id = "webbavtal"
 title = "IOP Webbavtal"

@@ -141,11 +141,11 @@ def test_a_coordinators_week(cli: CliRunner, tmp_path: Path, service_env: dict[s
     # The completion emails reached the sink and the outbox says so.
     mail = Path(service_env["AGREEMENTS_DATA_DIR"]) / "mail"
     for _ in range(100):
-        if len(read_mail(mail)) >= 3:
+        if len(read_mail(mail)) >= 4:
             break
         time.sleep(0.1)
     rows = json.loads(run(cli, "outbox", "kommande", "--json").stdout)
-    assert {r["template"] for r in rows} == {"signature_completed"}
+    assert {r["template"] for r in rows} == {"signature_receipt", "signature_completed"}
     assert {r["status"] for r in rows} == {"sent"}
     assert {str(m["X-Sink-Recipient"]) for m in read_mail(mail)} == {
         "maria@kommun.example.se",

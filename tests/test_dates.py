@@ -155,3 +155,78 @@ def test_reminder_day_is_a_business_day_no_later_than_promised(day: D, before: i
     reminder = dates.reminder_day(effective, before)
     assert reminder <= effective - dt.timedelta(days=before) or reminder == effective
     assert dates.is_business_day(reminder)
+
+
+# Renewals are counted from the start, like the periods (issue 12) ----------------------------
+
+
+def test_half_yearly_renewals_from_31_august_end_with_the_periods() -> None:
+    start = D(2025, 8, 31)
+    end = dates.term_end(start, 6)
+    assert end == D(2026, 2, 27)  # 2026-02-28 is start + 6 months: the day before ends it
+    ends = dates.renewal_ends(start, end, 6, 6, dates.term_end(start, 36))
+    # Chained from the previous end, the second would be 2026-08-27 (from 2026-02-28).
+    assert ends == [
+        D(2026, 2, 27),
+        D(2026, 8, 30),
+        D(2027, 2, 27),
+        D(2027, 8, 30),
+        D(2028, 2, 28),  # start + 30 months is 2028-02-29 (a leap year)
+        D(2028, 8, 30),
+    ]
+    assert ends == [dates.period_bounds(start, 6, i)[1] for i in range(1, 7)]
+
+
+def test_yearly_renewals_from_a_leap_day_reach_a_maximum_of_48_months_exactly() -> None:
+    start = D(2028, 2, 29)
+    limit = dates.term_end(start, 48)
+    assert limit == D(2032, 2, 28)
+    ends = dates.renewal_ends(start, dates.term_end(start, 12), 12, 12, limit)
+    # Chained: 2030-02-27, 2031-02-27, 2032-02-27, and the maximum never ends a renewal.
+    assert ends == [D(2029, 2, 27), D(2030, 2, 27), D(2031, 2, 27), D(2032, 2, 28)]
+    assert ends[-1] == limit
+
+
+@pytest.mark.parametrize(
+    ("start", "months", "expected"),
+    [
+        (D(2025, 11, 30), 3, [D(2026, 2, 27), D(2026, 5, 29), D(2026, 8, 29), D(2026, 11, 29)]),
+        (D(2025, 10, 31), 4, [D(2026, 2, 27), D(2026, 6, 29), D(2026, 10, 30), D(2027, 2, 27)]),
+        (D(2023, 1, 29), 1, [D(2023, 2, 27), D(2023, 3, 28), D(2023, 4, 28), D(2023, 5, 28)]),
+    ],
+)
+def test_renewals_from_the_29th_30th_and_31st_end_on_the_same_day_number(
+    start: D, months: int, expected: list[D]
+) -> None:
+    ends = dates.renewal_ends(start, expected[0], months, months, expected[-1])
+    assert ends == expected
+
+
+def test_a_renewal_longer_than_a_period_is_counted_from_the_start_too() -> None:
+    start = D(2025, 8, 31)
+    end = dates.term_end(start, 6)
+    ends = dates.renewal_ends(start, end, 6, 12, dates.term_end(start, 30))
+    assert ends == [D(2026, 2, 27), D(2027, 2, 27), D(2028, 2, 28)]
+    assert dates.months_to(start, D(2028, 2, 28), 6) == 30
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    DAYS,
+    st.sampled_from([1, 2, 3, 4, 6, 12]),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=1, max_value=3),
+    st.integers(min_value=1, max_value=6),
+)
+def test_every_renewal_ends_where_a_period_ends(
+    start: D, months: int, initial: int, per_renewal: int, renewals: int
+) -> None:
+    renewal = months * per_renewal
+    end = dates.term_end(start, initial * months)
+    limit = dates.term_end(start, initial * months + renewals * renewal)
+    ends = dates.renewal_ends(start, end, months, renewal, limit)
+    period_ends = {dates.period_bounds(start, months, i)[1] for i in range(1, 100)}
+    assert ends[0] == end and ends[-1] == limit
+    assert len(ends) == renewals + 1
+    assert set(ends) <= period_ends
+    assert ends == sorted(set(ends))

@@ -378,6 +378,19 @@ def test_statuses_follow_the_date_and_the_decisions():
     assert decider.outlook(core, now).milestones[0].past is False
 
 
+def test_milestones_before_an_agreement_was_taken_on_are_not_outstanding():
+    """Taken on under way (signed on paper before): its earlier instalments and reports
+    were handled outside the service, so none reads as to invoice or overdue."""
+    terms = agreement(extra="signed = 2024-10-30")
+    now = at("2025-06-01")
+    core = decider.tick(new(terms, now), now).core
+    rows = decider.timeline(core, now)
+    before = [m for m in rows if m.effective_date < now.date()]
+    after = [m for m in rows if m.effective_date >= now.date()]
+    assert before and {m.status for m in before} == {MilestoneStatus.passed}
+    assert MilestoneStatus.due in {m.status for m in after}  # the report still to come
+
+
 # Renewals -----------------------------------------------------------------------------------
 
 
@@ -425,6 +438,101 @@ def test_termination_with_notice_and_rescission_with_repayment():
     assert rescinded.core.decisions.ending is not None
     assert rescinded.core.decisions.ending.end == now.date()
     assert rescinded.core.decisions.ending.repayment == 50000
+
+
+def sent_after(core: Core, *moments: dt.datetime) -> list[tuple[str, str, int]]:
+    """The planned emails ticks at `moments` send: (template, milestone, days before)."""
+    out = []
+    for moment in moments:
+        decision = decider.tick(core, moment)
+        core = decision.core
+        out += [
+            (e.template, e.milestone.id, e.days_before)
+            for e in decision.effects.emails
+            if e.milestone
+        ]
+    return out
+
+
+def test_a_rescission_never_announces_its_end_late_but_sends_what_was_due_first():
+    # Quiet since the term started (sent until 2025-01-02 10:00); an instalment on Monday
+    # 2025-03-03 has had two reminders due since: on 2025-02-17 and on the day.
+    core = active(agreement(instalments="dates = [2025-03-03]", extra=TERMINATION))
+    now = at("2025-03-10")
+    rescind = TerminationRequest(kind=EndingKind.rescission, party="amf", reason="misuse")
+    decision = step(core, rescind, now)
+    templates = [e.template for e in decision.effects.emails]
+    # What fell due before goes out, and before the announcement; the reminders of the end
+    # ("Om 30 dagar: Överenskommelsen hävs" on 2025-02-07, "Idag" this morning) never do.
+    assert templates == ["invoice_reminder"] * 4 + ["agreement_ended"] * 3
+    assert decision.core.sent_until == now
+    later = (now, at("2025-03-10", 20), at("2025-03-11"), at("2025-04-01"))
+    assert not [m for m in sent_after(decision.core, *later) if m[0] == "agreement_end"]
+    assert not decider.planned_emails(decision.core, now)
+
+
+def test_a_rescission_before_the_morning_reminders_still_drops_the_end_reminder_of_the_day():
+    core = active(agreement(instalments="dates = [2025-03-10]", extra=TERMINATION))
+    core = decider.tick(core, at("2025-03-09")).core  # everything up to Sunday is sent
+    rescind = TerminationRequest(kind=EndingKind.rescission, party="amf", reason="misuse")
+    decision = step(core, rescind, at("2025-03-10", 7))
+    assert [e.template for e in decision.effects.emails] == ["agreement_ended"] * 3
+    # The invoice on the end day is still legitimately reminded of at 08:00; the end is not.
+    sent = sent_after(decision.core, at("2025-03-10", 9), at("2025-03-11"))
+    assert sent == [("invoice_reminder", "invoice:amf:forening:1:1", 0)] * 2
+
+
+def test_a_notice_recorded_late_drops_the_end_reminders_already_past():
+    # Notice given (on paper) on 2025-01-02, recorded on 2025-04-07: the end is 2025-04-02,
+    # its reminders (2025-03-03, 2025-04-02) are past and are never sent after the ending.
+    core = active(agreement(extra=TERMINATION))
+    notice = TerminationRequest(
+        kind=EndingKind.termination, party="amf", reason="budget", given_on=dt.date(2025, 1, 2)
+    )
+    decision = step(core, notice, at("2025-04-07"))
+    assert decision.core.decisions.ending is not None
+    assert decision.core.decisions.ending.end == dt.date(2025, 4, 2)
+    assert "agreement_end" not in [e.template for e in decision.effects.emails]
+    assert not [m for m in sent_after(decision.core, at("2025-04-08")) if m[0] == "agreement_end"]
+
+
+def test_a_termination_with_notice_still_reminds_of_its_end_ahead():
+    core = active(agreement(extra=TERMINATION))
+    notice = TerminationRequest(kind=EndingKind.termination, party="amf", reason="budget")
+    decision = step(core, notice, at("2025-03-10"))
+    # The end is Tuesday 2025-06-10: 30 days before is a Sunday, so Friday 2025-05-09.
+    sent = sent_after(decision.core, at("2025-05-09", 9), at("2025-06-10", 9))
+    ends = sorted({(m[1], m[2]) for m in sent if m[0] == "agreement_end"})
+    assert ends == [("agreement-end", 0), ("agreement-end", 30)]
+
+
+def test_a_repayment_claim_goes_to_finance_on_both_sides_with_its_due_date():
+    core = active(agreement(extra=TERMINATION))
+    now = at("2025-03-10")
+    claim = TerminationRequest(
+        kind=EndingKind.rescission, party="amf", reason="misuse", repayment=50000
+    )
+    ended = [e for e in step(core, claim, now).effects.emails if e.template == "agreement_ended"]
+    # amf paid: its finance contact is told; the payee names none, its contact is told anyway.
+    assert [e.to.email for e in ended] == [
+        "maria@amf.example.se",
+        "saul@forening.example.se",
+        "malin@amf.example.se",
+        "ekonomi@amf.example.se",
+    ]
+    info = ended[-1].ending
+    assert info is not None and info.repayment == 50000
+    # 30 days after 2025-03-10 is Wednesday 2025-04-09.
+    assert info.repayment_due == dt.date(2025, 4, 9)
+    assert (info.repaid_by, info.repaid_to) == ("Föreningen", "Arbetsmarknadsförvaltningen")
+    assert {e.ending for e in ended} == {info}
+    # Due on a day off: the next business day (2025-06-06 nationaldagen, then the weekend).
+    late = step(core, claim, at("2025-05-07")).effects.emails
+    assert {e.ending.repayment_due for e in late if e.ending} == {dt.date(2025, 6, 9)}
+    # No claim, no finance.
+    plain = TerminationRequest(kind=EndingKind.rescission, party="amf", reason="misuse")
+    told = {e.to.email for e in step(core, plain, now).effects.emails}
+    assert "ekonomi@amf.example.se" not in told
 
 
 def test_endings_are_refused_when_the_terms_do_not_provide_for_them():

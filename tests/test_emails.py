@@ -4,14 +4,20 @@ message: one-line subject, text and HTML parts, stable Message-ID, calendar when
 from __future__ import annotations
 
 import datetime as dt
-from email import message_from_bytes
+from email import message_from_bytes, message_from_string
+from email.header import decode_header, make_header
+from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
 
 import pytest
+from aiosmtplib.email import flatten_message
+from icalendar import Calendar
 
+from emails.calendar import calendar, uid
+from emails.headers import Header
 from emails.message import build, message_id
-from emails.render import TEMPLATES, render_email
+from emails.render import TEMPLATES, contribution_terms, render_email
 from models.agreement import Agreement, Language
 from models.lifecycle import (
     EmailSpec,
@@ -26,6 +32,7 @@ from models.loader import load_agreement
 from models.plan import PlannedMilestone, Recipient, Scenario
 from models.schedule.dates import STOCKHOLM
 from models.schedule.engine import plan
+from workflows.decider import CALENDAR_TEMPLATES
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "helsingborg-inva-sam.toml"
 KINDS = sorted(p.name for p in (TEMPLATES / "sv").iterdir() if p.is_dir())
@@ -108,7 +115,7 @@ def spec(a: Agreement, template: str, language: Language) -> EmailSpec:
 def test_both_languages_have_the_same_kinds() -> None:
     english = sorted(p.name for p in (TEMPLATES / "en").iterdir() if p.is_dir())
     assert english == KINDS
-    assert len(KINDS) == 22
+    assert len(KINDS) == 23
     for language in ("sv", "en"):
         for kind in KINDS:
             assert (TEMPLATES / language / kind / "subject.txt").is_file(), (language, kind)
@@ -175,3 +182,354 @@ def test_message_id_is_stable_per_key_and_dated_emails_carry_a_calendar() -> Non
     no_calendar = s.model_copy(update={"calendar": None})
     plain = build(a, no_calendar, render_email(a, no_calendar), "avtal@example.se", AT)
     assert "text/calendar" not in [p.get_content_type() for p in plain.walk()]
+
+
+# --- headers: every subject of every life, as it reaches a reader -------------------------
+
+SENDER = "Avtalstjänsten <avtal@agreements.example.se>"
+
+
+def life_specs(path: Path, language: Language) -> list[tuple[Agreement, EmailSpec]]:
+    """Every email of the example's whole life (the engine's plan), then every kind the
+    workflows send on events, in `language`."""
+    a = load_agreement(path).model_copy(update={"language": language})
+    full = plan(a, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
+    milestones = {m.id: m for m in full.milestones}
+    out = [
+        (
+            a,
+            EmailSpec(
+                key=e.key,
+                agreement_id=a.id,
+                terms_sha256="ab" * 32,
+                template=e.template,
+                to=e.to.model_copy(update={"language": language}),
+                milestone=milestones[e.milestone_id],
+                days_before=e.days_before,
+                calendar="REQUEST" if e.template in CALENDAR_TEMPLATES else None,
+            ),
+        )
+        for e in full.emails
+    ]
+    return out + [(a, spec(a, kind, language)) for kind in KINDS]
+
+
+def wire(message: EmailMessage) -> list[tuple[str, bytes]]:
+    """The message as it is written: by Python, and as the SMTP activity hands it to a
+    relay (7-bit, 8-bit, and SMTPUTF8)."""
+    return [
+        ("as_bytes", message.as_bytes()),
+        ("smtp 7bit", flatten_message(message, cte_type="7bit")),
+        ("smtp 8bit", flatten_message(message)),
+        ("smtputf8", flatten_message(message, utf8=True)),
+    ]
+
+
+def read_back(how: str, raw: bytes) -> EmailMessage:
+    """Python's byte parser takes header bytes as ASCII: UTF-8 headers (SMTPUTF8) are read
+    as the text they are."""
+    if how == "smtputf8":
+        parsed = message_from_string(raw.decode("utf-8"), policy=default)
+    else:
+        parsed = message_from_bytes(raw, policy=default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+@pytest.mark.parametrize("language", [Language.sv, Language.en])
+@pytest.mark.parametrize("path", sorted(EXAMPLE.parent.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_subject_of_every_life_reads_back_exactly(path: Path, language: Language) -> None:
+    """Issue 12: "(måndag)– IOP" lost the space that Python's folding left between two
+    encoded-words. Every subject, name and key must come back character for character."""
+    count = 0
+    for a, s in life_specs(path, language):
+        rendered = render_email(a, s, link="https://avtal.example.se/sign/x")
+        message = build(a, s, rendered, SENDER, AT)
+        for how, raw in wire(message):
+            head = raw.split(b"\r\n\r\n" if b"\r\n" in raw else b"\n\n", 1)[0]
+            if how != "smtputf8":
+                assert head.isascii(), (how, s.key)
+                # RFC 5322: at most 998; RFC 2047: 76 on a line with an encoded-word. (The
+                # outbox key, one long token, is the one header longer than 78.)
+                lines = head.decode().splitlines()
+                assert max(len(line) for line in lines) <= 998, (how, s.key)
+                assert all(len(line) <= 76 for line in lines if "=?" in line), (how, s.key)
+            back = read_back(how, raw)
+            assert str(back["Subject"]) == rendered.subject, (how, s.key)
+            assert back["X-Agreement-Email-Key"] == s.key, (how, s.key)
+            assert str(back["From"]) == SENDER, how
+            (to,) = back["To"].addresses
+            assert (to.display_name, to.addr_spec) == (s.to.name, s.to.email), (how, s.key)
+        count += 1
+    assert count > len(KINDS)
+
+
+def test_a_long_subject_folds_inside_its_encoded_words() -> None:
+    subject = "Om 30 dagar: Delrapport senast 2024-12-02 (måndag) – IOP INVA-SAM – mötesplats"
+    header = Header("Subject", subject).fold(policy=default)
+    assert all(len(line) <= 76 for line in header.splitlines())
+    # Every space is inside an encoded-word (as "_"): a reader drops the folding white
+    # space between two words, never a space of the text.
+    words = header.removeprefix("Subject: ").split()
+    assert all(w.startswith("=?utf-8?q?") and w.endswith("?=") for w in words)
+    assert str(make_header(decode_header(header.removeprefix("Subject: ")))) == subject
+    plain = Header("Subject", "Reminder: " + "word " * 30).fold(policy=default)
+    assert "=?" not in plain and max(len(line) for line in plain.splitlines()) <= 78
+
+
+def test_names_with_address_specials_are_quoted_or_encoded() -> None:
+    a = agreement()
+    s = spec(a, "report_reminder", Language.sv)
+    for name in ("Svensson, Sara (Rädda Barnen)", 'Sara "Sassa" Svensson', "Sara Svensson"):
+        named = s.model_copy(update={"to": s.to.model_copy(update={"name": name})})
+        message = build(a, named, render_email(a, named), "Avtal <avtal@example.se>", AT)
+        for how, raw in wire(message):
+            (to,) = read_back(how, raw)["To"].addresses
+            assert (to.display_name, to.addr_spec) == (name, s.to.email), how
+
+
+# --- calendars: what Outlook, Google and Apple take in ----------------------------------
+
+
+def calendar_parts(message: EmailMessage) -> list[EmailMessage]:
+    return [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+
+
+def parsed_calendar(part: EmailMessage) -> tuple[bytes, Calendar]:
+    data = part.get_payload(decode=True)
+    assert isinstance(data, bytes)
+    return data, Calendar.from_ical(data)
+
+
+def check_ics_lines(data: bytes) -> None:
+    """RFC 5545 § 3.1: CRLF line ends, lines of at most 75 octets."""
+    assert data.endswith(b"\r\n") and b"\n" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 75
+
+
+def test_a_reminder_calendar_is_a_request_with_organizer_and_attendee() -> None:
+    a = agreement()
+    s = spec(a, "invoice_reminder", Language.sv)
+    message = build(a, s, render_email(a, s), SENDER, AT)
+    (part,) = calendar_parts(message)
+    assert part.get_content_charset() == "utf-8"
+    assert part.get_param("method") == "REQUEST"
+    # The iMIP part is an alternative of the text and the HTML; the same file is attached.
+    alternative = next(p for p in message.walk() if p.get_content_type() == "multipart/alternative")
+    assert [p.get_content_type() for p in alternative.iter_parts()] == [
+        "text/plain",
+        "text/html",
+        "text/calendar",
+    ]
+    attached = [p for p in message.walk() if p.get_content_type() == "application/ics"]
+    assert [p.get_filename() for p in attached] == [f"{a.id}.ics"]
+    data, cal = parsed_calendar(part)
+    check_ics_lines(data)
+    assert cal["METHOD"] == "REQUEST" and cal["VERSION"] == "2.0" and cal["PRODID"]
+    (event,) = cal.walk("VEVENT")
+    assert event["ORGANIZER"] == "mailto:avtal@agreements.example.se"
+    assert event["ORGANIZER"].params["CN"] == "Avtalstjänsten"
+    assert event["ATTENDEE"] == "mailto:maria.hallstig@amf.helsingborg.example.se"
+    assert event["ATTENDEE"].params["CN"] == "Maria Hällstig"
+    assert event["ATTENDEE"].params["RSVP"] == "FALSE"
+    assert s.milestone is not None
+    assert str(event["UID"]) == uid(a.id, s.milestone.id)
+    assert event.decoded("DTSTART") == s.milestone.effective_date
+    assert event.decoded("DTEND") == s.milestone.effective_date + dt.timedelta(days=1)
+    assert event["SEQUENCE"] == 0 and event["TRANSP"] == "TRANSPARENT"
+    assert "DTSTAMP" in event and "STATUS" not in event
+
+
+def test_an_ending_cancels_every_entry_it_names() -> None:
+    a = agreement()
+    s = spec(a, "agreement_ended", Language.sv)
+    full = plan(a, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
+    later = [m for m in full.milestones if m.effective_date > dt.date(2024, 9, 2)][:5]
+    s = s.model_copy(update={"calendar": None, "cancel": later, "sequence": 2})
+    message = build(a, s, render_email(a, s), SENDER, AT)
+    (part,) = calendar_parts(message)
+    assert part.get_param("method") == "CANCEL" and part.get_content_charset() == "utf-8"
+    data, cal = parsed_calendar(part)
+    check_ics_lines(data)
+    assert cal["METHOD"] == "CANCEL"
+    events = cal.walk("VEVENT")
+    assert [str(e["UID"]) for e in events] == [uid(a.id, m.id) for m in later]
+    for event in events:
+        assert event["STATUS"] == "CANCELLED"
+        assert event["SEQUENCE"] == 3  # above the requests' 2
+        assert event["ORGANIZER"] == "mailto:avtal@agreements.example.se"
+        assert event["ATTENDEE"] == "mailto:maria.hallstig@amf.helsingborg.example.se"
+
+
+def test_every_dated_email_of_every_life_carries_a_calendar_that_parses() -> None:
+    for path in sorted(EXAMPLE.parent.glob("*.toml")):
+        for a, s in life_specs(path, Language.sv):
+            if s.calendar is None or s.milestone is None:
+                continue
+            message = build(a, s, render_email(a, s), SENDER, AT)
+            (part,) = calendar_parts(message)
+            data, cal = parsed_calendar(part)
+            check_ics_lines(data)
+            (event,) = cal.walk("VEVENT")
+            assert cal["METHOD"] == part.get_param("method") == "REQUEST", s.key
+            assert event["ATTENDEE"] == f"mailto:{s.to.email}", s.key
+            assert "ORGANIZER" in event, s.key
+
+
+def test_a_published_calendar_names_no_attendee() -> None:
+    a = agreement()
+    full = plan(a, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
+    cal = Calendar.from_ical(calendar(a, full.milestones[:3], AT))
+    assert cal["METHOD"] == "PUBLISH"
+    assert all("ATTENDEE" not in e for e in cal.walk("VEVENT"))
+    with pytest.raises(ValueError, match="organizer and an attendee"):
+        calendar(a, full.milestones[:1], AT, "REQUEST")
+
+
+# --- what the emails say ---------------------------------------------------------------
+
+
+def test_the_signing_link_is_a_button_and_never_printed_in_the_html() -> None:
+    a = agreement()
+    link = "https://avtal.example.se/sign/" + "A" * 300
+    for kind in ("signature_request", "signature_reminder"):
+        for language in (Language.sv, Language.en):
+            rendered = render_email(a, spec(a, kind, language), link=link)
+            assert rendered.html.count(link) == 1  # the button's href, nothing else
+            assert f'href="{link}"' in rendered.html and "#005a9c" in rendered.html
+            assert link in rendered.text  # the plain-text part keeps the full link
+
+
+def test_one_product_name_in_every_email() -> None:
+    for path in TEMPLATES.rglob("*"):
+        if path.is_file():
+            assert "Avtalsservice" not in path.read_text(encoding="utf-8"), path
+    a = agreement()
+    assert "från Avtalstjänsten." in render_email(a, spec(a, "report_reminder", Language.sv)).text
+    english = render_email(a, spec(a, "report_reminder", Language.en)).text
+    assert "from The agreement service (Avtalstjänsten)." in english
+
+
+def test_a_cancelled_paper_round_promises_no_link() -> None:
+    a = agreement()
+    s = spec(a, "signature_cancelled", Language.sv)
+    assert s.round is not None
+    paper = s.model_copy(update={"round": s.round.model_copy(update={"method": "paper"})})
+    text = render_email(a, paper).text
+    assert "länk" not in text.replace("Ingen länk kommer", "")
+    assert "Ingen länk kommer: samordnaren skickar nya papper" in text
+    assert "ny signeringsomgång" in text
+    english = render_email(
+        a, paper.model_copy(update={"to": paper.to.model_copy(update={"language": Language.en})})
+    ).text
+    assert "No link is coming: the coordinator will send new papers" in english
+    assert "Du får en ny länk" in render_email(a, s).text  # a link round still gets one
+
+
+def receipt(a: Agreement, method: str, language: Language = Language.sv) -> str:
+    s = spec(a, "signature_receipt", language)
+    assert s.round is not None
+    sara = Signer(
+        email="sara.svensson@raddabarnen.example.se",
+        name="Sara Svensson",
+        party="amf",
+        party_name="Arbetsmarknadsförvaltningen",
+    )
+    saul = s.round.signers[0]
+    if method == "paper":
+        saul = saul.model_copy(update={"signed_on": dt.date(2024, 4, 16)})
+        signed = SignatureEvent(
+            at=dt.datetime(2024, 4, 16, tzinfo=STOCKHOLM),
+            signer=saul.email,
+            name=saul.name,
+            what="signed",
+            method="paper",
+            signed_on=dt.date(2024, 4, 16),
+            recorded_by="malin@example.se",
+        )
+        events = [signed]
+    else:
+        events = list(s.round.events)
+    info = s.round.model_copy(update={"method": method, "signers": [saul, sara], "events": events})
+    to = Recipient(
+        email=saul.email, name=saul.name, party="inva-sam", role="signatory", language=language
+    )
+    return render_email(a, s.model_copy(update={"round": info, "to": to})).text
+
+
+def test_a_signer_gets_a_receipt_that_says_what_happens_next() -> None:
+    a = agreement()
+    text = receipt(a, "link")
+    assert "Kvitto" not in text  # the subject says it
+    assert "Du har undertecknat: IOP INVA-SAM – mötesplats @Söder" in text
+    assert "För: INVA-SAM" in text
+    assert "Med din personliga länk, 2024-04-17 08:38:00 CEST (Europe/Stockholm)" in text
+    assert "(SHA-256): abababababab…" in text and "ab" * 32 not in text
+    assert "1 av 2 underskrifter är klara" in text
+    assert "När alla har undertecknat får du" in text
+    paper = receipt(a, "paper")
+    assert "På papper, daterat 2024-04-16 (tisdag); registrerat av samordnaren" in paper
+    assert "Samordnaren samlar in och registrerar de andras underskrifter på papper" in paper
+    english = receipt(a, "link", Language.en)
+    assert "You have signed: IOP INVA-SAM – mötesplats @Söder" in english
+    assert "1 of 2 signatures are in" in english
+
+
+def example_agreement(name: str) -> Agreement:
+    return load_agreement(EXAMPLE.parent / f"{name}.toml")
+
+
+def test_amounts_say_what_they_are() -> None:
+    inva, planteringen, lund = (
+        example_agreement(n) for n in ("helsingborg-inva-sam", "planteringen", "lund-radrum")
+    )
+    said = {
+        (x.id, c.payer, c.kind.value): contribution_terms(c)
+        for x in (inva, planteringen, lund)
+        for c in x.contributions
+    }
+    assert said["helsingborg-inva-sam", "amf", "money"] == "650\u00a0000\u00a0kr per period"
+    assert (
+        said["helsingborg-inva-sam", "helsingborgshem", "in_kind"]
+        == "i natura, värde 400\u00a0000\u00a0kr per period"
+    )
+    assert said["planteringen", "sff", "money"] == "150\u00a0000\u00a0kr för första perioden"
+    assert said["planteringen", "radda-barnen", "in_kind"] == (
+        "i natura, värde 277\u00a0252\u00a0kr för första perioden"
+    )
+    assert said["lund-radrum", "sof", "money"] == (
+        "520\u00a0000\u00a0kr för period 1 och 400\u00a0000\u00a0kr för period 2"
+    )
+    assert said["lund-radrum", "kff", "in_kind"] == "i natura"
+    first = next(c for c in planteringen.contributions if c.payer == "sff")
+    assert contribution_terms(first, "en") == "150\u00a0000\u00a0kr for the first period"
+
+    def invoice(x: Agreement) -> str:
+        s = spec(x, "invoice_reminder", Language.sv)
+        full = plan(x, dt.datetime(2000, 1, 1, tzinfo=dt.UTC), scenario=Scenario.plan)
+        first_invoice = next(m for m in full.milestones if m.kind.value == "invoice")
+        return render_email(x, s.model_copy(update={"milestone": first_invoice})).text
+
+    assert "Belopp: 150\u00a0000\u00a0kr, hela bidraget för första perioden" in invoice(
+        planteringen
+    )
+    assert "Bidraget enligt avtalet: 150\u00a0000\u00a0kr för första perioden" in invoice(
+        planteringen
+    )
+    assert (
+        "Belopp: 260\u00a0000\u00a0kr, delbetalning 1 av bidraget för avtalsperiod 1 "
+        "(520\u00a0000\u00a0kr)"
+    ) in invoice(lund)
+    assert "Belopp: 650\u00a0000\u00a0kr, hela bidraget för avtalsperiod 1" in invoice(inva)
+
+
+def test_no_line_break_of_any_kind_reaches_a_header() -> None:
+    """str.splitlines() breaks at U+0085 (NEL) and U+2028 too: a title with one would have
+    made the header two lines (Python refused to build the message)."""
+    a = agreement(title="IOP\x85Bcc: evil@example.org\u2028Gamlegården\x0bx")
+    s = spec(a, "report_reminder", Language.sv)
+    rendered = render_email(a, s)
+    assert "IOP Bcc: evil@example.org Gamlegården x" in rendered.subject
+    for how, raw in wire(build(a, s, rendered, SENDER, AT)):
+        back = read_back(how, raw)
+        assert back["Bcc"] is None and str(back["Subject"]) == rendered.subject, how

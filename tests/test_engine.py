@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import tomllib
 
 import pytest
 
+from models.agreement import Agreement
 from models.loader import loads_agreement
 from models.plan import (
     Decisions,
@@ -268,7 +270,10 @@ def test_nothing_is_sent_before_the_agreement_is_signed_in_the_plan():
     p = plan(agreement(extra=""), NOW, scenario=Scenario.plan)
     signing = dates.local_time(dt.date(2024, 12, 2), dt.time(8))
     assert min(e.send_at for e in p.emails) == signing
-    assert [e.template for e in p.emails[:3]] == ["signature_request"] * 2 + ["signature_completed"]
+    assert [e.template for e in p.emails[:4]] == ["signature_request"] * 2 + [
+        "signature_receipt",
+        "signature_completed",
+    ]
 
 
 def test_paper_signing_sends_no_signing_links_but_the_completion_record():
@@ -324,3 +329,150 @@ def test_a_period_after_the_listed_amounts_goes_on_at_the_last_amount():
     terms = terms.model_copy(update={"contributions": [contribution]})
     invoices = [m for m in plan(terms, NOW).milestones if m.kind is MilestoneKind.invoice]
     assert [m.amount for m in invoices] == [100000, 110000, 110000]
+
+
+# Dates to the letter: renewals counted from the start like the periods (issue 12) ------------
+
+
+def dated(
+    start: str,
+    end: str,
+    term_extra: str,
+    instalments: str = "per_period = 1",
+    extra: str = "",
+    checked: bool = False,
+):
+    """The demo agreement on other dates; `checked`: through the file check too."""
+    text = BASE.format(
+        renewal="opt-out",
+        term_extra=term_extra,
+        instalments=instalments,
+        method="link",
+        extra=extra,
+    ).replace("start = 2025-01-01\nend = 2025-12-31", f"start = {start}\nend = {end}")
+    if checked:
+        return loads_agreement(text, "demo.toml")
+    return Agreement.model_validate(tomllib.loads(text))
+
+
+def ends(p: Plan) -> tuple[list[dt.date], list[dt.date]]:
+    """The period ends and the renewable term ends (the notice deadlines' ids) of a plan."""
+    periods = [m.date for m in p.milestones if m.kind is MilestoneKind.period_end] + [p.end]
+    renewable = [
+        dt.date.fromisoformat(m.id.split(":", 1)[1])
+        for m in p.milestones
+        if m.kind is MilestoneKind.notice_deadline
+    ]
+    return periods, renewable
+
+
+def test_half_yearly_renewal_from_31_august_keeps_its_notice_deadline_on_the_30th():
+    terms = dated(
+        "2025-08-31",
+        "2026-02-27",
+        "period_months = 6\nnotice_months = 3\nmax_total_months = 24",
+    )
+    p = plan(terms, NOW)
+    periods, renewable = ends(p)
+    assert periods == [
+        dt.date(2026, 2, 27),
+        dt.date(2026, 8, 30),
+        dt.date(2027, 2, 27),
+        dt.date(2027, 8, 30),
+    ]
+    assert renewable == periods[:-1]
+    assert p.end == dt.date(2027, 8, 30)
+    deadline = next(m for m in p.milestones if m.id == "notice_deadline:2026-08-30")
+    # Chained from 2026-02-28 the renewal ended 2026-08-27 and the deadline was 2026-05-27:
+    # three days early. 2026-05-30 is a Saturday: the notice is due the Friday before.
+    assert (deadline.date, deadline.effective_date) == (dt.date(2026, 5, 30), dt.date(2026, 5, 29))
+    assert deadline.period == 2
+
+
+def test_up_to_48_months_from_a_leap_day_is_planned_to_its_last_day():
+    terms = dated("2028-02-29", "2029-02-27", "notice_months = 3\nmax_total_months = 48")
+    p = plan(terms, NOW)
+    assert p.end == dt.date(2032, 2, 28)  # 2032-02-29 is start + 48 months
+    assert p.periods == 4
+    assert p.ending is EndingKind.expiry
+    periods, renewable = ends(p)
+    assert periods == [
+        dt.date(2029, 2, 27),
+        dt.date(2030, 2, 27),
+        dt.date(2031, 2, 27),
+        dt.date(2032, 2, 28),
+    ]
+    assert renewable == periods[:-1]
+    # A notice of non-renewal for the third term ends the agreement with the third period.
+    notice = RenewalDecision(
+        party="forening", term_end=dt.date(2031, 2, 27), renew=False, given_on=dt.date(2030, 9, 1)
+    )
+    cut = plan(terms, NOW, Decisions(renewals=[notice]))
+    assert (cut.end, cut.periods) == (dt.date(2031, 2, 27), 3)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "term_extra"),
+    [
+        ("2028-02-29", "2029-02-27", "notice_months = 3\nmax_total_months = 48"),
+        ("2025-08-31", "2026-02-27", "period_months = 6\nnotice_months = 3\nmax_total_months = 24"),
+    ],
+)
+def test_a_maximum_term_counted_in_months_from_the_start_is_accepted(start, end, term_extra):
+    terms = dated(start, end, term_extra, checked=True)
+    assert plan(terms, NOW).end == dates.term_end(terms.term.start, terms.term.max_total_months)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "months"),
+    [
+        ("2025-08-30", "2026-02-27", 6),
+        ("2025-08-31", "2026-02-27", 6),
+        ("2025-11-30", "2026-02-27", 3),
+        ("2027-01-29", "2027-02-27", 1),
+        ("2027-01-31", "2027-04-29", 3),
+        ("2028-02-29", "2028-05-28", 3),
+    ],
+)
+def test_periods_and_renewals_end_on_the_same_days_whatever_the_start(start, end, months):
+    term = f"period_months = {months}\nnotice_months = 0\nmax_total_months = {8 * months}"
+    terms = dated(start, end, term)
+    periods, renewable = ends(plan(terms, NOW))
+    assert len(periods) == 8
+    assert renewable == periods[:-1]
+    first = dt.date.fromisoformat(start)
+    assert periods == [dates.term_end(first, i * months) for i in range(1, len(periods) + 1)]
+
+
+def test_instalments_and_meetings_from_the_31st_stay_on_the_month_end():
+    terms = dated(
+        "2025-08-31",
+        "2026-02-27",
+        "period_months = 6\nnotice_months = 3\nmax_total_months = 12",
+        instalments="per_period = 2",
+        extra='[meetings]\nconvener = "forening"\nevery_months = 3\noffset_months = 1',
+    )
+    p = plan(terms, NOW)
+    assert [m.date for m in p.milestones if m.kind is MilestoneKind.invoice] == [
+        dt.date(2025, 8, 31),
+        dt.date(2025, 11, 30),
+        dt.date(2026, 2, 28),
+        dt.date(2026, 5, 31),  # counted from 2026-02-28 it was 2026-05-28
+    ]
+    assert [m.date for m in p.milestones if m.kind is MilestoneKind.meeting] == [
+        dt.date(2025, 9, 30),
+        dt.date(2025, 12, 31),
+        dt.date(2026, 3, 31),  # from 2026-02-28 it was 2026-03-28
+        dt.date(2026, 6, 30),
+    ]
+
+
+def test_a_report_from_the_31st_covers_the_months_from_the_period_start():
+    terms = dated(
+        "2025-08-31",
+        "2026-02-27",
+        "period_months = 6\nnotice_months = 3\nmax_total_months = 18",
+    )
+    reports = [m for m in plan(terms, NOW).milestones if m.kind is MilestoneKind.report_due]
+    # The third covers 2026-08-31 – 2027-02-27 (from 2027-02-28 back 6 months was 08-28).
+    assert "2026-08-31" in reports[2].title and "2027-02-27" in reports[2].title

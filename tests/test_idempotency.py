@@ -170,7 +170,13 @@ def test_a_draft_gets_new_terms_and_a_withdrawal_gets_its_answer(
     web: tuple[TestClient, Path],
 ) -> None:
     client, _ = web
-    draft = terms("utkast", "IOP Utkast").replace(f"signed = {TODAY.year - 2}-12-15\n", "")
+    # A draft to sign through the service: its term has not started (one that has would
+    # have to say when it was signed).
+    draft = (
+        terms("utkast", "IOP Utkast")
+        .replace(f"signed = {TODAY.year - 2}-12-15\n", "")
+        .replace(f"start = {TODAY.year - 1}-01-01", f"start = {TODAY.year + 1}-01-01")
+    )
     assert create(client, draft)["state"] == "draft"
     client.post("/login", data={"token": TOKEN})
     page = agreement_page(client, "utkast")

@@ -130,6 +130,11 @@ async def test_rescission_with_repayment(tmp_path: Path) -> None:
     body = ended[0].get_body(preferencelist=("plain",))
     assert body is not None and "200\u00a0000\u00a0kr" in body.get_content()
     assert not [e for e in sent if e.send_at > "2024-09-03" and e.template != "report_reminder"]
+    # The end is announced once, by the decision: no "Om 30 dagar"/"Idag" reminder of it after.
+    assert not [e for e in sent if e.template == "agreement_end"]
+    # The claim reaches finance on both sides: INVA-SAM repays what amf paid.
+    claimed = {e.to for e in sent if e.template == "agreement_ended"}
+    assert {"ekonomi@inva-sam.example.se", "ekonomi@amf.helsingborg.example.se"} <= claimed
 
 
 async def test_late_report_is_escalated(tmp_path: Path) -> None:

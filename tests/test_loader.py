@@ -29,6 +29,13 @@ CASES = [
     ("opt-out-without-notice.toml", "term.notice_months", "required for renewal 'opt-out'"),
     ("report-unknown-party.toml", "reports[0].party", "unknown party 'foreningen'"),
     ("no-signatory.toml", "parties.kommun.contacts", "at least one contact with the role"),
+    ("control-in-title.toml", "title", "control character U+0096: names and titles go into"),
+    (
+        "contact-name-nel.toml",
+        "parties.forening.contacts[0].name",
+        "control character U+0085: names and titles go into email subjects and headers",
+    ),
+    ("non-ascii-local-part.toml", "parties.forening.contacts[0].email", "needs SMTPUTF8"),
 ]
 
 
@@ -83,3 +90,120 @@ def test_a_problem_in_text_names_its_source() -> None:
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.toml")), ids=lambda p: p.stem)
 def test_examples_load(path: Path) -> None:
     assert load_agreement(path).id == path.stem
+
+
+# A valid agreement with every kind of text that goes into an email header.
+HEADERS = """
+id = "rubriker"
+title = "IOP Rubriker"
+reference = "KS 2025/17"
+purpose = "Samverkan.\\nTvå rader, med\\ttabb."
+[coordinator]
+name = "Malin Samordnare"
+email = "malin@kommun.example.se"
+[parties.kommun]
+name = "Kommunen"
+kind = "public"
+contacts = [
+  { name = "Maria Chef", title = "Chef", email = "maria@kommun.example.se", roles = ["signatory"] },
+]
+[parties.forening]
+name = "Föreningen"
+kind = "nonprofit"
+contacts = [
+  { name = "Saul Ordförande", email = "saul@föreningen.example.se", roles = ["signatory"] },
+]
+[term]
+start = 2025-01-01
+end = 2025-12-31
+[[contributions]]
+payer = "kommun"
+payee = "forening"
+amount = 100000
+description = "Bidrag"
+[[reports]]
+key = "arsrapport"
+name = "Årsrapport"
+party = "forening"
+[meetings]
+name = "Styrgruppsmöte"
+convener = "kommun"
+every_months = 6
+[[reviews]]
+key = "utvardering"
+title = "Utvärdering"
+months_before_end = 2
+[[milestones]]
+key = "halvtid"
+title = "Halvtid"
+date = 2025-07-01
+"""
+
+
+def test_the_header_sample_is_valid() -> None:
+    agreement = loads_agreement(HEADERS)
+    # An international domain is accepted; it goes to the relay in its IDNA form (xn--…).
+    assert agreement.parties["forening"].contacts[0].email == "saul@föreningen.example.se"
+    assert agreement.purpose == "Samverkan.\nTvå rader, med\ttabb."
+
+
+@pytest.mark.parametrize(
+    ("written", "location"),
+    [
+        ('title = "IOP Rubriker"', "title"),
+        ('reference = "KS 2025/17"', "reference"),
+        ('name = "Malin Samordnare"', "coordinator.name"),
+        ('name = "Kommunen"', "parties.kommun.name"),
+        ('name = "Maria Chef"', "parties.kommun.contacts[0].name"),
+        ('title = "Chef"', "parties.kommun.contacts[0].title"),
+        ('name = "Saul Ordförande"', "parties.forening.contacts[0].name"),
+        ('description = "Bidrag"', "contributions[0].description"),
+        ('name = "Årsrapport"', "reports[0].name"),
+        ('name = "Styrgruppsmöte"', "meetings.name"),
+        ('title = "Utvärdering"', "reviews[0].title"),
+        ('title = "Halvtid"', "milestones[0].title"),
+    ],
+)
+@pytest.mark.parametrize("char", ["\\u0085", "\\u0080", "\\u009f"])
+def test_a_c1_control_character_in_header_text_is_refused(
+    written: str, location: str, char: str
+) -> None:
+    """U+0085 and the other C1 controls (category Cc) were let through: the field rules
+    refused only C0, DEL and the line separators."""
+    assert written in HEADERS
+    name, _, value = written.partition(" = ")
+    broken = HEADERS.replace(written, f"{name} = {value[:3]}{char}{value[3:]}", 1)
+    with pytest.raises(AgreementFileError) as caught:
+        loads_agreement(broken)
+    (problem,) = caught.value.problems
+    assert problem.location == location
+    assert problem.message.startswith(f"contains the control character U+{char[-4:].upper()}")
+
+
+@pytest.mark.parametrize("char", ["\\u0085", "\\u0000", "\\u2028", "\\u007f", "\\u001b"])
+def test_every_control_character_is_refused_in_header_text(char: str) -> None:
+    with pytest.raises(AgreementFileError) as caught:
+        loads_agreement(HEADERS.replace("Årsrapport", f"Års{char}rapport"))
+    assert [p.location for p in caught.value.problems] == ["reports[0].name"]
+
+
+@pytest.mark.parametrize(("char", "refused"), [("\\u0085", True), ("\\u2028", False)])
+def test_the_purpose_may_break_lines_but_holds_no_c1_control(char: str, refused: bool) -> None:
+    text = HEADERS.replace("Två rader", f"Två{char}rader")
+    if not refused:  # a line separator in running text is only a line break
+        assert loads_agreement(text).purpose == "Samverkan.\nTvå\u2028rader, med\ttabb."
+        return
+    with pytest.raises(AgreementFileError) as caught:
+        loads_agreement(text)
+    assert [str(p) for p in caught.value.problems] == [
+        "purpose: contains the control character U+0085"
+    ]
+
+
+@pytest.mark.parametrize("address", ["åsa@kommun.example.se", "märia@kommun.example.se"])
+def test_an_address_with_non_ascii_before_the_at_is_refused(address: str) -> None:
+    with pytest.raises(AgreementFileError) as caught:
+        loads_agreement(HEADERS.replace("malin@kommun.example.se", address))
+    (problem,) = caught.value.problems
+    assert problem.location == "coordinator.email"
+    assert address in problem.message and "SMTPUTF8" in problem.message

@@ -24,20 +24,24 @@ from agreements.web.app import milestone_actions
 from agreements.web.i18n import ACTOR, EN, STATUS
 from models.agreement import DateRule
 from models.plan import MilestoneKind, MilestoneState, MilestoneStatus
-from models.schedule.dates import STOCKHOLM
+from models.schedule.dates import STOCKHOLM, add_months
 from tests.conftest import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TODAY = dt.datetime.now(STOCKHOLM).date()  # the day the workflows date decisions by
-LAST_YEAR = "invoice:kommun:forening:1:1"
-THIS_YEAR = "invoice:kommun:forening:2:1"
-NEXT_YEAR = "invoice:kommun:forening:3:1"
+# Yearly periods from 345 days ago: the first instalment came before the service took the
+# agreement on, the second is due in about 20 days (the page offers "invoiced" up to 60
+# days ahead), the third in about 385.
+START = TODAY - dt.timedelta(days=345)
+BEFORE = "invoice:kommun:forening:1:1"
+SOON = "invoice:kommun:forening:2:1"
+LATER = "invoice:kommun:forening:3:1"
 
 
 def terms() -> str:
     """Signed on paper before it came to the service (so it starts signed); one
-    instalment a year from last year to next, and a meeting a week ago."""
-    year = TODAY.year
+    instalment a period (see START), and a meeting a week ago."""
+    end = add_months(START, 36) - dt.timedelta(days=1)
     return f"""
 id = "stod"
 title = "IOP Stöd"
@@ -57,8 +61,8 @@ contacts = [
   {{ name = "Saul", email = "saul@forening.example.se", roles = ["contact", "signatory"] }},
 ]
 [term]
-start = {year - 1}-01-01
-end = {year + 1}-12-31
+start = {START.isoformat()}
+end = {end.isoformat()}
 [[contributions]]
 payer = "kommun"
 payee = "forening"
@@ -68,7 +72,7 @@ convener = "kommun"
 dates = [{(TODAY - dt.timedelta(days=7)).isoformat()}]
 [signing]
 method = "paper"
-signed = {year - 2}-12-15
+signed = {(START - dt.timedelta(days=20)).isoformat()}
 [prerequisites]
 no-market = true
 not-an-order = true
@@ -180,67 +184,69 @@ def test_an_instalment_is_invoiced_and_paid(web: tuple[TestClient, Path], cli: C
     }
     # The API: colons in the id as they are; the same key twice applies once.
     key = {**AUTH, "Idempotency-Key": "inv-1"}
-    first = client.post(f"{url}/{THIS_YEAR}", json=invoiced, headers=key)
+    first = client.post(f"{url}/{LATER}", json=invoiced, headers=key)
     assert first.status_code == 200, first.text
-    again = client.post(f"{url}/{THIS_YEAR}", json=invoiced, headers=key)
+    again = client.post(f"{url}/{LATER}", json=invoiced, headers=key)
     assert again.status_code == 200 and again.json() == first.json()
     assert count(client, "milestone.invoiced", 1) == 1
-    plain = client.post(f"{url}/{THIS_YEAR}", json=invoiced, headers=AUTH)
+    plain = client.post(f"{url}/{LATER}", json=invoiced, headers=AUTH)
     assert plain.status_code == 409 and "already invoiced" in plain.json()["detail"]
     # Refusals carry the workflow's reason: paid before invoiced (the id percent-encoded),
     # a date in the future, a status a person does not set.
-    encoded = LAST_YEAR.replace(":", "%3A")
+    encoded = BEFORE.replace(":", "%3A")
     early = client.post(f"{url}/{encoded}", json={"status": "paid"}, headers=AUTH)
     assert early.status_code == 409, early.text
-    assert early.json()["detail"] == f"{LAST_YEAR} has not been recorded as invoiced"
+    assert early.json()["detail"] == f"{BEFORE} has not been recorded as invoiced"
     tomorrow = (TODAY + dt.timedelta(days=2)).isoformat()
     future = {"status": "invoiced", "number": "F-9", "on": tomorrow}
-    ahead = client.post(f"{url}/{LAST_YEAR}", json=future, headers=AUTH)
+    ahead = client.post(f"{url}/{BEFORE}", json=future, headers=AUTH)
     assert ahead.status_code == 409 and "in the future" in ahead.json()["detail"]
-    nobody = client.post(f"{url}/{LAST_YEAR}", json={"status": "overdue"}, headers=AUTH)
+    nobody = client.post(f"{url}/{BEFORE}", json={"status": "overdue"}, headers=AUTH)
     assert nobody.status_code == 409 and "cannot be marked overdue" in nobody.json()["detail"]
     unknown = client.post(f"{url}/invoice:nope", json={"status": "paid"}, headers=AUTH)
     assert unknown.status_code == 409 and "no milestone invoice:nope" in unknown.json()["detail"]
 
     # The page: the status, when, by whom and the number.
     client.post("/login", data={"token": TOKEN})
-    shown = row(page(client), THIS_YEAR)
+    shown = row(page(client), LATER)
     assert "fakturerad" in shown and "F-2026-17" in shown and "Eva Ekonom" in shown
     assert str(TODAY - dt.timedelta(days=2)) in shown
-    assert form(shown, "paid")["milestone"] == THIS_YEAR  # the next step is offered
-    assert "att fakturera" in row(page(client), LAST_YEAR)
+    assert form(shown, "paid")["milestone"] == LATER  # the next step is offered
+    # The first instalment came before the service took the agreement on: not outstanding.
+    assert "passerad" in row(page(client), BEFORE)
+    assert "<form" not in row(page(client), BEFORE)
 
     # The command line: paid, once for one key; a wrong status is told, not tried.
-    args = ["milestone", "stod", THIS_YEAR, "paid", "--idempotency-key", "pay-1"]
+    args = ["milestone", "stod", LATER, "paid", "--idempotency-key", "pay-1"]
     for _ in range(2):
         paid = cli.invoke(cli_app, args)
         assert paid.exit_code == 0, paid.output
-        assert f"{THIS_YEAR}: betald" in paid.output
+        assert f"{LATER}: betald" in paid.output
     assert count(client, "milestone.paid", 1) == 1
-    wrong = cli.invoke(cli_app, ["milestone", "stod", THIS_YEAR, "sent"])
+    wrong = cli.invoke(cli_app, ["milestone", "stod", LATER, "sent"])
     assert wrong.exit_code == 1 and "Traceback" not in wrong.output
     assert "'sent' is not one of invoiced, paid, held, approved, returned" in wrong.output
-    refused = cli.invoke(cli_app, ["milestone", "stod", LAST_YEAR, "paid"])
+    refused = cli.invoke(cli_app, ["milestone", "stod", BEFORE, "paid"])
     assert refused.exit_code == 1 and "has not been recorded as invoiced" in refused.output
     shown_cli = cli.invoke(cli_app, ["show", "stod"])
-    assert shown_cli.exit_code == 0 and "att fakturera" in shown_cli.output  # next year's
+    assert shown_cli.exit_code == 0 and "att fakturera" in shown_cli.output  # the one due soon
 
     text = page(client)
-    shown = row(text, THIS_YEAR)
+    shown = row(text, LATER)
     assert "betald" in shown and "F-2026-17" in shown and "<form" not in shown
-    english = row(page(client, "?lang=en"), THIS_YEAR)
+    english = row(page(client, "?lang=en"), LATER)
     assert "paid" in english and "invoice no." in english and "betald" not in english
     page(client, "?lang=sv")
 
     # The page's forms: invoiced with a number, then paid; the meeting held.
-    fields = form(row(text, LAST_YEAR), "invoiced")
+    fields = form(row(text, SOON), "invoiced")
     posted = client.post(
         "/a/stod/milestone", data={**fields, "number": "F-1"}, follow_redirects=False
     )
     assert posted.status_code == 303, posted.text
     text = page(client)
-    assert "fakturerad" in row(text, LAST_YEAR) and "F-1" in row(text, LAST_YEAR)
-    for milestone, status, word in ((LAST_YEAR, "paid", "betald"), ("meeting:1", "held", "hållet")):
+    assert "fakturerad" in row(text, SOON) and "F-1" in row(text, SOON)
+    for milestone, status, word in ((SOON, "paid", "betald"), ("meeting:1", "held", "hållet")):
         fields = form(row(text, milestone), status)
         posted = client.post("/a/stod/milestone", data=fields, follow_redirects=False)
         assert posted.status_code == 303, posted.text
@@ -250,12 +256,12 @@ def test_an_instalment_is_invoiced_and_paid(web: tuple[TestClient, Path], cli: C
     # A refusal on the page is the workflow's reason; a form without its number says so.
     base = {"csrf": fields["csrf"], "idempotency_key": "k-2"}
     early_page = client.post(
-        "/a/stod/milestone", data={**base, "milestone": NEXT_YEAR, "status": "paid"}
+        "/a/stod/milestone", data={**base, "milestone": BEFORE, "status": "paid"}
     )
     assert early_page.status_code == 409
-    assert f"{NEXT_YEAR} has not been recorded as invoiced" in early_page.text
+    assert f"{BEFORE} has not been recorded as invoiced" in early_page.text
     bare = client.post(
-        "/a/stod/milestone", data={**base, "milestone": NEXT_YEAR, "status": "invoiced"}
+        "/a/stod/milestone", data={**base, "milestone": BEFORE, "status": "invoiced"}
     )
     assert bare.status_code == 400 and "Skriv fakturans nummer" in bare.text
 
@@ -270,11 +276,14 @@ def test_an_instalment_is_invoiced_and_paid(web: tuple[TestClient, Path], cli: C
     while table()["meeting:1"]["status"] != "held" and time.monotonic() < deadline:
         time.sleep(0.2)
     rows = table()
-    assert (rows[THIS_YEAR]["status"], rows[THIS_YEAR]["number"]) == ("paid", "F-2026-17")
-    assert rows[LAST_YEAR]["status"] == "paid" and rows["meeting:1"]["status"] == "held"
+    assert (rows[LATER]["status"], rows[LATER]["number"]) == ("paid", "F-2026-17")
+    assert rows[SOON]["status"] == "paid" and rows["meeting:1"]["status"] == "held"
+    assert rows[BEFORE]["status"] == "passed"
     finance = client.get("/api/upcoming?days=400&role=finance", headers=AUTH).json()
     listed = {m["id"]: m["status"] for m in finance}
-    assert listed.get(NEXT_YEAR) == "to_invoice"
-    assert THIS_YEAR not in listed and LAST_YEAR not in listed  # paid: nothing outstanding
+    # Coming ones with their status; past ones only while outstanding (paid, or from
+    # before the service: not outstanding).
+    assert listed.get(SOON) == listed.get(LATER) == "paid"
+    assert BEFORE not in listed, listed
     assert client.get("/api/upcoming?role=nobody", headers=AUTH).status_code == 422
     assert client.get("/api/agreements/nope/milestones", headers=AUTH).status_code == 404

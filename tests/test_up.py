@@ -4,6 +4,7 @@ everything; running it again keeps the agreements."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -15,10 +16,13 @@ from pathlib import Path
 
 import httpx
 
+from agreements import ops
+from agreements.cli import years_to_future
 from agreements.simulate import free_port
 from agreements.up import dev_server_command
 from emails.sink import read_mail
 from models.config import Settings
+from models.loader import load_agreement
 
 ROOT = Path(__file__).resolve().parent.parent
 AGREEMENTS = str(Path(sys.executable).parent / "agreements")
@@ -104,7 +108,7 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
         "AGREEMENTS_SMTP_PORT": str(free_port()),
         "AGREEMENTS_WEB_PORT": str(free_port()),
     }
-    example = str(ROOT / "examples" / "planteringen.toml")
+    examples = ROOT / "examples"
     with service(env, tmp_path):
         health = httpx.get(f"http://127.0.0.1:{env['AGREEMENTS_WEB_PORT']}/healthz", timeout=10)
         assert health.text == "ok"
@@ -112,7 +116,13 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
             for name, port in env.items():
                 where = listening(int(port))
                 assert where and where <= LOOPBACK, f"{name}: {port} listens on {where}"
-        assert cli(env, tmp_path, "create", example).returncode == 0
+        # The README's quick start: the seed moved forward whole years, to sign today.
+        shifted = cli(env, tmp_path, "shift", str(examples / "planteringen.toml"))
+        assert shifted.returncode == 0, shifted.stderr
+        (tmp_path / "data" / "planteringen.toml").write_text(shifted.stdout, encoding="utf-8")
+        created = cli(env, tmp_path, "create", "data/planteringen.toml")
+        assert created.returncode == 0, created.stderr
+        assert "Läge: draft" in created.stdout
         confirm = cli(
             env,
             tmp_path,
@@ -134,6 +144,37 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
         first = read_mail(mail)
         assert len(first) == 6  # one signing link per signatory
         assert {m["X-Agreement-Template"] for m in first} == {"signature_request"}
+        # One already under way: refused until it says when it was signed, then taken on
+        # as signed, sending nothing for what is past; one whose term is over is refused.
+        # The README takes INVA-SAM on as it is (signed 2024-04-26, running to 2027-04-30);
+        # so that this test keeps working after that, it is then moved whole years to have
+        # started within the past year.
+        seed = examples / "helsingborg-inva-sam.toml"
+        try:
+            ops.taken_on(load_agreement(seed), dt.date(2024, 4, 26))
+            years = 0
+        except ops.OperationError:  # the seed's term is over
+            yesterday = ops.stockholm_today() - dt.timedelta(days=1)
+            years = years_to_future(load_agreement(seed).term.start, yesterday) - 1
+        moved = cli(env, tmp_path, "shift", str(seed), "--years", str(years))
+        inva_sam = tmp_path / "data" / "helsingborg-inva-sam.toml"
+        inva_sam.write_text(moved.stdout, encoding="utf-8")
+        signed = f"{2024 + years}-04-26"
+        refused = cli(env, tmp_path, "create", str(inva_sam))
+        assert refused.returncode == 1 and "--signed YYYY-MM-DD" in refused.stderr
+        taken = cli(env, tmp_path, "create", str(inva_sam), "--signed", signed)
+        assert taken.returncode == 0, taken.stderr
+        assert f"Övertaget som undertecknat {signed}" in taken.stdout
+        over = cli(env, tmp_path, "create", str(examples / "lund-radrum.toml"))
+        assert over.returncode == 1 and "is over" in over.stderr
+        for _ in range(100):
+            shown = cli(env, tmp_path, "show", "helsingborg-inva-sam")
+            if "Läge: active" in shown.stdout:
+                break
+            time.sleep(0.1)
+        assert "Läge: active" in shown.stdout, shown.stdout + shown.stderr
+        assert "E-post: 0 skickade" in shown.stdout
+        assert len(read_mail(mail)) == 6  # nothing more
     assert (tmp_path / "data" / "temporal.db").exists()
     with service(env, tmp_path):
         listed = cli(env, tmp_path, "show", "planteringen")

@@ -132,3 +132,115 @@ def test_simulate_rejects_a_broken_scenario(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "steps.0.actoin" in result.output and "Traceback" not in result.output
+
+
+AGREEMENTS = Path(sys.executable).parent / "agreements"
+
+
+def run_simulate(*args: str) -> subprocess.CompletedProcess[str]:
+    """`agreements simulate` as a person or a script runs it: the console script, in its
+    own process (the SDK core writes to the process's own file descriptors)."""
+    return subprocess.run(
+        [str(AGREEMENTS), "simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+def sent(emails: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """(minute sent, key) of each email: an event's email goes out within moments."""
+    return sorted((e["send_at"][:16], e["key"]) for e in emails)
+
+
+def test_simulate_json_is_the_whole_standard_output() -> None:
+    """`agreements simulate FILE --json | python -m json.tool` works: the SDK core's log
+    lines go to standard error, never before the JSON."""
+    done = run_simulate(str(ROOT / "examples" / "kristianstad-gamlegarden.toml"), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["agreement"] == "kristianstad-gamlegarden" and data["refused"] == []
+    assert data["emails"] and data["from"] is None
+    assert "Traceback" not in done.stderr
+
+
+def test_a_refused_step_is_listed_and_the_life_goes_on(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(
+        # A fixed term has nothing to renew; a report the agreement does not have; a
+        # withdrawal that is taken; a decision after the end.
+        '[[steps]]\nat = 2023-01-10T10:00:00\naction = "renew"\nparty = "kommunen"\n\n'
+        '[[steps]]\nat = 2023-01-11T10:00:00\naction = "report"\nreport = "nope"\n'
+        "occurrence = 1\n\n"
+        '[[steps]]\nat = 2025-01-10T10:00:00\naction = "notice"\nparty = "kommunen"\n'
+    )
+    example = str(ROOT / "examples" / "kristianstad-gamlegarden.toml")
+    done = run_simulate(example, "--scenario", str(scenario), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["state"] == "ended" and data["end"] == "2024-06-30"  # it went on to its end
+    refused = [(r["at"][:16], r["step"], r["reason"]) for r in data["refused"]]
+    assert refused == [
+        (
+            "2023-01-10T10:00",
+            "renew (party kommunen)",
+            "this agreement has a fixed term: there is nothing to renew",
+        ),
+        (
+            "2023-01-11T10:00",
+            "report (report nope, occurrence 1)",
+            "there is no report nope number 1 in this agreement (reports: none)",
+        ),
+        ("2025-01-10T10:00", "notice (party kommunen)", "the agreement had already ended"),
+    ]
+    # The emails are the whole life's, as without the script.
+    plain = json.loads(run_simulate(example, "--json").stdout)
+    assert sent(data["emails"]) == sent(plain["emails"])
+    # The table lists them under the emails.
+    table = run_simulate(example, "--scenario", str(scenario))
+    assert table.returncode == 0, table.stderr
+    assert "Avvisade steg" in table.stdout and "fixed term" in table.stdout
+    assert "3 avvisade steg" in table.stdout and "Traceback" not in table.stderr
+
+
+def test_a_step_without_what_it_needs_is_named_before_the_simulation(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('[[steps]]\nat = 2023-03-15T10:00:00\naction = "withdraw"\n')
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            str(ROOT / "examples" / "kristianstad-gamlegarden.toml"),
+            "--scenario",
+            str(scenario),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "steps.0: Value error, action 'withdraw' needs party" in result.output
+
+
+def test_simulate_from_a_day_takes_it_on_signed_and_sends_nothing_before() -> None:
+    example = str(ROOT / "examples" / "lund-radrum.toml")
+    whole = json.loads(run_simulate(example, "--json").stdout)
+    done = run_simulate(example, "--from", "2020-03-01", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["from"] == "2020-03-01" and data["state"] == "ended"
+    assert data["emails"], "what comes after the day is sent"
+    assert all(e["send_at"] >= "2020-03-01" for e in data["emails"])
+    templates = {e["template"] for e in data["emails"]}
+    assert not templates & {
+        "signature_request",
+        "signature_receipt",
+        "signature_completed",
+        "report_overdue",
+    }
+    # From that day on, the same emails as a life signed through the service.
+    later = [e for e in whole["emails"] if e["send_at"] >= "2020-03-01"]
+    assert sent(data["emails"]) == sent(later)
+    # A day after the term's end: nothing to take on, said in one line.
+    over = run_simulate(example, "--from", "2022-01-01")
+    assert over.returncode == 1
+    assert "--from 2022-01-01: lund-radrum: its term ran 2019-07-01 – 2021-06-30" in over.stderr
+    assert "Traceback" not in over.stderr

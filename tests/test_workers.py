@@ -33,9 +33,9 @@ from workflows.signing import PaperSignature, SignRequest
 
 AGREEMENTS = 30
 SIGNERS = ("maria@kommun.example.se", "saul@forening.example.se")
-# Per agreement: a signing request to each signer, then the completion to both signers and
-# the coordinator.
-EXPECTED = {"signature_request": 2, "signature_completed": 3}
+# Per agreement: a signing request to each signer, a receipt to the first who signs, then the
+# completion to both signers and the coordinator.
+EXPECTED = {"signature_request": 2, "signature_receipt": 1, "signature_completed": 3}
 
 
 def terms(number: int) -> str:

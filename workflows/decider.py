@@ -12,10 +12,11 @@ shell around these: it runs one step at a time, carries out the effects and slee
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from models.agreement import Agreement, RenewalKind, Role
+from models.agreement import Agreement, ContributionKind, RenewalKind, Role
 from models.commands import (
     Amendment,
     Command,
@@ -64,7 +65,7 @@ from models.plan import (
 )
 from models.prerequisites import CHECKLIST
 from models.schedule import dates
-from models.schedule.engine import coordinator, everyone, plan, recipients
+from models.schedule.engine import END_MILESTONE, coordinator, everyone, plan, recipients
 from models.validation import check
 
 # Emails with a date the reader should put in a calendar carry an .ics attachment.
@@ -79,6 +80,10 @@ CALENDAR_TEMPLATES = {
 }
 
 USER_AGENT_MAX = 300
+
+# A repayment claimed with a rescission is due this many days after the claim is sent (the
+# day the rescission is recorded), on the next business day if that is a day off (§ 2).
+REPAYMENT_DAYS = 30
 
 
 def workflow_id(agreement_id: str) -> str:
@@ -158,13 +163,7 @@ def tick(core: Core, now: dt.datetime) -> Decision:
     p = step.plan()
     step.advance_state(p)
     step.tell_unextended(p)
-    if step.decisions.signed_on is not None:
-        p = step.plan()
-        milestones = {m.id: m for m in p.milestones}
-        for email in p.emails:
-            if step.sendable(email) and email.send_at <= now:
-                step.emails.append(step.planned_spec(email, milestones))
-        step.sent_until = now
+    step.send_due()
     return step.done()
 
 
@@ -259,6 +258,10 @@ def _state(core: Core, m: PlannedMilestone, mark: MilestoneMark | None) -> Miles
             number=_number(core, m.id) if mark.status is MilestoneStatus.paid else mark.number,
             note=mark.note,
         )
+    if core.taken_on is not None and m.effective_date < core.taken_on.date():
+        # Before the service took the agreement on (one under way, imported as signed):
+        # whatever happened then was handled outside it; nothing is outstanding.
+        return MilestoneState(**values, status=MilestoneStatus.passed)
     match m.kind:
         case MilestoneKind.report_due:
             return MilestoneState(**values, status=MilestoneStatus.due)
@@ -464,7 +467,30 @@ class _Step:
         left = self.withdrawn.get(email.to.party or "")
         if left is not None and email.send_at.date() > left:
             return False  # the party has left the agreement
+        ending = self.decisions.ending
+        if (
+            ending is not None
+            and email.milestone_id == END_MILESTONE
+            and email.send_at.astimezone(dates.STOCKHOLM).date() <= ending.decided_on
+        ):
+            # Announcing an end on the day it was decided, or before: the ending email did.
+            return False
         return self.sent_until is None or email.send_at > self.sent_until
+
+    def send_due(self, announcing: bool = False) -> None:
+        """Every planned email due by now and not yet handled goes out; then everything up
+        to now is handled. When an ending is being announced, the reminders of the end whose
+        time has passed are dropped: the announcement says more, and comes first."""
+        if self.decisions.signed_on is None:
+            return
+        p = self.plan()
+        milestones = {m.id: m for m in p.milestones}
+        for email in p.emails:
+            if announcing and email.milestone_id == END_MILESTONE:
+                continue
+            if self.sendable(email) and email.send_at <= self.now:
+                self.emails.append(self.planned_spec(email, milestones))
+        self.sent_until = max(self.now, self.sent_until or self.now)
 
     def missing_prerequisites(self) -> list[str]:
         return _missing(self.agreement, self.prerequisites)
@@ -1046,7 +1072,10 @@ class _Step:
     def announce_ending(
         self, kind: EndingKind, end: dt.date, party: str | None, ending: Ending | None
     ) -> None:
-        """Every party is told; the calendar entries after the end are cancelled."""
+        """Every party is told; the calendar entries after the end are cancelled. What fell
+        due before goes out first, except the reminders of the end: nothing announces an end
+        after it was decided. A repayment claim also goes to finance on both sides."""
+        self.send_due(announcing=True)
         self.ending_told = end
         info = EndingInfo(
             kind=kind.value,
@@ -1056,13 +1085,41 @@ class _Step:
             reason=ending.reason if ending else None,
             repayment=ending.repayment if ending else None,
         )
+        people = [*everyone(self.agreement), coordinator(self.agreement)]
+        if ending is not None and ending.repayment:
+            flows = self.repayment_flows(party)
+            due = self.now.astimezone(dates.STOCKHOLM).date() + timedelta(days=REPAYMENT_DAYS)
+            info = info.model_copy(
+                update={
+                    "repayment_due": dates.next_business_day(due),
+                    "repaid_by": self.names(by for by, _ in flows) or None,
+                    "repaid_to": self.names(to for _, to in flows) or None,
+                }
+            )
+            for key in dict.fromkeys(k for flow in flows for k in flow):
+                people.extend(recipients(self.agreement, key, Role.finance))
         full = self.plan(self.decisions.model_copy(update={"ending": None}))
         cancelled = [m for m in full.milestones if m.effective_date > end]
         seen: set[str] = set()
-        for person in [*everyone(self.agreement), coordinator(self.agreement)]:
+        for person in people:
             if person.email not in seen:
                 seen.add(person.email)
                 self.event_email(person, "agreement_ended", kind.value, info, cancelled)
+
+    def repayment_flows(self, claimant: str | None) -> list[tuple[str, str]]:
+        """Who repays whom (party keys): the money goes back the way it came, along the
+        money contributions the claiming party paid; along every money contribution when it
+        paid none or no party is named."""
+        money = [
+            (c.payee, c.payer)
+            for c in self.agreement.contributions
+            if c.kind is ContributionKind.money and c.payee is not None
+        ]
+        own = [(by, to) for by, to in money if to == claimant]
+        return list(dict.fromkeys(own or money))
+
+    def names(self, keys: Iterable[str]) -> str:
+        return ", ".join(self.agreement.parties[key].name for key in dict.fromkeys(keys))
 
     # Time -------------------------------------------------------------------------------------
 

@@ -7,9 +7,11 @@ carries one, and the round as shown (query, result) carries no IP either. Every 
 checked by a validator first, so a refused one (a forged link, a second "opened", a turn
 that is not theirs) writes nothing to the history; every answer is a small `RoundAnswer`.
 Reminders follow the agreement's cadence up to its cap; at expiry the coordinator is told.
-When the round ends, everyone involved gets the outcome, and on completion the
-verification record: every event with a time-zone-labelled timestamp, the method, the IP
-where known, and the SHA-256 of the signed terms.
+Each signer gets a receipt when they have signed (on a link or on paper): what they signed
+and what happens next; the signer whose signature completes the round gets the completion
+email instead, at once. When the round ends, everyone involved gets the outcome, and on
+completion the verification record: every event with a time-zone-labelled timestamp, the
+method, the IP where known, and the SHA-256 of the signed terms.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ class SignatureRoundWorkflow:
         self.cancel: CancelRequest | None = None
         self.events_logged = 0
         self.last_contact: dict[str, dt.datetime] = {}
+        self.receipted: set[str] = set()  # signers whose signature has had its receipt
+        self.receipts: list[asyncio.Task[None]] = []  # receipts on their way
 
     # The round as it stands -----------------------------------------------------------
 
@@ -342,6 +346,7 @@ class SignatureRoundWorkflow:
             # this loop awaits an activity is never lost.
             self.changed = False
             await self._log_events()
+            self._send_receipts()
             outcome = self._outcome()
             if outcome is not None:
                 break
@@ -372,11 +377,13 @@ class SignatureRoundWorkflow:
                         suffix=str(signer.reminders + 1),
                     )
                     self._event("reminded", signer)
+        self._send_receipts()  # signatures that came in while the loop was sending
         reason = self.cancel.reason if self.cancel else _decline_reason(self.round)
         self.round = self.round.model_copy(update={"outcome": outcome, "reason": reason})
         self._event(outcome.value, recorded_by=self.cancel.by if self.cancel else None)
         await self._log_events()
         await self._announce(outcome)
+        await asyncio.gather(*self.receipts)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.round.public()
 
@@ -401,6 +408,44 @@ class SignatureRoundWorkflow:
             return RoundOutcome.completed
         if self.clock.now() >= self.round.expires_at:
             return RoundOutcome.expired
+        return None
+
+    def _send_receipts(self) -> None:
+        """A receipt to each signer who has signed since the last look, once. Not to the
+        signer whose signature completed the round: the completion email with the
+        verification record goes to them at once. Whether a signer gets one does not hang
+        on when the round looks (the run looks once more after the loop), so the same
+        signatures give the same receipts every time. A receipt goes on its own: one that
+        the mail server keeps refusing for a while holds up neither the round nor its
+        outcome (the run waits for them only at its very end).
+
+        Added while rounds were running (`signer-receipt`): a round that had a signature
+        before this code ran replays without a receipt for it and sends none for the rest
+        of its run; a round that had none sends them from its first signature on."""
+        due = [
+            s
+            for s in self.round.signers
+            if s.status is SignerStatus.signed and s.email not in self.receipted
+        ]
+        if not due:
+            return
+        self.receipted.update(s.email for s in due)
+        if not workflow.patched("signer-receipt"):
+            return
+        last = self._completed_by()
+        for signer in due:
+            if signer.email != last:
+                mail = self._mail(signer_recipient(signer), "signature_receipt", None)
+                self.receipts.append(asyncio.create_task(mail))
+
+    def _completed_by(self) -> str | None:
+        """The signer whose signature completed the round (the last one recorded), if it is
+        complete."""
+        if not all(s.status is SignerStatus.signed for s in self.round.signers):
+            return None
+        for event in reversed(self.round.events):
+            if event.what == "signed":
+                return event.signer
         return None
 
     async def _announce(self, outcome: RoundOutcome) -> None:

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Form, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, Header, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import Field, ValidationError
@@ -135,6 +135,17 @@ class MilestoneBody(Frozen):
     by: str = Field(default="coordinator", max_length=200)
 
 
+# The day an agreement was signed before it came to the service (POST /api/agreements).
+SignedOn = Annotated[
+    dt.date | None,
+    Query(
+        description=(
+            "The day it was signed, when it is already signed (YYYY-MM-DD): it is taken on "
+            "as signed and nothing is sent for what is past. Required once its term has "
+            "started."
+        ),
+    ),
+]
 # A client's retry of a decision carries the same key and applies once (service.ops.update_id_for).
 IdempotencyKey = Annotated[
     str | None,
@@ -231,13 +242,20 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return [r.model_dump(mode="json") for r in ops.agreements(config)]
 
     @app.post("/api/agreements", dependencies=api, status_code=201)
-    async def api_create(request: Request) -> Snapshot:
+    async def api_create(request: Request, signed: SignedOn = None) -> Snapshot:
+        """The agreement file (TOML) as the body. An agreement whose term has started is
+        taken on only with `?signed=YYYY-MM-DD` (or `signing.signed` in the file): as
+        signed, sending nothing for what is past; one whose term is over is refused (422)."""
         text = (await request.body()).decode("utf-8", errors="replace")
         try:
             agreement = loads_agreement(text, source="request")
         except AgreementFileError as error:
             raise HTTPException(422, str(error)) from None
-        result: Snapshot = await run(ops.create(temporal(request), config, agreement))
+        flag = "?signed=YYYY-MM-DD"
+        ops_run(lambda: ops.taken_on(agreement, signed, flag=flag), 422)
+        result: Snapshot = await run(
+            ops.create(temporal(request), config, agreement, signed, flag=flag)
+        )
         return result
 
     @app.get("/api/agreements/{agreement_id}", dependencies=api)
@@ -544,14 +562,28 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.post("/create", dependencies=pages)
     async def create_page(
-        request: Request, csrf: Annotated[str, Form()], terms: Annotated[str, Form()]
+        request: Request,
+        csrf: Annotated[str, Form()],
+        terms: Annotated[str, Form()],
+        signed: Annotated[str, Form()] = "",
     ) -> Response:
         require_csrf(csrf)
+        t = translator("en" if request.cookies.get("lang") == "en" else "sv")
+        field = t("Redan undertecknat den")
+        try:
+            day = dt.date.fromisoformat(signed.strip()) if signed.strip() else None
+        except ValueError:
+            return problem(request, f"{field}: {signed[:40]!r} {t('är inte ett datum')}", 422)
+        flag = f"«{field}»"
         try:
             agreement = loads_agreement(terms, source="avtalsfilen")
-            await ops.create(temporal(request), config, agreement)
+            agreement = ops.taken_on(agreement, day, flag=flag)
         except AgreementFileError as error:
             return problem(request, str(error), 422)
+        except ops.OperationError as error:
+            return problem(request, str(error), 422)
+        try:
+            await ops.create(temporal(request), config, agreement, day, flag=flag)
         except ops.OperationError as error:
             return problem(request, str(error), 409)
         return RedirectResponse(f"/a/{agreement.id}", status_code=303)

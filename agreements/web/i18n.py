@@ -21,7 +21,16 @@ EN: dict[str, str] = {
     "Inga avtal ännu. Lägg till ett med": "No agreements yet. Add one with",
     "Lägg till ett avtal": "Add an agreement",
     "Avtalsfilen (TOML)": "The agreement file (TOML)",
-    "Lägg till som utkast": "Add as a draft",
+    "Lägg till avtalet": "Add the agreement",
+    "Redan undertecknat den": "Already signed on",
+    "Fyll i dagen om avtalet redan är undertecknat; det krävs när avtalsperioden har börjat. "
+    "Avtalet tas då över som undertecknat och inget skickas för det som redan har passerat. "
+    "Lämna tomt för att lägga till det som utkast och signera genom tjänsten.": (
+        "Give the day if the agreement is already signed; it is required once its term has "
+        "started. The agreement is then taken on as signed, and nothing is sent for what is "
+        "already past. Leave it empty to add it as a draft and sign it through the service."
+    ),
+    "är inte ett datum": "is not a date",
     "slutar": "ends",
     "Kalender (.ics)": "Calendar (.ics)",
     "Bekräfta förutsättningarna för IOP innan signering": (
@@ -36,6 +45,10 @@ EN: dict[str, str] = {
     "skäl": "reason",
     "Avbryt signeringen": "Cancel signing",
     "Tidslinje": "Timeline",
+    "i natura": "in kind",
+    "värde": "value",
+    "för första perioden": "for the first period",
+    "för period": "for period",
     "Datum": "Date",
     "Skrivet": "Written",
     "Vad": "What",

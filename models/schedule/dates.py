@@ -93,9 +93,40 @@ def local_time(day: dt.date, at: dt.time) -> dt.datetime:
     return dt.datetime.combine(day, at, tzinfo=STOCKHOLM)
 
 
+def term_end(start: dt.date, months: int) -> dt.date:
+    """The last day of `months` counted from `start`: the day before start + months."""
+    return add_months(start, months) - dt.timedelta(days=1)
+
+
 def period_bounds(start: dt.date, period_months: int, index: int) -> tuple[dt.date, dt.date]:
     """First and last day (inclusive) of period `index` (1-based), anchored on `start` so that
     month-end clamping never drifts from one period to the next."""
     first = add_months(start, (index - 1) * period_months)
-    last = add_months(start, index * period_months) - dt.timedelta(days=1)
+    last = term_end(start, index * period_months)
     return first, last
+
+
+def months_to(start: dt.date, end: dt.date, step: int) -> int:
+    """How many months from `start` a term ending on `end` runs, in whole `step`s: the first
+    multiple of `step` whose term ends on or after `end` (exactly on it for a valid term)."""
+    months = step
+    while term_end(start, months) < end:
+        months += step
+    return months
+
+
+def renewal_ends(
+    start: dt.date, end: dt.date, period_months: int, renewal_months: int, limit: dt.date
+) -> list[dt.date]:
+    """The initial term's last day `end`, then the last day of each renewal, as long as the
+    one before ends before `limit` (the maximum term's last day).
+
+    Every renewal is counted from the agreement's `start` (start + initial + k·renewal months,
+    minus a day) like the periods, never chained from the previous end: chained, a start on
+    the 29th, 30th or 31st drifts to an earlier day after the first short month, and the
+    renewals would no longer end with the periods or on a maximum term counted in months."""
+    initial = months_to(start, end, period_months)
+    ends = [end]
+    while ends[-1] < limit:
+        ends.append(term_end(start, initial + len(ends) * renewal_months))
+    return ends

@@ -39,7 +39,13 @@ from models.validation import max_end
 _ORDER = {kind: index for index, kind in enumerate(MilestoneKind)}
 # The report covering the last months is due after the end; nothing else outlives the term.
 _AFTER_END = {MilestoneKind.agreement_end, MilestoneKind.report_due}
-_TEMPLATE_ORDER = {"signature_request": 0, "signature_completed": 1, "deadline_escalation": 9}
+_TEMPLATE_ORDER = {
+    "signature_request": 0,
+    "signature_receipt": 1,
+    "signature_completed": 2,
+    "deadline_escalation": 9,
+}
+END_MILESTONE = "agreement-end"  # the id of the agreement_end milestone
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,16 @@ def resolve_term(agreement: Agreement, decisions: Decisions, scenario: Scenario)
     limit = max_end(agreement)
     renewal_months = term.renewal_months or term.period_months
     signing_parties = [key for key, party in agreement.parties.items() if party.signs]
+    # Every possible term end, counted from the start like the periods (never chained).
+    possible = (
+        [term.end]
+        if term.renewal is RenewalKind.fixed
+        else dates.renewal_ends(term.start, term.end, term.period_months, renewal_months, limit)
+    )
     expiries = [term.end]
     decided: list[dt.date] = []
     ending = EndingKind.expiry
-    while expiries[-1] < limit and term.renewal is not RenewalKind.fixed:
+    for following in possible[1:]:
         current = expiries[-1]
         decided.append(current)
         said = {d.party: d.renew for d in decisions.renewals if d.term_end == current}
@@ -74,8 +86,7 @@ def resolve_term(agreement: Agreement, decisions: Decisions, scenario: Scenario)
                 ending = EndingKind.not_extended
         if not renews:
             break
-        next_start = current + dt.timedelta(days=1)
-        expiries.append(dates.add_months(next_start, renewal_months) - dt.timedelta(days=1))
+        expiries.append(following)
     end = expiries[-1]
     if decisions.ending is not None and decisions.ending.end <= end:
         end = decisions.ending.end
@@ -164,7 +175,7 @@ class _Builder:
                 period=index,
             )
         self.add(
-            "agreement-end",
+            END_MILESTONE,
             MilestoneKind.agreement_end,
             t.end,
             DateRule.none,
@@ -231,7 +242,7 @@ class _Builder:
                         amount=amount,
                     )
                     continue
-                days = self.instalment_days(c.instalments, first, last)
+                days = self.instalment_days(c.instalments, index, first, last)
                 for k, (day, part) in enumerate(
                     zip(days, _split(amount or 0, len(days)), strict=True)
                 ):
@@ -248,14 +259,18 @@ class _Builder:
                         occurrence=k + 1,
                     )
 
-    def instalment_days(self, plan: Instalments, first: dt.date, last: dt.date) -> list[dt.date]:
-        months = self.a.term.period_months
+    def instalment_days(
+        self, plan: Instalments, index: int, first: dt.date, last: dt.date
+    ) -> list[dt.date]:
+        start, months = self.a.term.start, self.a.term.period_months
         if plan.dates is not None:
             return sorted(d for d in plan.dates if first <= d <= last)
         step = months // plan.per_period if plan.per_period else 12 // (plan.per_year or 1)
+        # Counted from the start, like the periods: an instalment on the 31st stays there.
+        offset = (index - 1) * months
         return [
             d
-            for d in (dates.add_months(first, k * step) for k in range(months // step))
+            for d in (dates.add_months(start, offset + k * step) for k in range(months // step))
             if d <= last
         ]
 
@@ -271,12 +286,12 @@ class _Builder:
                 first = r.first_months or every
                 k = 0
                 while True:
-                    cover_end = dates.add_months(start, first + k * every) - dt.timedelta(days=1)
+                    cover_end = dates.term_end(start, first + k * every)
                     if cover_end > self.term.end:
                         break
                     # A part report (first 6 of every 12 months) covers 6 months, not 12.
                     covered = min(first, every)
-                    cover_start = dates.add_months(cover_end + dt.timedelta(days=1), -covered)
+                    cover_start = dates.add_months(start, first + k * every - covered)
                     due_on: dt.date = cover_end + relativedelta(
                         months=r.due_months, days=r.due_days
                     )
@@ -312,10 +327,9 @@ class _Builder:
         elif m.every_months is not None:
             offset = m.offset_months if m.offset_months is not None else m.every_months // 2
             k = 0
-            while (
-                window := dates.add_months(self.a.term.start, k * m.every_months)
-            ) <= self.term.end:
-                days.append(dates.add_months(window, offset))
+            start = self.a.term.start
+            while dates.add_months(start, k * m.every_months) <= self.term.end:
+                days.append(dates.add_months(start, k * m.every_months + offset))
                 k += 1
         for n, day in enumerate(days, start=1):
             self.add(
@@ -406,15 +420,20 @@ class _Builder:
             match m.kind:
                 case MilestoneKind.signing if self.scenario is Scenario.plan:
                     # A live round's emails follow what signers do (the signature workflow);
-                    # the plan assumes everyone signs the day the round starts.
+                    # the plan assumes everyone signs the day the round starts, in the
+                    # round's order: each signer gets a receipt but the last, whose
+                    # signature completes the round (workflows/signing.py).
+                    signers = [
+                        r
+                        for key, party in self.a.parties.items()
+                        if party.signs
+                        for r in self.recipients(key, Role.signatory)
+                    ]
                     if self.a.signing.method is SigningMethod.link:
-                        signers = [
-                            r
-                            for key, party in self.a.parties.items()
-                            if party.signs
-                            for r in self.recipients(key, Role.signatory)
-                        ]
                         send(m, "signature_request", [0], signers, signing=True)
+                    last = signers[-1].email if signers else None
+                    receipts = [r for r in signers if r.email != last]
+                    send(m, "signature_receipt", [0], receipts, signing=True)
                     done = [*everyone, *self.everyone(Role.signatory), self.coordinator()]
                     send(m, "signature_completed", [0], done, signing=True)
                 case MilestoneKind.invoice:
