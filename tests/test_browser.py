@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agreements.simulate import free_port
-from models.schedule.dates import STOCKHOLM
+from models.schedule.dates import STOCKHOLM, add_months
 from tests.mail import signing_requests
 from tests.test_up import service
 
@@ -26,10 +26,15 @@ pytestmark = pytest.mark.skipif(
     reason="Debian's chromium is not installed (python3.11 tasks.py test installs it as root)",
 )
 TOKEN = "browser-token-5e1a"
+
+
 # The term starts today (Stockholm), so it can still be signed as a draft and is active once
 # everyone has signed; a term that started earlier would have to say when it was signed.
-START = dt.datetime.now(STOCKHOLM).date()
-TERMS = f"""
+def terms() -> str:
+    """Made when the test types them: a module-level date would be yesterday's in a run
+    that passes midnight."""
+    start = dt.datetime.now(STOCKHOLM).date()
+    return f"""
 id = "webbavtal"
 title = "IOP Webbavtal"
 [coordinator]
@@ -48,8 +53,8 @@ contacts = [
   {{ name = "Saul Ordförande", email = "saul@forening.example.se", roles = ["signatory"] }},
 ]
 [term]
-start = {START.isoformat()}
-end = {(START.replace(year=START.year + 1) - dt.timedelta(days=1)).isoformat()}
+start = {start.isoformat()}
+end = {(add_months(start, 12) - dt.timedelta(days=1)).isoformat()}
 [[contributions]]
 payer = "kommun"
 payee = "forening"
@@ -103,7 +108,7 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
         coordinator.fill("input[name=token]", TOKEN)
         coordinator.click("button[type=submit]")
         coordinator.click("summary")
-        coordinator.fill("textarea[name=terms]", TERMS)
+        coordinator.fill("textarea[name=terms]", terms())
         coordinator.click("#create")
         assert "IOP Webbavtal" in coordinator.inner_text("h1")
         coordinator.click("text=Bekräfta alla")

@@ -107,11 +107,13 @@ def test_the_command_line_refuses_before_it_connects(tmp_path: Path) -> None:
     assert started.exit_code == 1 and "(--signed YYYY-MM-DD)" in started.output
     bad = runner.invoke(app, ["create", str(path), "--signed", "10 juni"], env=env)
     assert bad.exit_code == 1 and "--signed: '10 juni' is not a date (YYYY-MM-DD)" in bad.output
-    ahead = (TODAY + dt.timedelta(days=1)).isoformat()
+    today = ops.stockholm_today()  # now, not at import: a run may pass midnight
+    ahead = (today + dt.timedelta(days=2)).isoformat()
     future = runner.invoke(app, ["create", str(path), "--signed", ahead], env=env)
     assert future.exit_code == 1 and "cannot be in the future" in future.output
     # With the day it was signed it goes on to the service (here: not running).
-    signed = runner.invoke(app, ["create", str(path), "--signed", TODAY.isoformat()], env=env)
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+    signed = runner.invoke(app, ["create", str(path), "--signed", yesterday], env=env)
     assert signed.exit_code == 1 and "cannot reach Temporal" in signed.output
     assert "Traceback" not in over.output + started.output + signed.output
 
