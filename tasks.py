@@ -1,5 +1,7 @@
 """Set up and run the project with nothing but Python 3.11: `python3.11 tasks.py run|test`.
 
+`python3.11 tasks.py i18n` extracts new messages into the catalogs (i18n/) and compiles them.
+
 Creates `.venv` when it is missing, installs the project into it (again whenever
 pyproject.toml changes), then runs the service or the whole test suite.
 """
@@ -39,7 +41,30 @@ def install() -> None:
     STAMP.write_text(digest)
 
 
+# The catalog (i18n/): where messages are looked for, and the Babel steps that keep it.
+I18N = ROOT / "i18n"
+KEYWORDS = ("text:2", "plural:2,3", "N_")
+
+
+def compile_catalogs() -> None:
+    """Compile the .po catalogs into .mo files (build output, not kept in git)."""
+    sh(BIN / "pybabel", "compile", "--statistics", "-d", I18N, "-D", "messages")
+
+
+def i18n() -> None:
+    """Extract every message from the sources, merge new and changed ones into the Swedish
+    and English catalogs (to be translated there), and compile them."""
+    keywords = [arg for keyword in KEYWORDS for arg in ("-k", keyword)]
+    sh(BIN / "pybabel", "--quiet", "extract", "--no-location", "--sort-output", "--omit-header",
+       "--ignore-dirs", ".* ._ .venv build tests bench data", "-F", I18N / "babel.cfg",
+       *keywords, "-o", I18N / "messages.pot", ".")  # fmt: skip
+    sh(BIN / "pybabel", "--quiet", "update", "--no-fuzzy-matching", "--ignore-obsolete",
+       "-i", I18N / "messages.pot", "-d", I18N, "-D", "messages")  # fmt: skip
+    compile_catalogs()
+
+
 def run() -> None:
+    compile_catalogs()
     # The whole service on its embedded default: Temporal dev server, worker, mail sink.
     sh(BIN / "agreements", "check", *sorted((ROOT / "examples").glob("*.toml")))
     os.execv(BIN / "agreements", [str(BIN / "agreements"), "up"])
@@ -72,6 +97,7 @@ def test() -> None:
     apt_install("chromium", "chromium", "the browser tests")
     if not postgres_present():  # Debian puts its binaries under /usr/lib/postgresql/<v>/bin
         apt_install("postgresql", "pg_ctl", "the PostgreSQL tests")
+    compile_catalogs()
     sh(BIN / "ruff", "check", ".")
     sh(BIN / "ruff", "format", "--check", ".")
     sh(BIN / "mypy", ".")
@@ -80,7 +106,7 @@ def test() -> None:
 
 
 def main() -> None:
-    commands = {"run": run, "test": test}
+    commands = {"run": run, "test": test, "i18n": i18n}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         sys.exit(f"usage: python3.11 tasks.py {'|'.join(commands)}")
     install()
