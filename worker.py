@@ -38,6 +38,9 @@ PASSTHROUGH = (
     # cache (279 rather than 652 KiB per cached agreement, bench/results.json). They keep
     # no state at module level; determinism is proved by the replay tests.
     "workflows",
+    # The catalog: milestone titles are written in the agreement's language while planning.
+    "i18n",
+    "babel",
     "holidays",
     "dateutil",
     "email_validator",

@@ -9,49 +9,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from i18n import N_
+
 
 @dataclass(frozen=True)
 class ChecklistItem:
-    key: str
-    sv: str
-    en: str
+    key: str  # stable: kept in the terms (`prerequisites`) and in decisions
+    text: str  # what is confirmed, a message of the catalog (i18n.text translates it)
 
 
 _ITEMS = (
     ChecklistItem(
         "no-market",
-        "Det finns ingen marknad eller konkurrenssituation att vårda (annars: upphandling).",
-        "There is no market or competition to protect (otherwise: public procurement).",
+        N_("There is no market or competition to protect (otherwise: public procurement)."),
     ),
     ChecklistItem(
         "not-an-order",
-        "Avtalet är ingen beställning av en tjänst.",
-        "The agreement is not an order for a service.",
+        N_("The agreement is not an order for a service."),
     ),
     ChecklistItem(
         "idea-driven",
-        "Det bygger på ett idéburet initiativ och ett behov som parterna identifierat gemensamt.",
-        "It rests on a non-profit initiative and a need the parties identified together.",
+        N_("It rests on a non-profit initiative and a need the parties identified together."),
     ),
     ChecklistItem(
         "all-contribute",
-        "Alla parter bidrar med resurser, i pengar eller andra insatser.",
-        "Every party contributes resources, in money or in kind.",
+        N_("Every party contributes resources, in money or in kind."),
     ),
     ChecklistItem(
         "budget-plan",
-        "Det finns en långsiktig budgetplan och utrymme att bidra med kompetens och resurser.",
-        "There is a long-term budget plan and room to contribute skills and resources.",
+        N_("There is a long-term budget plan and room to contribute skills and resources."),
     ),
     ChecklistItem(
         "follow-up-plan",
-        "Det finns en gemensam plan för uppföljning och utvärdering av effekterna.",
-        "There is a joint plan to follow up and evaluate the effects.",
+        N_("There is a joint plan to follow up and evaluate the effects."),
     ),
     ChecklistItem(
         "trust",
-        "Avtalet bygger på tillit, inte på kontroll och sanktioner.",
-        "The agreement rests on trust, not on control and sanctions.",
+        N_("The agreement rests on trust, not on control and sanctions."),
     ),
 )
 
