@@ -22,6 +22,7 @@ from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import i18n
 from activities.notify import Notifier
 from activities.store import Store
 from models.config import Settings, settings
@@ -51,6 +52,7 @@ PASSTHROUGH = (
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:
+    i18n.warm()  # both catalogs, before any workflow plans a title in its language
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     )

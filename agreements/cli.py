@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -16,10 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from emails.calendar import calendar
-from emails.render import kronor, render_subject
-from models.agreement import Agreement
+from emails.render import kronor, reference, render_subject
+from i18n import N_, language_of, plural, text
+from i18n.refusals import explain
+from i18n.words import actor, word, word_for
+from models.agreement import Agreement, SigningMethod, SigningMode
+from models.lifecycle import State
 from models.loader import AgreementFileError, load_agreement, loads_agreement
-from models.plan import MilestoneKind, Plan, Scenario
+from models.plan import EndingKind, MilestoneKind, MilestoneStatus, Plan, Scenario
 from models.prerequisites import CHECKLIST
 from models.schedule.dates import STOCKHOLM
 from models.schedule.engine import plan
@@ -32,6 +37,36 @@ app = typer.Typer(
 )
 # Piped output (files, CI logs) gets a wide table instead of rich's 80-column default.
 out = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+def language() -> str:
+    """The language of tables and messages: AGREEMENTS_LANGUAGE (sv, the default, or en).
+    Machine output (--json, CSV) is the same in every language."""
+    return language_of(os.environ.get("AGREEMENTS_LANGUAGE") or "sv")
+
+
+def _(message: str, /, **params: Any) -> str:
+    """A message of the command line in its language (English message ids)."""
+    return text(language(), message, **params)
+
+
+def kind_word(kind: object) -> str:
+    return word_for(language(), MilestoneKind, kind)
+
+
+def _when(moment: dt.datetime) -> str:
+    """A moment as people here read it: Stockholm time, with the zone (stored as UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return aware.astimezone(STOCKHOLM).strftime("%Y-%m-%d %H:%M %Z")
+
+
+# The outbox's statuses (models/records.py OutboxRecord.status).
+OUTBOX = {
+    "pending": N_("waiting"),
+    "sending": N_("being sent"),
+    "sent": N_("sent"),
+    "failed": N_("failed"),
+}
 
 
 def say_error(message: str) -> None:
@@ -58,7 +93,12 @@ def parse_now(value: str | None) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise fail(f"--now: {value!r} is not an ISO date or date-time (e.g. 2026-11-24)") from None
+        raise fail(
+            _(
+                "--now: %(value)s is not an ISO date or date-time (e.g. 2026-11-24)",
+                value=repr(value),
+            )
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=STOCKHOLM)
 
 
@@ -68,17 +108,28 @@ def parse_day(option: str, value: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise fail(f"{option}: {value[:40]!r} is not a date (YYYY-MM-DD)") from None
+        raise fail(not_a_date(option, value)) from None
+
+
+def not_a_date(option: str, value: str) -> str:
+    return _(
+        "%(option)s: %(value)s is not a date (YYYY-MM-DD)", option=option, value=repr(value[:40])
+    )
 
 
 def warnings(agreement: Agreement) -> list[str]:
     notes = []
     if not agreement.reference:
-        notes.append("reference: no diarienummer; emails will name the agreement only")
+        notes.append(_("reference: no diarienummer; emails will name the agreement only"))
     if agreement.kind == "iop":
         missing = [key for key in CHECKLIST if not agreement.prerequisites.get(key)]
         if missing:
-            notes.append("prerequisites: not yet confirmed before signing: " + ", ".join(missing))
+            notes.append(
+                _(
+                    "prerequisites: not yet confirmed before signing: %(keys)s",
+                    keys=", ".join(missing),
+                )
+            )
     return notes
 
 
@@ -95,9 +146,9 @@ def check(
             bad += 1
             say_error(str(error))
             continue
-        typer.echo(f"{path}: ok ({agreement.id})")
+        typer.echo(_("%(path)s: ok (%(id)s)", path=path, id=agreement.id))
         for note in warnings(agreement):
-            typer.echo(f"{path}: note: {note}")
+            typer.echo(_("%(path)s: note: %(note)s", path=path, note=note))
     if bad:
         raise typer.Exit(1)
 
@@ -190,62 +241,47 @@ def _write(path: Path, data: bytes, what: str) -> None:
     try:
         path.write_bytes(data)
     except OSError as error:
-        raise fail(f"{path}: cannot write the {what}: {error.strerror}") from None
-
-
-_HEAD = {
-    "sv": ("Datum", "Skrivet", "Typ", "Vad", "Belopp", "Skickas", "Till", "Ämne", "passerat"),
-    "en": ("Date", "Written", "Kind", "What", "Amount", "Sent", "To", "Subject", "past"),
-}
-
-
-_ENDING = {
-    "sv": {
-        "expiry": "löper ut på sitt slutdatum",
-        "non_renewal": "upphör: en part förlänger inte",
-        "not_extended": "upphör: förlängningen godkändes inte",
-        "termination": "uppsagd",
-        "withdrawal": "en part har gått ur",
-        "rescission": "hävd",
-    },
-    "en": {
-        "expiry": "runs to its end date",
-        "non_renewal": "ends: a party does not renew",
-        "not_extended": "ends: the extension was not approved",
-        "termination": "terminated",
-        "withdrawal": "a party has withdrawn",
-        "rescission": "rescinded",
-    },
-}
+        raise fail(
+            _(
+                "%(path)s: cannot write the %(what)s: %(error)s",
+                path=path,
+                what=what,
+                error=error.strerror,
+            )
+        ) from None
 
 
 def print_table(agreement: Agreement, data: dict[str, Any]) -> None:
-    h = _HEAD[agreement.language.value]
-    ending = _ENDING[agreement.language.value].get(data["ending"], data["ending"])
-    ref = f" (dnr {agreement.reference})" if agreement.reference else ""
+    lang = language()
+    ending = word_for(lang, EndingKind, data["ending"])
+    ref = reference(agreement, language())
     out.print(f"[bold]{agreement.title}[/bold]{ref}", highlight=False)
-    out.print(
-        f"{data['start']} – {data['end']} · {data['periods']} period(er) · {ending}",
-        highlight=False,
-    )
+    periods = plural(lang, "%(num)d period", "%(num)d periods", data["periods"])
+    out.print(f"{data['start']} – {data['end']} · {periods} · {ending}", highlight=False)
     milestones = Table(show_lines=False, header_style="bold")
-    for column in h[:5]:
+    for column in (_("Date"), _("Written"), _("Kind"), _("What"), _("Amount")):
         milestones.add_column(column)
+    past = _("past")
     for m in data["milestones"]:
         written = "" if m["date"] == m["effective_date"] else m["date"]
-        what = m["title"] + (f" [dim]({h[8]})[/dim]" if m["past"] else "")
-        milestones.add_row(m["effective_date"], written, m["kind"], what, kronor(m.get("amount")))
+        what = m["title"] + (f" [dim]({past})[/dim]" if m["past"] else "")
+        milestones.add_row(
+            m["effective_date"], written, kind_word(m["kind"]), what, kronor(m.get("amount"))
+        )
     out.print(milestones)
     emails = Table(header_style="bold")
-    for column in h[5:8]:
+    for column in (_("Sent"), _("To"), _("Subject")):
         emails.add_column(column)
     for e in data["emails"]:
         sent = e["send_at"][:16].replace("T", " ")
         emails.add_row(sent, f"{e['to_name']} <{e['to']}>", e["subject"])
     out.print(emails)
-    out.print(
-        f"{len(data['milestones'])} milestones, {len(data['emails'])} emails", highlight=False
+    counts = (
+        plural(lang, "%(num)d milestone", "%(num)d milestones", len(data["milestones"]))
+        + ", "
+        + plural(lang, "%(num)d email", "%(num)d emails", len(data["emails"]))
     )
+    out.print(counts, highlight=False)
 
 
 @app.command()
@@ -267,9 +303,9 @@ def preview(
     result = plan(agreement, moment, scenario=scenario)
     data = preview_json(agreement, result)
     if ics is not None:
-        _write(ics, calendar(agreement, result.milestones, moment), "calendar")
+        _write(ics, calendar(agreement, result.milestones, moment), _("calendar"))
     if csv_out is not None:
-        _write(csv_out, finance_csv(agreement, result).encode("utf-8-sig"), "CSV")
+        _write(csv_out, finance_csv(agreement, result).encode("utf-8-sig"), _("CSV file"))
     if as_json:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
     else:
@@ -393,9 +429,11 @@ def load_scenario(path: Path) -> Any:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         return ScenarioFile.model_validate(data)
     except OSError as error:
-        raise fail(f"{path}: cannot read the scenario: {error.strerror}") from None
+        raise fail(
+            _("%(path)s: cannot read the scenario: %(error)s", path=path, error=error.strerror)
+        ) from None
     except tomllib.TOMLDecodeError as error:
-        raise fail(f"{path}: not valid TOML: {error}") from None
+        raise fail(_("%(path)s: not valid TOML: %(error)s", path=path, error=error)) from None
     except ValidationError as error:
         lines = [
             f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
@@ -450,26 +488,33 @@ def simulate(
     if as_json:
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return
+    lang = language()
     if day is not None:
-        out.print(f"Övertaget {day} som undertecknat: inget skickas för det som var före.")
+        out.print(
+            _("Taken on %(day)s as signed: nothing is sent for what came before.", day=day),
+            highlight=False,
+        )
     table = Table(header_style="bold")
-    for column in ("Skickades", "Mall", "Till", "Ämne"):
+    for column in (_("Sent"), _("Template"), _("To"), _("Subject")):
         table.add_column(column)
     for e in sent:
         table.add_row(e.send_at[:16].replace("T", " "), e.template, e.to, e.subject)
     out.print(table)
     if refused:
-        steps = Table(title="Avvisade steg", header_style="bold")
-        for column in ("När", "Steg", "Skäl"):
+        steps = Table(title=_("Refused steps"), header_style="bold")
+        for column in (_("When"), _("Step"), _("Reason")):
             steps.add_column(column)
         for r in refused:
-            steps.add_row(r.at[:16].replace("T", " "), r.step, r.reason)
+            steps.add_row(r.at[:16].replace("T", " "), r.step, explain(lang, r))
         out.print(steps)
-    avvisade = f" · {len(refused)} avvisade steg" if refused else ""
-    out.print(
-        f"{len(sent)} e-post · {snapshot.state.value} · slut {snapshot.end}{avvisade}",
-        highlight=False,
-    )
+    parts = [
+        plural(lang, "%(num)d email", "%(num)d emails", len(sent)),
+        word(lang, snapshot.state),
+        _("ends %(end)s", end=snapshot.end),
+    ]
+    if refused:
+        parts.append(plural(lang, "%(num)d refused step", "%(num)d refused steps", len(refused)))
+    out.print(" · ".join(parts), highlight=False)
 
 
 # --- the running service ------------------------------------------------------------------
@@ -490,7 +535,7 @@ def _run(work: Any) -> Any:
     try:
         return asyncio.run(work)
     except OperationError as error:
-        raise fail(str(error)) from None
+        raise fail(explain(language(), error)) from None
 
 
 def _read(query: Any) -> Any:
@@ -500,7 +545,7 @@ def _read(query: Any) -> Any:
     try:
         return query()
     except OperationError as error:
-        raise fail(str(error)) from None
+        raise fail(explain(language(), error)) from None
 
 
 def _emit(data: Any, as_json: bool, table: Table | str | None = None) -> None:
@@ -515,20 +560,34 @@ def _snapshot_json(snapshot: Any) -> dict[str, Any]:
     return data
 
 
-def _print_snapshot(snapshot: Any) -> None:
+def _print_snapshot(snapshot: Any, ids: bool = False) -> None:
+    lang = language()
     out.print(f"[bold]{snapshot.title}[/bold] ({snapshot.agreement_id})", highlight=False)
-    ending = f" · slutar: {snapshot.ending}" if snapshot.ending else ""
-    out.print(
-        f"Läge: {snapshot.state.value} · {snapshot.start} – {snapshot.end}{ending}",
-        highlight=False,
-    )
+    ending = ""
+    if snapshot.ending:
+        ending = " · " + _("ending: %(how)s", how=word_for(lang, EndingKind, snapshot.ending))
+    state = _("State: %(state)s", state=word(lang, snapshot.state))
+    out.print(f"{state} · {snapshot.start} – {snapshot.end}{ending}", highlight=False)
     if snapshot.prerequisites_missing:
-        out.print("Förutsättningar att bekräfta: " + ", ".join(snapshot.prerequisites_missing))
+        out.print(_("Prerequisites to confirm:"), highlight=False)
+        for key in snapshot.prerequisites_missing:
+            item = CHECKLIST.get(key)
+            said = text(lang, item.text) if item else key
+            out.print(f"  {said} ({key})" if ids else f"  {said}", highlight=False)
     if snapshot.round is not None:
         r = snapshot.round
-        out.print(f"Signeringsomgång {r.number} ({r.method}, {r.mode}): {r.outcome.value}")
+        out.print(
+            _(
+                "Signature round %(number)s (%(method)s, %(mode)s): %(outcome)s",
+                number=r.number,
+                method=word_for(lang, SigningMethod, r.method),
+                mode=word_for(lang, SigningMode, r.mode),
+                outcome=word(lang, r.outcome),
+            ),
+            highlight=False,
+        )
         for s in r.signers:
-            out.print(f"  {s.name} ({s.party_name}): {s.status.value}", highlight=False)
+            out.print(f"  {s.name} ({s.party_name}): {word(lang, s.status)}", highlight=False)
 
 
 async def _with_client(work: Any) -> Any:
@@ -592,8 +651,11 @@ def create(
         _print_snapshot(snapshot)
         if snapshot.signed_on is not None:
             out.print(
-                f"Övertaget som undertecknat {snapshot.signed_on}: inget skickas för det som "
-                "redan har passerat, påminnelserna börjar nu.",
+                _(
+                    "Taken on as signed on %(day)s: nothing is sent for what has already"
+                    " passed; the reminders start now.",
+                    day=snapshot.signed_on,
+                ),
                 highlight=False,
             )
 
@@ -605,11 +667,12 @@ def list_agreements(as_json: Annotated[bool, typer.Option("--json")] = False) ->
 
     rows = _read(lambda: ops.agreements(_settings()))
     table = Table(header_style="bold")
-    for column in ("Id", "Avtal", "Läge", "Slut", "Nästa"):
+    for column in (_("Id"), _("Agreement"), _("State"), _("Ends"), _("Next")):
         table.add_column(column)
     for r in rows:
         coming = f"{r.next_date} {r.next_title}" if r.next_date else ""
-        table.add_row(r.id, r.title, r.state, str(r.end), coming)
+        state = word_for(language(), State, r.state)
+        table.add_row(r.id, r.title, state, str(r.end), coming)
     _emit([r.model_dump(mode="json") for r in rows], as_json, table)
 
 
@@ -620,10 +683,18 @@ def show(
         bool,
         typer.Option("--all", help="Every milestone, past ones too (default: the coming ones)"),
     ] = False,
+    ids: Annotated[
+        bool,
+        typer.Option(
+            "--ids",
+            help="Also each milestone's id and each checklist item's key (what `agreements "
+            "milestone` and `agreements confirm` take)",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """State, parties' signatures, coming milestones (with their status and id) and sent
-    emails of one agreement."""
+    """State, parties' signatures, coming milestones (with their status) and sent emails of
+    one agreement; `--ids` adds the ids the other commands take."""
     from agreements import ops
 
     async def read(c: Any) -> tuple[Any, Any]:
@@ -639,40 +710,49 @@ def show(
         data["emails"] = [r.model_dump(mode="json") for r in sent]
         _emit(data, True)
         return
-    _print_snapshot(snapshot)
-    table = Table(title="Tidslinje" if every else "Kommande", header_style="bold")
-    for column in ("Datum", "Skrivet", "Typ", "Vad", "Status", "Id"):
+    _print_snapshot(snapshot, ids)
+    table = Table(title=_("Timeline") if every else _("Coming"), header_style="bold")
+    columns = [_("Date"), _("Written"), _("Kind"), _("What"), _("Status")]
+    for column in [*columns, _("Id")] if ids else columns:
         table.add_column(column)
     for m in snapshot.next if timeline is None else timeline:
         written = "" if m.date == m.effective_date else str(m.date)
-        table.add_row(str(m.effective_date), written, m.kind.value, m.title, status_text(m), m.id)
+        row = [str(m.effective_date), written, kind_word(m.kind), m.title, status_text(m)]
+        table.add_row(*row, *([m.id] if ids else []))
     out.print(table)
     out.print(
-        f"E-post: {sum(r.status == 'sent' for r in sent)} skickade, "
-        f"{sum(r.status == 'failed' for r in sent)} misslyckade, "
-        f"{sum(r.status in ('pending', 'sending') for r in sent)} väntar"
+        _(
+            "Emails: %(sent)s sent, %(failed)s failed, %(waiting)s waiting",
+            sent=sum(r.status == "sent" for r in sent),
+            failed=sum(r.status == "failed" for r in sent),
+            waiting=sum(r.status in ("pending", "sending") for r in sent),
+        ),
+        highlight=False,
     )
 
 
 def status_text(m: Any) -> str:
-    """A milestone's status in Swedish, with when, by whom, an invoice's number and a note:
-    "fakturerad 2026-05-04 av samordnaren, fakturanr F-1"."""
-    from agreements.web.i18n import actor_word, status_word
-
+    """A milestone's status in the command line's language, with when, by whom, an
+    invoice's number and a note: "fakturerad 2026-05-04 via kommandoraden, fakturanr F-1"."""
+    lang = language()
     status = getattr(m, "status", None)
     if status is None:
         return ""
-    text = status_word(status)
+    said = word_for(lang, MilestoneStatus, status)
     if m.status_on:
-        text += f" {m.status_on}"
-    if m.status_by and status.value != "decided":
-        text += f" {actor_word(m.status_by) or 'av ' + m.status_by}"
+        said += f" {m.status_on}"
+    if m.status_by and str(getattr(status, "value", status)) != "decided":
+        said += " " + (actor(lang, m.status_by) or _("by %(name)s", name=m.status_by))
     if m.number:
-        text += f", fakturanr {m.number}"
+        said += ", " + _("invoice number %(number)s", number=m.number)
     if m.note:
-        label = {"postponed": "ny sista dag ", "returned": "saknas: ", "decided": "av "}
-        text += f", {label.get(status.value, '')}{m.note}"
-    return text
+        label = {
+            "postponed": N_("new due date %(note)s"),
+            "returned": N_("missing: %(note)s"),
+            "decided": N_("by %(note)s"),
+        }.get(str(getattr(status, "value", status)))
+        said += ", " + (text(lang, label, note=m.note) if label else m.note)
+    return said
 
 
 # A retried command with the same key applies once (service.ops.update_id_for).
@@ -696,7 +776,9 @@ def _decision(
         try:
             update_id = ops.update_id_for(update, key)
         except ops.OperationError as error:
-            raise fail(str(error).replace("Idempotency-Key", "--idempotency-key", 1)) from None
+            if "field" in error.params:
+                error.params["field"] = "--idempotency-key"
+            raise fail(explain(language(), error)) from None
     snapshot = _run(
         _with_client(
             lambda c: ops.decide(
@@ -765,7 +847,9 @@ def sign_cancel(
     try:
         request = CancelRequest(reason=reason, by="coordinator")
     except ValidationError:
-        raise fail(f"--reason: say why, in at most {MAX_REASON} characters") from None
+        raise fail(
+            _("--reason: say why, in at most %(most)s characters", most=MAX_REASON)
+        ) from None
     answer = _run(
         _with_client(
             lambda c: ops.round_action(c, agreement_id, "cancel", request, config=_settings())
@@ -773,7 +857,14 @@ def sign_cancel(
     )
     _emit(answer.model_dump(mode="json"), as_json)
     if not as_json:
-        out.print(f"Signeringsomgång {answer.number} avbryts: {reason}", highlight=False)
+        out.print(
+            _(
+                "Signature round %(number)s is being cancelled: %(reason)s",
+                number=answer.number,
+                reason=reason,
+            ),
+            highlight=False,
+        )
 
 
 @app.command("sign-paper")
@@ -790,11 +881,13 @@ def sign_paper(
     try:
         signed_on = dt.date.fromisoformat(date)
     except ValueError:
-        raise fail(f"--date: {date!r} is not a date (YYYY-MM-DD)") from None
+        raise fail(not_a_date("--date", date)) from None
     try:
         request = PaperSignature(signer=signer, signed_on=signed_on, recorded_by="coordinator")
     except ValueError:
-        raise fail(f"--signer: {signer[:80]!r} is not a signer's email") from None
+        raise fail(
+            _("--signer: %(value)s is not a signer's email", value=repr(signer[:80]))
+        ) from None
 
     async def record(c: Any) -> tuple[Any, Any]:
         answer = await ops.round_action(c, agreement_id, "sign_paper", request, config=_settings())
@@ -805,7 +898,8 @@ def sign_paper(
     if not as_json and info is not None:
         for s in info.signers:
             dated = f" ({s.signed_on})" if s.signed_on else ""
-            out.print(f"  {s.name} ({s.party_name}): {s.status.value}{dated}", highlight=False)
+            status = word(language(), s.status)
+            out.print(f"  {s.name} ({s.party_name}): {status}{dated}", highlight=False)
 
 
 @app.command()
@@ -827,7 +921,7 @@ def report(
         try:
             new_due = dt.date.fromisoformat(postpone_to)
         except ValueError:
-            raise fail(f"--postpone-to: {postpone_to!r} is not a date (YYYY-MM-DD)") from None
+            raise fail(not_a_date("--postpone-to", postpone_to)) from None
     request = ReportDecision(report=report_key, occurrence=period, new_due=new_due)
     _decision(agreement_id, "record_report", request, as_json, idempotency_key)
 
@@ -867,13 +961,19 @@ def milestone(
 
     allowed = list(dict.fromkeys(s.value for kind in SETTABLE.values() for s in kind))
     if status not in allowed:
-        raise fail(f"status: {status[:40]!r} is not one of {', '.join(allowed)}")
+        raise fail(
+            _(
+                "status: %(value)s is not one of %(allowed)s",
+                value=repr(status[:40]),
+                allowed=", ".join(allowed),
+            )
+        )
     day = None
     if on is not None:
         try:
             day = dt.date.fromisoformat(on)
         except ValueError:
-            raise fail(f"--on: {on[:40]!r} is not a date (YYYY-MM-DD)") from None
+            raise fail(not_a_date("--on", on)) from None
     try:
         request = MilestoneUpdate(
             milestone=milestone_id,
@@ -920,7 +1020,13 @@ def decide(
     from workflows.agreement import RenewalRequest
 
     if decision not in ("renew", "notice", "approve"):
-        raise fail(f"decision: {decision!r} is not one of renew, notice, approve")
+        raise fail(
+            _(
+                "decision: %(value)s is not one of %(allowed)s",
+                value=repr(decision),
+                allowed="renew, notice, approve",
+            )
+        )
     request = RenewalRequest(party=party, renew=decision != "notice")
     _decision(agreement_id, "decide_renewal", request, as_json, idempotency_key)
 
@@ -964,7 +1070,7 @@ def terminate(
         if p is not None
     ]
     if len(chosen) != 1:
-        raise fail("give exactly one of --notice PARTY, --withdraw PARTY, --rescind PARTY")
+        raise fail(_("give exactly one of %(options)s", options="--notice, --withdraw, --rescind"))
     kind, party = chosen[0]
     request = TerminationRequest(kind=kind, party=party, reason=reason, repayment=repayment)
     _decision(agreement_id, "terminate", request, as_json, idempotency_key)
@@ -986,7 +1092,7 @@ def withdrawal(
     from workflows.agreement import WithdrawalOutcome
 
     if end_all == go_on:
-        raise fail("give exactly one of --end-all, --continue")
+        raise fail(_("give exactly one of %(options)s", options="--end-all, --continue"))
     request = WithdrawalOutcome(end_all=end_all)
     _decision(agreement_id, "withdrawal_outcome", request, as_json, idempotency_key)
 
@@ -1001,11 +1107,16 @@ def outbox(
 
     rows = _read(lambda: ops.outbox(_settings(), agreement_id))
     table = Table(header_style="bold")
-    for column in ("Skapad", "Status", "Till", "Ämne", "Fel"):
+    for column in (_("Created"), _("Status"), _("To"), _("Subject"), _("Error")):
         table.add_column(column)
     for r in rows:
+        status = OUTBOX.get(r.status)
         table.add_row(
-            r.created_at.strftime("%Y-%m-%d %H:%M"), r.status, r.recipient, r.subject, r.error or ""
+            _when(r.created_at),
+            text(language(), status) if status else r.status,
+            r.recipient,
+            r.subject,
+            r.error or "",
         )
     _emit([r.model_dump(mode="json") for r in rows], as_json, table)
 
@@ -1026,22 +1137,23 @@ def upcoming(
     try:
         rows = _read(lambda: ops.upcoming_all(_settings(), days, role_name))
     except ops.OperationError as error:  # an unknown role
-        raise fail(str(error)) from None
+        raise fail(explain(language(), error)) from None
     data = [
         {"agreement": r.id, "title": r.title, "reference": r.reference, **_milestone_json(None, m)}
         for r, m in rows
     ]
     if csv_out:
-        sys.stdout.write(ops.upcoming_csv(rows))
+        terms = _read(lambda: ops.terms_of(_settings(), rows))
+        sys.stdout.write(ops.upcoming_csv(language(), rows, terms))
         return
     table = Table(header_style="bold")
-    for column in ("Datum", "Avtal", "Typ", "Vad", "Belopp", "Status"):
+    for column in (_("Date"), _("Agreement"), _("Kind"), _("What"), _("Amount"), _("Status")):
         table.add_column(column)
-    for d, (_, m) in zip(data, rows, strict=True):
+    for d, (__, m) in zip(data, rows, strict=True):
         table.add_row(
             d["effective_date"],
             d["agreement"],
-            d["kind"],
+            kind_word(d["kind"]),
             d["title"],
             kronor(d.get("amount")),
             status_text(m),
@@ -1057,4 +1169,4 @@ def migrate() -> None:
 
     config = _settings()
     run_migrations(config.db_url())
-    out.print(f"Databasen är uppdaterad: {shown(config.db_url())}", highlight=False)
+    out.print(_("The database is up to date: %(url)s", url=shown(config.db_url())), highlight=False)

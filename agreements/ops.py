@@ -5,10 +5,12 @@ that already exists, a server that cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 import hashlib
 import io
+import json
 import logging
 import uuid
 from typing import Any
@@ -26,11 +28,13 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import write_event
+from i18n import text
+from i18n.words import word_for
 from models.agreement import Agreement
 from models.config import Settings
 from models.db import SchemaError, ready
 from models.effects import EventIn
-from models.lifecycle import RoundAnswer, RoundInfo, Signer
+from models.lifecycle import RoundAnswer, RoundInfo, Signer, terms_sha256
 from models.plan import (
     Decisions,
     EndingKind,
@@ -38,7 +42,14 @@ from models.plan import (
     MilestoneState,
     MilestoneStatus,
 )
-from models.records import AgreementRecord, EventRecord, MilestoneRecord, OutboxRecord, utcnow
+from models.records import (
+    AgreementRecord,
+    EventRecord,
+    MilestoneRecord,
+    OutboxRecord,
+    TermsRecord,
+    utcnow,
+)
 from models.schedule import dates
 from models.schedule.engine import plan
 from workflows.agreement import AgreementInput, AgreementWorkflow, Snapshot, workflow_id
@@ -49,7 +60,16 @@ log = logging.getLogger(__name__)
 
 
 class OperationError(Exception):
-    """Refused or impossible; `str()` is the reason, in words a coordinator can act on."""
+    """Refused or impossible; `str()` is the reason, in English words a coordinator can act
+    on. `code` is stable (the workflow's refusal code when it refused, else one of ops' own)
+    and `params` what the reason names: `i18n.refusals.explain` says it in the reader's
+    language. An error without a code is shown as its text."""
+
+    def __init__(self, message: str, code: str = "", **params: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.params = params
 
 
 async def connect(config: Settings) -> Client:
@@ -60,17 +80,24 @@ async def connect(config: Settings) -> Client:
     except (RuntimeError, OSError) as error:
         raise OperationError(
             f"cannot reach Temporal at {config.temporal_target()}: is the service running "
-            f"(agreements up)? ({error})"
+            f"(agreements up)? ({error})",
+            "unreachable",
+            target=config.temporal_target(),
+            error=str(error),
         ) from None
 
 
-def _reason(error: BaseException) -> str:
+def _reason(error: BaseException) -> tuple[str, str, dict[str, Any]]:
     """The workflow's own words: the message of its rejection, without the error type
-    that `str()` of an ApplicationError puts in front ("Rejected: …")."""
+    that `str()` of an ApplicationError puts in front ("Rejected: …"), with its code and
+    parameters from the error's details (workflows/agreement.py `reject`)."""
     cause = getattr(error, "cause", None) or error
     if isinstance(cause, ApplicationError):
-        return cause.message
-    return str(cause)
+        details = list(cause.details)
+        code = details[0] if details and isinstance(details[0], str) else ""
+        params = details[1] if len(details) > 1 and isinstance(details[1], dict) else {}
+        return cause.message, code, params
+    return str(cause), "", {}
 
 
 SIGNED_FLAG = "signing.signed in the agreement file"
@@ -98,9 +125,15 @@ def taken_on(
     start = agreement.term.start
     on = agreement.signing.signed
     if on is not None and on > today:
+        shown = flag if signed else "signing.signed"
         raise OperationError(
-            f"{agreement.id}: the day it was signed ({flag if signed else 'signing.signed'})"
-            f" cannot be in the future: {on} is after today, {today}"
+            f"{agreement.id}: the day it was signed ({shown})"
+            f" cannot be in the future: {on} is after today, {today}",
+            "signed-in-future",
+            agreement=agreement.id,
+            flag=shown,
+            on=on.isoformat(),
+            today=today.isoformat(),
         )
     # The end as the agreement itself will run it: renewals as recorded (none yet).
     result = plan(agreement, dates.local_time(today, dt.time(0, 0)), Decisions(signed_on=on))
@@ -113,13 +146,21 @@ def taken_on(
             )
         raise OperationError(
             f"{agreement.id}: its term ran {start} – {result.end} and is over{hint}: there is"
-            " nothing left to remind anyone of, so the service does not take it on"
+            " nothing left to remind anyone of, so the service does not take it on",
+            "term-over" if not hint else "term-over-not-extended",
+            agreement=agreement.id,
+            start=start.isoformat(),
+            end=result.end.isoformat(),
         )
     if on is None and start < today:  # on its first day nothing is past yet
         raise OperationError(
             f"{agreement.id}: its term started on {start}, so the agreement is already under"
             f" way: say the day it was signed ({flag}). It is then taken on as signed, and"
-            " nothing is sent for what is already past"
+            " nothing is sent for what is already past",
+            "under-way",
+            agreement=agreement.id,
+            start=start.isoformat(),
+            flag=flag,
         )
     return agreement
 
@@ -143,7 +184,9 @@ async def create(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
-        raise OperationError(f"an agreement with id {agreement.id} already exists") from None
+        raise OperationError(
+            f"an agreement with id {agreement.id} already exists", "exists", agreement=agreement.id
+        ) from None
     result: Snapshot = await handle.query(AgreementWorkflow.get_state)
     return result
 
@@ -154,8 +197,10 @@ async def state(client: Client, agreement_id: str) -> Snapshot:
         result: Snapshot = await handle.query(AgreementWorkflow.get_state)
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
-            raise OperationError(f"no agreement with id {agreement_id}") from None
-        raise OperationError(str(error)) from None
+            raise OperationError(
+                f"no agreement with id {agreement_id}", "no-agreement", agreement=agreement_id
+            ) from None
+        raise _temporal(agreement_id, error) from None
     return result
 
 
@@ -164,7 +209,7 @@ async def upcoming(client: Client, agreement_id: str, days: int) -> list[Milesto
     try:
         result: list[MilestoneState] = await handle.query(AgreementWorkflow.get_upcoming, days)
     except RPCError as error:
-        raise OperationError(f"{agreement_id}: {error}") from None
+        raise _temporal(agreement_id, error) from None
     return result
 
 
@@ -173,7 +218,7 @@ async def timeline(client: Client, agreement_id: str) -> list[MilestoneState]:
     try:
         result: list[MilestoneState] = await handle.query(AgreementWorkflow.get_timeline)
     except RPCError as error:
-        raise OperationError(f"{agreement_id}: {error}") from None
+        raise _temporal(agreement_id, error) from None
     return result
 
 
@@ -191,11 +236,17 @@ def update_id_for(update: str, key: str, request: Any = None) -> str:
     naming what is wrong with a key that is empty, too long or not printable ASCII."""
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         raise OperationError(
-            f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters, not {len(key)}"
+            f"Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} characters, not {len(key)}",
+            "key-length",
+            field="Idempotency-Key",
+            most=MAX_IDEMPOTENCY_KEY,
+            length=len(key),
         )
     if not all(" " <= c <= "~" for c in key):
         raise OperationError(
-            "Idempotency-Key: must be printable ASCII only (A-Z, a-z, digits, punctuation, space)"
+            "Idempotency-Key: must be printable ASCII only (A-Z, a-z, digits, punctuation, space)",
+            "key-characters",
+            field="Idempotency-Key",
         )
     if request is None:
         return f"{update}:{key}"
@@ -222,12 +273,12 @@ async def decide(
             update, request, id=update_id, result_type=Snapshot
         )
     except WorkflowUpdateFailedError as error:
-        raise await refused(config, agreement_id, update, request, _reason(error)) from None
+        raise await refused(config, agreement_id, update, request, *_reason(error)) from None
     except RPCError as error:
         # Only now ask whether the agreement exists at all, for a clear error (one call for
         # a decision, not two, on the way that counts).
         await state(client, agreement_id)
-        raise OperationError(f"{agreement_id}: {error.message}") from None
+        raise _temporal(agreement_id, error) from None
     return result
 
 
@@ -248,7 +299,7 @@ async def round_action(
         snapshot = await state(client, agreement_id)
         if snapshot.round_workflow_id is None:
             reason = f"{agreement_id} has no signature round; start one first"
-            raise await refused(config, agreement_id, update, request, reason)
+            raise await refused(config, agreement_id, update, request, reason, "no-round-yet", {})
         round_id = snapshot.round_workflow_id
     else:
         round_id = round_workflow_id(agreement_id, round_number)
@@ -256,16 +307,18 @@ async def round_action(
     try:
         result: RoundAnswer = await handle.execute_update(update, request, result_type=RoundAnswer)
     except WorkflowUpdateFailedError as error:
-        raise await refused(config, agreement_id, update, request, _reason(error)) from None
+        raise await refused(config, agreement_id, update, request, *_reason(error)) from None
     except RPCError as error:
         try:
             running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
         except RPCError:
             running = False  # no such round
         if running:
-            raise OperationError(f"{agreement_id}: {error.message}") from None
+            raise _temporal(agreement_id, error) from None
         reason = f"the signature round of {agreement_id} is over"
-        raise await refused(config, agreement_id, update, request, reason) from None
+        raise await refused(
+            config, agreement_id, update, request, reason, "round-ended", {}
+        ) from None
     return result
 
 
@@ -283,7 +336,7 @@ async def signing_view(
     )
     for answer in (signer, info):
         if isinstance(answer, RPCError) and answer.status is not RPCStatusCode.NOT_FOUND:
-            raise OperationError(f"{agreement_id}: {answer.message}")
+            raise _temporal(agreement_id, answer)
         if isinstance(answer, BaseException) and not isinstance(answer, Exception):
             raise answer  # a cancellation
     if not isinstance(signer, Signer) or not isinstance(info, RoundInfo):
@@ -303,25 +356,44 @@ async def round_tokens(client: Client, round_id: str) -> dict[str, str]:
     return {}
 
 
+def _temporal(agreement_id: str, error: RPCError) -> OperationError:
+    """Temporal could not answer about an agreement (not a refusal: a fault)."""
+    return OperationError(
+        f"{agreement_id}: {error.message}", "temporal", agreement=agreement_id, error=error.message
+    )
+
+
 async def refused(
-    config: Settings | None, agreement_id: str, decision: str, request: Any, reason: str
+    config: Settings | None,
+    agreement_id: str,
+    decision: str,
+    request: Any,
+    reason: str,
+    code: str = "",
+    params: dict[str, Any] | None = None,
 ) -> OperationError:
     """The error for a refused decision on an agreement that exists, after writing the
-    refusal to its event log (kind `refused`: what was asked, by whom, and why not), so the
-    coordinator's timeline shows attempts that changed nothing. A signer's token is never
-    written. Recording is best effort: the person asking is told the reason either way."""
+    refusal to its event log (kind `refused`: what was asked, by whom, and why not, with the
+    refusal's code and parameters), so the coordinator's timeline shows attempts that
+    changed nothing. A signer's token is never written. Recording is best effort: the person
+    asking is told the reason either way."""
+    params = params or {}
+    if code in ("no-round-yet", "round-ended"):
+        params = {"agreement": agreement_id, **params}
     if config is not None:
         actor = getattr(request, "by", None) or getattr(request, "recorded_by", None)
         if actor is None and hasattr(request, "token"):
             actor = "signer link"
-        data = {"decision": decision, "reason": reason}
+        data = {"decision": decision, "reason": reason, "code": code}
+        if params:
+            data["params"] = json.dumps(params, ensure_ascii=False, sort_keys=True)
         if getattr(request, "ip", None):
             data["ip"] = request.ip
         try:
             await asyncio.to_thread(_record_refusal, config, agreement_id, actor, data)
         except (SQLAlchemyError, OperationError) as error:
             log.warning("refusal of %s on %s not recorded: %s", decision, agreement_id, error)
-    return OperationError(reason)
+    return OperationError(reason, code, **params)
 
 
 def _record_refusal(
@@ -359,7 +431,7 @@ def _db(config: Settings) -> Engine:
     try:
         return ready(config.db_url())
     except SchemaError as error:
-        raise OperationError(str(error)) from None
+        raise OperationError(str(error), "database", error=str(error)) from None
 
 
 def agreements(config: Settings) -> list[AgreementRecord]:
@@ -372,7 +444,9 @@ def agreement(config: Settings, agreement_id: str) -> AgreementRecord:
     with Session(_db(config)) as session:
         row = session.get(AgreementRecord, agreement_id)
     if row is None:
-        raise OperationError(f"{agreement_id}: no such agreement")
+        raise OperationError(
+            f"{agreement_id}: no such agreement", "no-agreement", agreement=agreement_id
+        )
     return row
 
 
@@ -442,7 +516,12 @@ def upcoming_all(
     For role finance it also lists, before them, every instalment whose date has passed
     and that is not paid yet (still to invoice, or invoiced): what is outstanding."""
     if role not in ROLE_KINDS:
-        raise OperationError(f"role {role!r} is not one of {', '.join(ROLE_KINDS)}")
+        raise OperationError(
+            f"role {role!r} is not one of {', '.join(ROLE_KINDS)}",
+            "unknown-role",
+            role=role,
+            roles=", ".join(ROLE_KINDS),
+        )
     wanted = ROLE_KINDS[role]
     today = today or stockholm_today()
     horizon = today + dt.timedelta(days=max(0, min(days, MAX_DAYS)))
@@ -467,41 +546,80 @@ def upcoming_all(
         return [(a, m.state().as_of(today)) for a, m in session.exec(query)]
 
 
-def upcoming_csv(rows: list[tuple[AgreementRecord, MilestoneState]]) -> str:
-    """Semicolon-separated, as Swedish spreadsheets expect; `number` is an invoice's."""
+def upcoming_csv(
+    language: str, rows: list[tuple[AgreementRecord, MilestoneState]], terms: dict[str, Agreement]
+) -> str:
+    """The coming milestones as a spreadsheet reads them (semicolon-separated, as Swedish
+    spreadsheets expect): headers, kinds and statuses in `language`, parties by name, dates
+    ISO; `terms` by agreement id names the parties."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
     writer.writerow(
         [
-            "agreement",
-            "reference",
-            "date",
-            "effective_date",
-            "kind",
-            "title",
-            "amount_sek",
-            "payer",
-            "payee",
-            "status",
-            "status_on",
-            "number",
+            text(language, "Agreement"),
+            text(language, "Reference"),
+            text(language, "Date as written"),
+            text(language, "Date"),
+            text(language, "Kind"),
+            text(language, "What"),
+            text(language, "Amount (SEK)"),
+            text(language, "Payer"),
+            text(language, "Payee"),
+            text(language, "Status"),
+            text(language, "Status set on"),
+            text(language, "Invoice number"),
         ]
     )
     for a, m in rows:
+        parties = terms.get(a.id)
         writer.writerow(
             [
-                a.id,
+                a.title,
                 a.reference or "",
-                m.date,
-                m.effective_date,
-                m.kind.value,
+                m.date.isoformat(),
+                m.effective_date.isoformat(),
+                word_for(language, MilestoneKind, m.kind),
                 m.title,
-                m.amount or "",
-                m.payer or "",
-                m.payee or "",
-                m.status.value,
-                m.status_on or "",
+                m.amount if m.amount is not None else "",
+                party_name(parties, m.payer),
+                party_name(parties, m.payee),
+                word_for(language, MilestoneStatus, m.status),
+                m.status_on.isoformat() if m.status_on else "",
                 m.number or "",
             ]
         )
     return buffer.getvalue()
+
+
+def party_name(terms: Agreement | None, key: str | None) -> str:
+    """A party's name for its key (a pair "kommun;forening" reads "Kommunen, Föreningen")."""
+    if not key:
+        return ""
+    parties = terms.parties if terms is not None else {}
+    return ", ".join(parties[k].name if k in parties else k for k in key.split(";"))
+
+
+def terms_of(
+    config: Settings, rows: list[tuple[AgreementRecord, MilestoneState]]
+) -> dict[str, Agreement]:
+    """The terms of each agreement in `rows`, by id, to name their parties; one whose terms
+    are not stored yet (a moment after a change) is left out and shows party keys once."""
+    terms: dict[str, Agreement] = {}
+    for a, _ in rows:
+        if a.id not in terms:
+            with contextlib.suppress(OperationError):
+                terms[a.id] = stored_terms(config, a.terms_sha256)
+    return terms
+
+
+def stored_terms(config: Settings, sha256: str) -> Agreement:
+    """The terms stored under their SHA-256 (a moment after a change they may not be yet)."""
+    with Session(_db(config)) as session:
+        row = session.get(TermsRecord, sha256)
+        if row is None:
+            raise OperationError(
+                "the agreement's terms are not stored yet; try again", "terms-not-stored"
+            )
+        terms = Agreement.model_validate_json(row.terms_json)
+    assert terms_sha256(terms) == sha256
+    return terms

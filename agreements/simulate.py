@@ -157,7 +157,13 @@ class RefusedStep(BaseModel):
     at: str  # local time, ISO
     action: str
     step: str  # what it asked, as a person reads it: "withdraw (party forening)"
-    reason: str
+    reason: str  # in English; `code` and `params` word it in the reader's language
+    code: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        return self.reason
 
 
 class ScenarioFile(BaseModel):
@@ -374,14 +380,18 @@ async def started(
                 raise RuntimeError(f"the workflow of {agreement.id} ended FAILED")
 
 
-def _why(error: BaseException) -> str:
-    """The workflow's own words for a refusal, without the error type in front."""
+def _why(error: BaseException) -> tuple[str, str, dict[str, Any]]:
+    """The workflow's own words for a refusal, without the error type in front, and its
+    stable code and parameters when it gave them."""
     cause = getattr(error, "cause", None) or error
     if isinstance(cause, ApplicationError):
-        return cause.message
+        details = list(cause.details)
+        code = details[0] if details and isinstance(details[0], str) else ""
+        params = details[1] if len(details) > 1 and isinstance(details[1], dict) else {}
+        return cause.message, code, params
     if isinstance(cause, RPCError):
-        return cause.message
-    return str(cause)
+        return cause.message, "", {}
+    return str(cause), "", {}
 
 
 async def _drive(
@@ -400,11 +410,20 @@ async def _drive(
         moment = await env.get_current_time() + dt.timedelta(seconds=offset)
         return moment.astimezone(dates.STOCKHOLM)
 
-    def refuse(step: Step, reason: str) -> None:
+    def refuse(step: Step, reason: str, code: str = "", **params: Any) -> None:
         if refused is None:
             raise ScenarioError(f"{step.label()}: {reason}")
         at = local(step.at).isoformat()
-        refused.append(RefusedStep(at=at, action=step.action, step=step.describe(), reason=reason))
+        refused.append(
+            RefusedStep(
+                at=at,
+                action=step.action,
+                step=step.describe(),
+                reason=reason,
+                code=code,
+                params=params,
+            )
+        )
 
     steps = plan_steps(agreement, script)
     if taken_on_day is None:
@@ -425,7 +444,12 @@ async def _drive(
         )
         for step in earlier:
             if not step.planned:
-                refuse(step, f"it lies before the agreement came to the service ({taken_on_day})")
+                refuse(
+                    step,
+                    f"it lies before the agreement came to the service ({taken_on_day})",
+                    "before-taken-on",
+                    day=taken_on_day.isoformat(),
+                )
             elif step.action == "report":
                 # As in the plan, a report before the hand-over came in on its due day: the
                 # coordinator records it when taking the agreement on.
@@ -445,7 +469,8 @@ async def _drive(
             await _apply(client, handle, step)
         except (WorkflowUpdateFailedError, RPCError, _NotTaken) as error:
             if not step.planned:
-                refuse(step, _why(error))
+                reason, code, params = _why(error)
+                refuse(step, reason, code, **params)
             # A step of the plan scenario that a scripted decision made moot (a report for a
             # period that no longer exists after an early ending): skipped, as in life.
     state: Snapshot = await handle.query(AgreementWorkflow.get_state)

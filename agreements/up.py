@@ -76,19 +76,22 @@ def start_dev_server(config: Settings, log: Path) -> subprocess.Popen[bytes]:
 
 
 async def wait_for_temporal(config: Settings, server: subprocess.Popen[bytes] | None) -> Client:
-    last = ""
+    last: OperationError | None = None
     for _ in range(300):
         if server is not None and server.poll() is not None:
+            log = config.data_dir / "temporal.log"
             raise OperationError(
-                f"the Temporal dev server exited ({server.returncode}); see "
-                f"{config.data_dir / 'temporal.log'}"
+                f"the Temporal dev server exited ({server.returncode}); see {log}",
+                "server-exited",
+                status=server.returncode,
+                log=str(log),
             )
         try:
             return await connect(config)
         except OperationError as error:
-            last = str(error)
+            last = error
             await asyncio.sleep(0.1)
-    raise OperationError(last)
+    raise last or OperationError("Temporal did not answer", "unreachable-quiet")
 
 
 def uses_sink(config: Settings) -> bool:
@@ -122,7 +125,7 @@ async def up(
             try:  # the database at the newest schema before anything runs
                 migrate(config.db_url()) if whole else schema_ready(config.db_url())
             except SchemaError as error:
-                raise OperationError(str(error)) from None
+                raise OperationError(str(error), "schema", problem=str(error)) from None
             client = await wait_for_temporal(config, server)
             mail = config.data_dir / "mail"
             sink = whole and uses_sink(config)

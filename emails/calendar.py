@@ -17,6 +17,8 @@ from typing import NamedTuple
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from emails.render import one_line
+from i18n import text
+from i18n.words import word
 from models.agreement import Agreement
 from models.plan import PlannedMilestone
 
@@ -59,17 +61,21 @@ def event(
     item.add("dtstart", milestone.effective_date)
     item.add("dtend", milestone.effective_date + dt.timedelta(days=1))
     item.add("sequence", sequence)
+    # In the agreement's language, like the milestone titles the engine wrote.
+    language = agreement.language
     item.add("summary", one_line(f"{milestone.title} – {agreement.title}"))
     written = (
         ""
         if milestone.date == milestone.effective_date
-        else f" (skrivet datum {milestone.date.isoformat()})"
-        if agreement.language == "sv"
-        else f" (written date {milestone.date.isoformat()})"
+        else " " + text(language, "(written date %(date)s)", date=milestone.date.isoformat())
     )
-    reference = f"\nDnr {one_line(agreement.reference)}" if agreement.reference else ""
+    reference = (
+        "\n" + text(language, "Ref. %(reference)s", reference=one_line(agreement.reference))
+        if agreement.reference
+        else ""
+    )
     item.add("description", one_line(f"{milestone.title}{written}") + reference)
-    item.add("categories", [milestone.kind.value])
+    item.add("categories", [word(language, milestone.kind)])
     item.add("transp", "TRANSPARENT")
     # Outlook shows an all-day entry as free time only when told so.
     item.add("x-microsoft-cdo-alldayevent", "TRUE")

@@ -17,7 +17,13 @@ from pydantic import BaseModel, ValidationError
 
 
 class LinkError(Exception):
-    """The link cannot be used; the message is safe to show to whoever holds it."""
+    """The link cannot be used; safe to show to whoever holds it, in their language through
+    `i18n.refusals.explain` (`code`: link-invalid or link-expired)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params: dict[str, object] = {}
 
 
 class SigningLink(BaseModel):
@@ -62,14 +68,13 @@ def make_link(
 def read_link(secret: str, value: str, now: dt.datetime) -> SigningLink:
     payload, _, mac = value.partition(".")
     if not payload or not mac or not hmac.compare_digest(mac, _mac(secret, payload)):
-        raise LinkError("Länken är inte giltig. / The link is not valid.")
+        raise LinkError("The link is not valid.", "link-invalid")
     try:
         link = SigningLink.model_validate(json.loads(_unb64(payload)))
     except (ValueError, ValidationError):
-        raise LinkError("Länken är inte giltig. / The link is not valid.") from None
+        raise LinkError("The link is not valid.", "link-invalid") from None
     if now.timestamp() >= link.expires:
         raise LinkError(
-            "Länken har gått ut: signeringen är stängd. Kontakta samordnaren. / "
-            "The link has expired: signing is closed. Contact the coordinator."
+            "The link has expired: signing is closed. Contact the coordinator.", "link-expired"
         )
     return link

@@ -22,10 +22,12 @@ from email.utils import format_datetime, parseaddr
 from emails.calendar import Person, calendar
 from emails.headers import Header, address_header
 from emails.render import Rendered, one_line
+from i18n import N_, text
 from models.agreement import Agreement
 from models.lifecycle import EmailSpec
 
-SERVICE_NAME = "Avtalstjänsten"  # the product's name, also when the sender has no name
+# The product's name, also when the sender has no name: "Avtalstjänsten" in Swedish.
+SERVICE_NAME = N_("The agreement service")
 
 
 def message_id(key: str, mail_from: str) -> str:
@@ -75,19 +77,19 @@ def build(
     return msg
 
 
-def organizer(agreement: Agreement, mail_from: str) -> Person:
+def organizer(agreement: Agreement, mail_from: str, language: object = None) -> Person:
     """Who the calendar entries come from: the sender, whom the email is from too (a client
     trusts an invitation from its organizer); the coordinator when no sender is set."""
     name, address = parseaddr(mail_from)
     if address and "@" in address:
-        return Person(name or SERVICE_NAME, address)
+        return Person(name or text(language, SERVICE_NAME), address)
     return Person(agreement.coordinator.name, str(agreement.coordinator.email))
 
 
 def _calendar(
     agreement: Agreement, spec: EmailSpec, mail_from: str, now: dt.datetime
 ) -> tuple[str, bytes] | None:
-    sender = organizer(agreement, mail_from)
+    sender = organizer(agreement, mail_from, spec.to.language)
     to = Person(one_line(spec.to.name), spec.to.email)
     if spec.cancel:
         data = calendar(agreement, spec.cancel, now, "CANCEL", spec.sequence + 1, sender, to)

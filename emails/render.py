@@ -1,6 +1,9 @@
 """Render email parts from the templates under `emails/templates/<language>/<kind>/`.
 
-One Jinja environment, autoescaped for HTML, with the formatting DOMAIN.md asks for:
+One Jinja environment per language, autoescaped for HTML, with Jinja2's i18n extension
+installed with that language's catalog: the shared `_base.html` and `_macros.html` are
+written once, in English message ids, and every word the code adds (when, amounts,
+periods, the reference) comes from the catalog too. The formatting DOMAIN.md asks for:
 ISO dates with the weekday, "650 000 kr" with a no-break space, Stockholm times.
 """
 
@@ -14,12 +17,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from babel.dates import format_date
+from babel.lists import format_list
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from models.agreement import Agreement, Contribution, ContributionKind
+import i18n
+from i18n.words import round_event, word, word_for
+from models.agreement import Agreement, Contribution, ContributionKind, SigningMethod
 from models.lifecycle import EmailSpec, RoundInfo, SignatureEvent, Signer, SignerStatus
-from models.plan import PlannedEmail, PlannedMilestone
+from models.plan import EndingKind, PlannedEmail, PlannedMilestone
 from models.schedule.dates import STOCKHOLM
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -37,42 +43,46 @@ def kronor(amount: int | None, language: str = "sv") -> str:
 
 
 def _and(items: list[str], language: str) -> str:
-    if len(items) < 2:
-        return "".join(items)
-    return ", ".join(items[:-1]) + (" och " if language == "sv" else " and ") + items[-1]
+    """'1, 2 och 3' / '1, 2 and 3'."""
+    return str(format_list(items, locale=_LOCALES[i18n.language_of(language)])) if items else ""
 
 
 def _for_periods(periods: list[int] | None, language: str) -> str:
     """ "per period", "för första perioden", "för period 2", "för period 1, 2 och 3"."""
-    sv = language == "sv"
     if periods is None:
-        return "per period"
+        return i18n.text(language, "for each period")
     if periods == [1]:
-        return "för första perioden" if sv else "for the first period"
+        return i18n.text(language, "for the first period")
     numbers = _and([str(p) for p in sorted(periods)], language)
-    return f"för period {numbers}" if sv else f"for period {numbers}"
+    return i18n.text(language, "for period %(periods)s", periods=numbers)
 
 
 def contribution_terms(contribution: Contribution, language: str = "sv") -> str:
     """What a contribution is worth, said the way the agreement says it: "650 000 kr per
     period", "150 000 kr för första perioden", "520 000 kr för period 1, 400 000 kr för
     period 2", "i natura, värde 277 252 kr för första perioden", "i natura"."""
-    sv = language == "sv"
     c = contribution
     if c.amounts is not None:
         periods = sorted(c.periods or range(1, len(c.amounts) + 1))
-        word = "för period" if sv else "for period"  # a list names every period by number
-        parts = [f"{kronor(c.amounts[min(p, len(c.amounts)) - 1])} {word} {p}" for p in periods]
+        # A list names every period by number.
+        parts = [
+            i18n.text(
+                language,
+                "%(amount)s for period %(period)s",
+                amount=kronor(c.amounts[min(p, len(c.amounts)) - 1]),
+                period=p,
+            )
+            for p in periods
+        ]
         money = _and(parts, language)
     elif c.amount is not None:
         money = f"{kronor(c.amount)} {_for_periods(c.periods, language)}"
     else:
         money = ""
     if c.kind is ContributionKind.in_kind:
-        kind = "i natura" if sv else "in kind"
         if not money:
-            return kind
-        return f"{kind}, {'värde' if sv else 'value'} {money}"
+            return i18n.text(language, "contributed in kind")
+        return i18n.text(language, "in kind, value %(money)s", money=money)
     return money
 
 
@@ -100,21 +110,32 @@ def instalment_terms(agreement: Agreement, milestone: PlannedMilestone, language
     """What an invoiced amount is: the whole contribution of a period or one instalment of
     it, for which period ("hela bidraget för första perioden", "delbetalning 1 av
     bidraget för avtalsperiod 2 (520 000 kr)")."""
-    sv = language == "sv"
     contribution = contribution_of(agreement, milestone)
     period = milestone.period or 1
-    if contribution is not None and contribution.periods == [1] and period == 1:
-        which = "första perioden" if sv else "the first period"
-    else:
-        which = f"avtalsperiod {period}" if sv else f"agreement period {period}"
+    first = contribution is not None and contribution.periods == [1] and period == 1
     whole = contribution is not None and period_amount(contribution, period) == milestone.amount
     if whole or contribution is None:
-        return f"hela bidraget för {which}" if sv else f"the whole contribution for {which}"
+        if first:
+            return i18n.text(language, "the whole contribution for the first period")
+        return i18n.text(
+            language, "the whole contribution for agreement period %(period)s", period=period
+        )
     total = kronor(period_amount(contribution, period))
     number = milestone.occurrence or 1
-    if sv:
-        return f"delbetalning {number} av bidraget för {which} ({total})"
-    return f"instalment {number} of the contribution for {which} ({total})"
+    if first:
+        return i18n.text(
+            language,
+            "instalment %(number)s of the contribution for the first period (%(total)s)",
+            number=number,
+            total=total,
+        )
+    return i18n.text(
+        language,
+        "instalment %(number)s of the contribution for agreement period %(period)s (%(total)s)",
+        number=number,
+        period=period,
+        total=total,
+    )
 
 
 def fingerprint(sha256: str) -> str:
@@ -135,20 +156,32 @@ def long_date(value: dt.date, language: str = "sv") -> str:
 
 @lru_cache(maxsize=4)
 def environment(language: str) -> Environment:
+    """The templates of one language: its kind folders first, then the shared `_base.html`
+    and `_macros.html`, which speak through the language's catalog (`_()`, `{% trans %}`).
+    One environment per language: installing a catalog is global to an environment."""
+    language = i18n.language_of(language)
     env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES / language)),
+        loader=FileSystemLoader([str(TEMPLATES / language), str(TEMPLATES)]),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.filters["kronor"] = lambda v: kronor(v, language)
     env.filters["day"] = lambda v: day(v, language)
     env.filters["long_date"] = lambda v: long_date(v, language)
     env.filters["stamp"] = stamp
     env.filters["fingerprint"] = fingerprint
     env.filters["contribution"] = lambda c: contribution_terms(c, language)
+    # The words for the service's own keys (i18n.words): never a key in an email.
+    env.globals["word"] = lambda value: word(language, value)
+    env.globals["word_for"] = lambda kind, value: word_for(language, kind, value)
+    env.globals["round_event"] = lambda what: round_event(language, what)
+    env.globals["SigningMethod"] = SigningMethod
+    env.globals["EndingKind"] = EndingKind
     return env
 
 
@@ -163,28 +196,24 @@ def one_line(text: str) -> str:
     return _NEWLINES.sub(" ", text).strip()
 
 
-def _when(email: PlannedEmail, language: str) -> str:
-    if email.days_before == 0:
-        return "Idag" if language == "sv" else "Today"
-    if email.days_before < 0:
-        return "Försenad" if language == "sv" else "Overdue"
-    if language == "sv":
-        return f"Om {email.days_before} dagar"
-    return f"In {email.days_before} days"
+def reference(agreement: Agreement, language: str) -> str:
+    """ " (dnr SOF 2025/3)" after the agreement's name, or nothing without a reference."""
+    if not agreement.reference:
+        return ""
+    return " " + i18n.text(language, "(ref. %(reference)s)", reference=agreement.reference)
 
 
 def context(
     agreement: Agreement, milestone: PlannedMilestone, email: PlannedEmail
 ) -> dict[str, Any]:
     language = email.to.language.value
-    ref = f" (dnr {agreement.reference})" if agreement.reference else ""
     report = next((r for r in agreement.reports if r.key == milestone.report), None)
     return {
         "agreement": agreement,
         "milestone": milestone,
         "email": email,
-        "when": _when(email, language),
-        "ref": ref,
+        "when": when(email.days_before, language),
+        "ref": reference(agreement, language),
         "report_name": report.name if report else "",
         "meeting_name": agreement.meetings.name if agreement.meetings else "",
     }
@@ -223,14 +252,14 @@ def email_context(agreement: Agreement, spec: EmailSpec, link: str | None = None
 
     return {
         "agreement": agreement,
-        "ref": f" (dnr {agreement.reference})" if agreement.reference else "",
+        "ref": reference(agreement, language),
         "to": spec.to,
         "party": party,
         "milestone": milestone,
         "payer_name": party_name(milestone.payer if milestone else None),
         "payee_name": party_name(milestone.payee if milestone else None),
         "concerned_name": party_name(milestone.party if milestone else None),
-        "when": _when_days(spec.days_before, language),
+        "when": when(spec.days_before, language),
         "days_before": spec.days_before,
         "report_name": report.name if report else "",
         "meeting_name": agreement.meetings.name if agreement.meetings else "",
@@ -262,12 +291,14 @@ def _signer_context(info: RoundInfo | None, email: str) -> dict[str, Any]:
     return {"signer": me, "signature": signature, "signed_count": signed, "signer_count": total}
 
 
-def _when_days(days_before: int, language: str) -> str:
+def when(days_before: int, language: str) -> str:
+    """How far off the day is, at the start of a reminder: "Idag", "Om 30 dagar",
+    "Försenad"."""
     if days_before == 0:
-        return "Idag" if language == "sv" else "Today"
+        return i18n.text(language, "Today")
     if days_before < 0:
-        return "Försenad" if language == "sv" else "Overdue"
-    return f"Om {days_before} dagar" if language == "sv" else f"In {days_before} days"
+        return i18n.text(language, "Overdue")
+    return i18n.plural(language, "In %(num)d day", "In %(num)d days", days_before)
 
 
 def render_email(agreement: Agreement, spec: EmailSpec, link: str | None = None) -> Rendered:

@@ -143,3 +143,22 @@ def actor(language: object, by: str | None) -> str | None:
     None for a person's name or nobody."""
     found = ACTORS.get(by or "")
     return text(language, found) if found else None
+
+
+# What happened in a signature round (`SignatureEvent.what`), as its log shows it.
+ROUND_EVENTS: dict[str, str] = {
+    "sent": N_("invitation sent"),
+    "started": N_("round started"),
+    "reminded": N_("reminder sent"),
+    "opened": N_("link opened"),
+    "signed": N_("signed"),
+    "declined": N_("declined"),
+    "cancelled": N_("cancelled"),
+    "expired": N_("expired"),
+    "completed": N_("complete"),
+}
+
+
+def round_event(language: object, what: str) -> str:
+    found = ROUND_EVENTS.get(what)
+    return text(language, found) if found else what

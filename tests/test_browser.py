@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -147,8 +148,10 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
 
         for _ in range(100):
             coordinator.goto(f"{base}/a/webbavtal")
-            if "Läge: active" in coordinator.inner_text("main"):
+            if "Läge: löper" in coordinator.inner_text("main"):
                 break
             time.sleep(0.1)
-        assert "Läge: active" in coordinator.inner_text("main")
+        main = coordinator.inner_text("main")
+        assert "Läge: löper" in main and "UTC" not in main and " active" not in main
+        assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} CES?T", main), "event times"
         browser.close()

@@ -62,7 +62,7 @@ def test_check_accepts_a_good_file_and_notes_what_is_missing(agreement_file: Pat
     result = runner.invoke(app, ["check", str(agreement_file)])
     assert result.exit_code == 0, result.output
     assert f"{agreement_file}: ok (cli-demo)" in result.output
-    assert "prerequisites: not yet confirmed" in result.output
+    assert "prerequisites: ännu inte bekräftade" in result.output
 
 
 def test_check_rejects_a_bad_file_with_file_field_and_reason(tmp_path: Path, agreement_file):
@@ -142,14 +142,14 @@ def test_preview_of_a_missing_file_is_a_clear_error(tmp_path: Path):
 def test_preview_refuses_a_bad_now(agreement_file: Path):
     result = runner.invoke(app, ["preview", str(agreement_file), "--now", "yesterday"])
     assert result.exit_code == 1
-    assert "--now: 'yesterday' is not an ISO date" in result.output
+    assert "--now: 'yesterday' är inte ett ISO-datum" in result.output
 
 
 def test_preview_reports_an_unwritable_output(agreement_file: Path, tmp_path: Path):
     target = tmp_path / "missing-dir" / "plan.ics"
     result = runner.invoke(app, ["preview", str(agreement_file), "--ics", str(target)])
     assert result.exit_code == 1
-    assert "cannot write the calendar" in result.output
+    assert "kan inte skriva kalenderfilen" in result.output
 
 
 def test_the_installed_script_runs_and_fails_without_a_traceback(tmp_path: Path):

@@ -85,12 +85,13 @@ def test_a_coordinators_week(cli: CliRunner, tmp_path: Path, service_env: dict[s
     created = run(cli, "create", str(path), "--json")
     assert created.exit_code == 0, created.output
     assert json.loads(created.stdout)["state"] == "draft"
-    assert "already exists" in refused(cli, "create", str(path))
-    assert "no agreement with id nobody" in refused(cli, "show", "nobody")
+    assert "det finns redan ett avtal" in refused(cli, "create", str(path))
+    assert "det finns inget avtal med id nobody" in refused(cli, "show", "nobody")
 
     reason = refused(cli, "sign-start", "kommande")
-    assert "confirm the IOP prerequisites first: follow-up-plan, trust" in reason
-    assert "unknown prerequisite tillit" in refused(cli, "confirm", "kommande", "tillit")
+    assert reason.startswith("bekräfta först förutsättningarna för IOP: ")
+    assert "follow-up-plan" not in reason and "trust" not in reason  # their text, not keys
+    assert "okänd förutsättning tillit" in refused(cli, "confirm", "kommande", "tillit")
     assert run(cli, "confirm", "kommande", "follow-up-plan", "trust").exit_code == 0
     started = run(cli, "sign-start", "kommande", "--json")
     assert json.loads(started.stdout)["state"] == "signing"
@@ -98,8 +99,8 @@ def test_a_coordinators_week(cli: CliRunner, tmp_path: Path, service_env: dict[s
     reason = refused(
         cli, "sign-paper", "kommande", "--signer", "x@example.se", "--date", "2026-11-20"
     )
-    assert "x@example.se is not a signatory" in reason
-    assert "is not a date" in refused(
+    assert "x@example.se är inte firmatecknare för avtalet" in reason
+    assert "är inte ett datum" in refused(
         cli, "sign-paper", "kommande", "--signer", "saul@forening.example.se", "--date", "20/11"
     )
     for signer in ("maria@kommun.example.se", "saul@forening.example.se"):
@@ -122,13 +123,13 @@ def test_a_coordinators_week(cli: CliRunner, tmp_path: Path, service_env: dict[s
     assert [(a["id"], a["state"]) for a in listed] == [("kommande", "signed")]
     assert "kommande" in run(cli, "list").stdout
 
-    assert "no report arsrapport number 5" in refused(
+    assert "avtalet har ingen rapport arsrapport nummer 5" in refused(
         cli, "report", "kommande", "--report", "arsrapport", "--period", "5"
     )
-    assert "fixed term" in refused(cli, "decide", "kommande", "notice", "--party", "kommun")
-    assert "is not one of renew" in refused(cli, "decide", "kommande", "maybe", "--party", "x")
-    assert "exactly one of" in refused(cli, "terminate", "kommande", "--reason", "x")
-    assert "no termination with notice" in refused(
+    assert "bestämd tid" in refused(cli, "decide", "kommande", "notice", "--party", "kommun")
+    assert "är inte ett av renew" in refused(cli, "decide", "kommande", "maybe", "--party", "x")
+    assert "exakt ett av" in refused(cli, "terminate", "kommande", "--reason", "x")
+    assert "kan inte sägas upp med uppsägningstid" in refused(
         cli, "terminate", "kommande", "--notice", "kommun", "--reason", "Budget"
     )
 
@@ -136,7 +137,8 @@ def test_a_coordinators_week(cli: CliRunner, tmp_path: Path, service_env: dict[s
     assert [(r["agreement"], r["kind"], r["amount"]) for r in finance] == [
         ("kommande", "invoice", 240000)
     ]
-    assert "kommande;SOF 2026/41" in run(cli, "upcoming", "--days", "60", "--csv").stdout
+    csv_text = run(cli, "upcoming", "--days", "60", "--csv").stdout
+    assert csv_text.startswith("Avtal;Diarienummer;") and "IOP Kommande;SOF 2026/41" in csv_text
 
     # The completion emails reached the sink and the outbox says so.
     mail = Path(service_env["AGREEMENTS_DATA_DIR"]) / "mail"
@@ -166,7 +168,7 @@ def test_an_unreachable_service_is_one_clear_line(
     finally:
         config.settings.cache_clear()
     assert result.exit_code == 1
-    assert "cannot reach Temporal at 127.0.0.1:9" in result.output
+    assert "når inte Temporal på 127.0.0.1:9" in result.output
     assert "Traceback" not in result.output
 
 
@@ -176,7 +178,7 @@ def test_cancel_amend_terminate_and_outbox(
     path = tmp_path / "kommande.toml"
     path.write_text(FUTURE, encoding="utf-8")
     assert run(cli, "create", str(path)).exit_code == 0
-    assert "has no signature round" in refused(cli, "sign-cancel", "kommande", "--reason", "x")
+    assert "har ingen signeringsomgång" in refused(cli, "sign-cancel", "kommande", "--reason", "x")
     run(cli, "confirm", "kommande", "follow-up-plan", "trust")
     assert run(cli, "sign-start", "kommande").exit_code == 0
     cancelled = run(cli, "sign-cancel", "kommande", "--reason", "Fel belopp", "--json")
@@ -186,10 +188,10 @@ def test_cancel_amend_terminate_and_outbox(
         if json.loads(run(cli, "show", "kommande", "--json").stdout)["state"] == "draft":
             break
         time.sleep(0.1)
-    assert "the signature round of kommande is over" in refused(
+    assert "signeringsomgången för kommande är avslutad" in refused(
         cli, "sign-cancel", "kommande", "--reason", "igen"
     )
-    assert "not signed yet" in refused(cli, "amend", "kommande", str(path))
+    assert "inte undertecknat ännu" in refused(cli, "amend", "kommande", str(path))
     # Restart and sign on paper; then amend and end it.
     run(cli, "sign-start", "kommande")
     for signer in ("maria@kommun.example.se", "saul@forening.example.se"):
@@ -217,7 +219,7 @@ def test_cancel_amend_terminate_and_outbox(
     )
     assert ended.exit_code == 0, ended.output
     assert json.loads(ended.stdout)["ending"] == "rescission"
-    assert "already ends" in refused(
+    assert "upphör redan" in refused(
         cli, "terminate", "kommande", "--rescind", "kommun", "--reason", "igen"
     )
     for _ in range(100):
@@ -244,5 +246,5 @@ def test_a_missing_tls_certificate_is_named(
     finally:
         config.settings.cache_clear()
     assert result.exit_code == 1
-    assert "cannot reach Temporal at temporal.example.se:7233" in result.output
+    assert "når inte Temporal på temporal.example.se:7233" in result.output
     assert "client.pem" in result.output and "Traceback" not in result.output

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 from aiosmtplib.email import flatten_message
-from icalendar import Calendar
+from icalendar import Calendar, vCategory
 
 from emails.calendar import calendar, uid
 from emails.headers import Header
 from emails.message import build, message_id
 from emails.render import TEMPLATES, contribution_terms, render_email
-from models.agreement import Agreement, Language
+from i18n.words import ROUND_EVENTS, round_event, word
+from models.agreement import Agreement, Language, SigningMethod
 from models.lifecycle import (
     EmailSpec,
     EndingInfo,
@@ -151,7 +152,8 @@ def test_the_facts_each_reader_needs() -> None:
     assert "https://l.example.se/s/1" in request and "ab" * 32 in request
     completed = text("signature_completed")
     assert "2024-04-17 08:38:00 CEST (Europe/Stockholm)" in completed
-    assert "Saul Sagnia – undertecknad, länk, IP 192.0.2.7" in completed
+    assert "Saul Sagnia – undertecknad, signeringslänk, IP 192.0.2.7" in completed
+    assert "Saul Sagnia – inbjudan skickad" in completed
     assert "Beloppet måste beslutas i nämnden" in text("signature_declined")
     ended = text("agreement_ended")
     assert "är hävt" in ended and "200\u00a0000\u00a0kr" in ended and "2024-09-02" in ended
@@ -533,3 +535,129 @@ def test_no_line_break_of_any_kind_reaches_a_header() -> None:
     for how, raw in wire(build(a, s, rendered, SENDER, AT)):
         back = read_back(how, raw)
         assert back["Bcc"] is None and str(back["Subject"]) == rendered.subject, how
+
+
+# --- one translation mechanism: the catalog (i18n) -------------------------------------
+
+
+def test_the_shared_parts_are_written_once_and_speak_the_readers_language() -> None:
+    assert (TEMPLATES / "_base.html").is_file() and (TEMPLATES / "_macros.html").is_file()
+    for language in ("sv", "en"):
+        assert not list((TEMPLATES / language).glob("_*.html")), language  # no copies
+    base = agreement()
+    a = base.model_copy(
+        update={
+            "reference": "SOF 2025/3",
+            "coordinator": base.coordinator.model_copy(update={"name": "Malin <b>Berg</b>"}),
+        }
+    )
+    sv = render_email(a, spec(a, "signature_request", Language.sv), link="https://l.example.se/s")
+    en = render_email(a, spec(a, "signature_request", Language.en), link="https://l.example.se/s")
+    assert sv.subject.endswith("(dnr SOF 2025/3)") and en.subject.endswith("(ref. SOF 2025/3)")
+    assert sv.text.startswith("Hej Maria Hällstig!\n") and en.text.startswith("Hello Maria")
+    assert "Frågor? Kontakta samordnaren Malin <b>Berg</b>, maria.hallstig@" in sv.text
+    assert "Questions? Contact the coordinator Malin <b>Berg</b>, maria.hallstig@" in en.text
+    assert "Läs villkoren och underteckna" in sv.html and "Read the terms and sign" in en.html
+    for rendered in (sv, en):  # data escaped, the shared markup not
+        assert 'Malin &lt;b&gt;Berg&lt;/b&gt;, <a href="mailto:' in rendered.html
+        assert "<b>" not in rendered.html
+    assert "dnr" not in en.text and "Hej" not in en.text and "Hello" not in sv.text
+
+
+@pytest.mark.parametrize(
+    ("days", "sv", "en"),
+    [
+        (0, "Idag", "Today"),
+        (1, "Om 1 dag", "In 1 day"),
+        (30, "Om 30 dagar", "In 30 days"),
+        (-3, "Försenad", "Overdue"),
+    ],
+)
+def test_a_reminder_says_how_far_off_the_day_is(days: int, sv: str, en: str) -> None:
+    a = agreement()
+    for language, said in ((Language.sv, sv), (Language.en, en)):
+        s = spec(a, "report_reminder", language).model_copy(update={"days_before": days})
+        rendered = render_email(a, s)
+        assert rendered.subject.startswith(f"{said}: Delrapport"), rendered.subject
+        assert f"\n{said}: Delrapport ska lämnas" in rendered.text or language is Language.en
+
+
+def test_the_verification_record_names_events_and_methods_in_words() -> None:
+    a = agreement()
+    s = spec(a, "signature_completed", Language.sv)
+    assert s.round is not None
+    events = [
+        SignatureEvent(at=AT, signer="saul@x.example.se", name="Saul", what=what, method=method)
+        for what in ROUND_EVENTS
+        for method in (None, "link", "paper")
+    ]
+    info = s.round.model_copy(update={"events": events})
+    for language in (Language.sv, Language.en):
+        to = s.to.model_copy(update={"language": language})
+        text = render_email(a, s.model_copy(update={"round": info, "to": to})).text
+        said = [line.split(" – ", 1)[1] for line in text.splitlines() if " – " in line]
+        said = [line for line in said if not line.startswith("mötesplats")]  # the title
+        assert len(said) == len(events)
+        for event, line in zip(events, said, strict=True):
+            expected = round_event(language, event.what)
+            if event.method:
+                expected += ", " + word(language, SigningMethod(event.method))
+            assert line == expected
+        if language is Language.sv:
+            assert "Saul – undertecknad, på papper" in text
+            assert "Saul – påminnelse skickad, signeringslänk" in text
+            for key in ("sent", "link", "paper", "signed", "completed"):
+                assert f" {key}" not in text and f"{key}," not in text, key
+
+
+def test_signers_statuses_are_words_not_keys() -> None:
+    a = agreement()
+    for kind in ("signature_declined", "signature_expired"):
+        s = spec(a, kind, Language.sv)
+        assert s.round is not None
+        signers = [
+            s.round.signers[0].model_copy(update={"email": f"{i}@x.example.se", "status": status})
+            for i, status in enumerate(SignerStatus)
+        ]
+        info = s.round.model_copy(update={"signers": signers})
+        for language in (Language.sv, Language.en):
+            to = s.to.model_copy(update={"language": language})
+            text = render_email(a, s.model_copy(update={"round": info, "to": to})).text
+            listed = [line for line in text.splitlines() if line.startswith("- Saul Sagnia")]
+            assert listed == [
+                f"- Saul Sagnia, INVA-SAM: {word(language, status)}" for status in SignerStatus
+            ]
+
+
+def test_calendar_entries_speak_the_agreements_language() -> None:
+    for language, written, ref, category in (
+        (Language.sv, "(skrivet datum 2024-05-01)", "Dnr SOF 2025/3", "fakturering"),
+        (Language.en, "(written date 2024-05-01)", "Ref. SOF 2025/3", "invoicing"),
+    ):
+        a = agreement(language).model_copy(update={"reference": "SOF 2025/3"})
+        s = spec(a, "invoice_reminder", language)
+        assert s.milestone is not None and s.milestone.date != s.milestone.effective_date
+        message = build(a, s, render_email(a, s), "avtal@agreements.example.se", AT)
+        (part,) = calendar_parts(message)
+        (event,) = parsed_calendar(part)[1].walk("VEVENT")
+        description = str(event["DESCRIPTION"])
+        assert written in description and description.endswith(f"\n{ref}"), description
+        categories = event["CATEGORIES"]
+        assert isinstance(categories, vCategory) and categories.cats == [category]
+        # A sender without a name: the calendar entry comes from the service, by its name.
+        service = "Avtalstjänsten" if language is Language.sv else "The agreement service"
+        assert event["ORGANIZER"].params["CN"] == service
+
+
+def test_contributions_are_said_in_english_too() -> None:
+    lund = example_agreement("lund-radrum")
+    said = {(c.payer, c.kind.value): contribution_terms(c, "en") for c in lund.contributions}
+    assert said["sof", "money"] == (
+        "520\u00a0000\u00a0kr for period 1 and 400\u00a0000\u00a0kr for period 2"
+    )
+    assert said["kff", "in_kind"] == "in kind"
+    inva = example_agreement("helsingborg-inva-sam")
+    assert {contribution_terms(c, "en") for c in inva.contributions} == {
+        "650\u00a0000\u00a0kr for each period",
+        "in kind, value 400\u00a0000\u00a0kr for each period",
+    }

@@ -316,6 +316,35 @@ def test_english_agreement_gets_english_titles():
     assert titles[MilestoneKind.agreement_end] == "The agreement ends"
 
 
+def test_titles_come_from_the_catalog_in_the_agreements_language():
+    """The Swedish titles read as they always did (recorded histories carry them); the
+    English ones are the catalog's message ids."""
+    sv = {m.id: m.title for m in plan(agreement(), NOW).milestones}
+    terms = agreement().model_copy(update={"language": "en"})
+    en = {m.id: m.title for m in plan(terms, NOW).milestones}
+    assert sv == {
+        "signing": "Överenskommelsen undertecknas",
+        "invoice:amf:forening:1:1": (
+            "Fakturering: Arbetsmarknadsförvaltningen betalar Föreningen, period 1"
+        ),
+        "agreement-end": "Överenskommelsen upphör",
+        "report:arsrapport:1": "Årsrapport för 2025-01-01 – 2025-12-31 ska lämnas",
+    }
+    assert en == {
+        "signing": "The agreement is signed",
+        "invoice:amf:forening:1:1": (
+            "Invoicing: Arbetsmarknadsförvaltningen pays Föreningen, period 1"
+        ),
+        "agreement-end": "The agreement ends",
+        "report:arsrapport:1": "Årsrapport for 2025-01-01 – 2025-12-31 is due",
+    }
+    opt_out = agreement("opt-out", OPT_OUT)
+    deadline = next(m for m in plan(opt_out, NOW).milestones if m.kind.value == "notice_deadline")
+    assert deadline.title.startswith(
+        "Sista dag att meddela att man inte förlänger (perioden slutar"
+    )
+
+
 def test_naive_now_is_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         plan(agreement(), dt.datetime(2025, 1, 1))

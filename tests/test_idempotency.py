@@ -103,7 +103,7 @@ def agreement_page(client: TestClient, agreement_id: str) -> str:
         page = client.get(f"/a/{agreement_id}")
         if page.status_code != 503:
             break
-        assert "try again" in page.text
+        assert "försök igen" in page.text
         time.sleep(0.05)
     assert page.status_code == 200, page.text
     text: str = page.text
@@ -132,16 +132,17 @@ def test_the_same_key_applies_once_and_another_key_is_another_decision(
     assert kinds(rows, "report.submitted") == 1 and kinds(rows, "refused") == 0
     # Another key is another decision: the workflow refuses it, as without a key.
     other = client.post(f"{url}/reports", json=report, headers={**AUTH, "Idempotency-Key": "r-2"})
-    assert other.status_code == 409 and "already recorded" in other.json()["detail"]
+    assert other.status_code == 409 and other.json()["code"] == "already-recorded"
+    assert "redan registrerad" in other.json()["detail"]  # the API answers in Swedish first
     plain = client.post(f"{url}/reports", json=report, headers=AUTH)
-    assert plain.status_code == 409 and "already recorded" in plain.json()["detail"]
+    assert plain.status_code == 409 and plain.json()["code"] == "already-recorded"
     # The same key on another decision is not taken for the first one.
     renewal = client.post(
         f"{url}/renewals",
         json={"party": "kommun", "renew": False},
         headers={**AUTH, "Idempotency-Key": "r-1"},
     )
-    assert renewal.status_code == 409 and "fixed term" in renewal.json()["detail"]
+    assert renewal.status_code == 409 and "bestämd tid" in renewal.json()["detail"]
     bad = client.post(f"{url}/reports", json=report, headers={**AUTH, "Idempotency-Key": "x" * 201})
     assert bad.status_code == 400 and "Idempotency-Key" in bad.json()["detail"]
     rows = events(client, "samverkan", "refused", 3)
@@ -189,7 +190,8 @@ def test_a_draft_gets_new_terms_and_a_withdrawal_gets_its_answer(
     )
     assert edited.status_code == 200 and edited.json()["title"] == "IOP Utkast 2", edited.text
     wrong = client.put(f"{url}/draft", content=terms("annat"), headers=AUTH)
-    assert wrong.status_code == 409 and "for annat, not utkast" in wrong.json()["detail"]
+    assert wrong.status_code == 409 and wrong.json()["code"] == "other-agreement"
+    assert "villkoren gäller avtal annat, inte utkast" in wrong.json()["detail"]
     broken = client.put(f"{url}/draft", content="id = 1", headers=AUTH)
     assert broken.status_code == 422 and "request:" in broken.json()["detail"]
     # The page: the draft's form replaces the terms; a refusal shows the workflow's reason.
@@ -201,7 +203,9 @@ def test_a_draft_gets_new_terms_and_a_withdrawal_gets_its_answer(
     assert posted.status_code == 303, posted.text
     assert client.get(url, headers=AUTH).json()["title"] == "IOP Utkast 3"
     refused = client.post("/a/utkast/edit", data={"csrf": csrf.group(1), "terms": terms("annat")})
-    assert refused.status_code == 409 and "for annat, not utkast" in refused.text
+    assert (
+        refused.status_code == 409 and "villkoren gäller avtal annat, inte utkast" in refused.text
+    )
     # The page shows the new terms (the workflow stores each edit's terms).
     assert "IOP Utkast 3" in agreement_page(client, "utkast")
 
@@ -209,7 +213,7 @@ def test_a_draft_gets_new_terms_and_a_withdrawal_gets_its_answer(
     create(client, terms())
     url = "/api/agreements/samverkan"
     none_yet = client.post(f"{url}/withdrawal", json={"end_all": False}, headers=AUTH)
-    assert none_yet.status_code == 409 and "no withdrawal is waiting" in none_yet.json()["detail"]
+    assert none_yet.status_code == 409 and "inget utträde väntar" in none_yet.json()["detail"]
     notice = client.post(
         f"{url}/ending",
         json={"kind": "withdrawal", "party": "stiftelse", "reason": "Verksamheten upphör"},
@@ -224,7 +228,7 @@ def test_a_draft_gets_new_terms_and_a_withdrawal_gets_its_answer(
     again = client.post(f"{url}/withdrawal", json={"end_all": False}, headers=key)
     assert again.status_code == 200 and again.json() == decided.json()
     other = client.post(f"{url}/withdrawal", json={"end_all": True}, headers=AUTH)
-    assert other.status_code == 409 and "no withdrawal is waiting" in other.json()["detail"]
+    assert other.status_code == 409 and "inget utträde väntar" in other.json()["detail"]
     rows = events(client, "samverkan", "withdrawal.continues", 1)
     assert kinds(rows, "withdrawal.continues") == 1
     if "withdrawal_pending" in decided.json():  # the form only while one is waiting

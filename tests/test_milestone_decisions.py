@@ -21,7 +21,8 @@ import models.config as config
 from agreements import ops
 from agreements.cli import app as cli_app
 from agreements.web.app import milestone_actions
-from agreements.web.i18n import ACTOR, EN, STATUS
+from i18n.words import ACTORS, actor
+from i18n.words import word as word_in
 from models.agreement import DateRule
 from models.plan import MilestoneKind, MilestoneState, MilestoneStatus
 from models.schedule.dates import STOCKHOLM, add_months
@@ -136,9 +137,9 @@ def form(row_html: str, status: str) -> dict[str, str]:
 
 
 def test_every_status_reads_in_both_languages() -> None:
-    assert set(STATUS) == {s.value for s in MilestoneStatus}
-    missing = [w for w in [*STATUS.values(), *ACTOR.values()] if w not in EN]
-    assert not missing, missing
+    same = [s for s in MilestoneStatus if word_in("sv", s) == word_in("en", s)]
+    assert not same, same  # a Swedish word and an English one for every status
+    assert all(actor("sv", by) != actor("en", by) for by in ACTORS)
 
 
 def test_which_rows_offer_which_step() -> None:
@@ -190,21 +191,25 @@ def test_an_instalment_is_invoiced_and_paid(web: tuple[TestClient, Path], cli: C
     assert again.status_code == 200 and again.json() == first.json()
     assert count(client, "milestone.invoiced", 1) == 1
     plain = client.post(f"{url}/{LATER}", json=invoiced, headers=AUTH)
-    assert plain.status_code == 409 and "already invoiced" in plain.json()["detail"]
+    assert plain.status_code == 409 and "redan registrerad som fakturerad" in plain.json()["detail"]
     # Refusals carry the workflow's reason: paid before invoiced (the id percent-encoded),
     # a date in the future, a status a person does not set.
     encoded = BEFORE.replace(":", "%3A")
     early = client.post(f"{url}/{encoded}", json={"status": "paid"}, headers=AUTH)
     assert early.status_code == 409, early.text
-    assert early.json()["detail"] == f"{BEFORE} has not been recorded as invoiced"
+    assert early.json()["detail"].endswith(" har inte registrerats som fakturerad")
+    assert BEFORE not in early.json()["detail"]  # the milestone by its title
     tomorrow = (TODAY + dt.timedelta(days=2)).isoformat()
     future = {"status": "invoiced", "number": "F-9", "on": tomorrow}
     ahead = client.post(f"{url}/{BEFORE}", json=future, headers=AUTH)
-    assert ahead.status_code == 409 and "in the future" in ahead.json()["detail"]
+    assert ahead.status_code == 409 and "ligger i framtiden" in ahead.json()["detail"]
     nobody = client.post(f"{url}/{BEFORE}", json={"status": "overdue"}, headers=AUTH)
-    assert nobody.status_code == 409 and "cannot be marked overdue" in nobody.json()["detail"]
+    assert nobody.status_code == 409 and "kan inte markeras som försenad" in nobody.json()["detail"]
     unknown = client.post(f"{url}/invoice:nope", json={"status": "paid"}, headers=AUTH)
-    assert unknown.status_code == 409 and "no milestone invoice:nope" in unknown.json()["detail"]
+    assert (
+        unknown.status_code == 409
+        and "avtalet har ingen händelse invoice:nope" in unknown.json()["detail"]
+    )
 
     # The page: the status, when, by whom and the number.
     client.post("/login", data={"token": TOKEN})
@@ -225,9 +230,9 @@ def test_an_instalment_is_invoiced_and_paid(web: tuple[TestClient, Path], cli: C
     assert count(client, "milestone.paid", 1) == 1
     wrong = cli.invoke(cli_app, ["milestone", "stod", LATER, "sent"])
     assert wrong.exit_code == 1 and "Traceback" not in wrong.output
-    assert "'sent' is not one of invoiced, paid, held, approved, returned" in wrong.output
+    assert "'sent' är inte en av invoiced, paid, held, approved, returned" in wrong.output
     refused = cli.invoke(cli_app, ["milestone", "stod", BEFORE, "paid"])
-    assert refused.exit_code == 1 and "has not been recorded as invoiced" in refused.output
+    assert refused.exit_code == 1 and "har inte registrerats som fakturerad" in refused.output
     shown_cli = cli.invoke(cli_app, ["show", "stod"])
     assert shown_cli.exit_code == 0 and "att fakturera" in shown_cli.output  # the one due soon
 
@@ -259,7 +264,7 @@ def test_an_instalment_is_invoiced_and_paid(web: tuple[TestClient, Path], cli: C
         "/a/stod/milestone", data={**base, "milestone": BEFORE, "status": "paid"}
     )
     assert early_page.status_code == 409
-    assert f"{BEFORE} has not been recorded as invoiced" in early_page.text
+    assert "har inte registrerats som fakturerad" in early_page.text
     bare = client.post(
         "/a/stod/milestone", data={**base, "milestone": BEFORE, "status": "invoiced"}
     )

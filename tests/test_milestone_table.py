@@ -261,33 +261,38 @@ async def test_upcoming_csv_has_status_date_and_invoice_number(
         update={"status": MilestoneStatus.invoiced, "status_on": day(2), "number": "F-2027-17"}
     )
     await write(database_url, summary("a1", [invoiced], complete=True))
-    text = ops.upcoming_csv(ops.upcoming_all(config, 30, "finance", today=TODAY))
-    header, row = list(csv.reader(io.StringIO(text), delimiter=";"))
+    rows = ops.upcoming_all(config, 30, "finance", today=TODAY)
+    # In the reader's language: Swedish words for the kind and the status; parties by name
+    # when the terms are known (here they are not stored: their keys, this once).
+    header, row = list(csv.reader(io.StringIO(ops.upcoming_csv("sv", rows, {})), delimiter=";"))
     assert header == [
-        "agreement",
-        "reference",
-        "date",
-        "effective_date",
-        "kind",
-        "title",
-        "amount_sek",
-        "payer",
-        "payee",
-        "status",
-        "status_on",
-        "number",
+        "Avtal",
+        "Diarienummer",
+        "Datum enligt avtalet",
+        "Datum",
+        "Typ",
+        "Vad",
+        "Belopp (kr)",
+        "Betalare",
+        "Mottagare",
+        "Status",
+        "Status satt den",
+        "Fakturanummer",
     ]
     assert row == [
-        "a1",
+        "Avtal a1",
         "REF-a1",
         "2027-03-20",
         "2027-03-20",
-        "invoice",
+        "fakturering",
         invoiced.title,
         "12000000000",
         "kommun",
         "forening",
-        "invoiced",
+        "fakturerad",
         "2027-03-12",
         "F-2027-17",
     ]
+    english = list(csv.reader(io.StringIO(ops.upcoming_csv("en", rows, {})), delimiter=";"))
+    assert english[0][:2] == ["Agreement", "Reference"]
+    assert english[1][4] == "invoicing" and english[1][9] == "invoiced"

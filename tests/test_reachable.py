@@ -34,7 +34,6 @@ from typer.testing import CliRunner
 import models.config as config
 from agreements.cli import app as cli_app
 from agreements.web.app import TEMPLATES, create_app
-from agreements.web.i18n import translator
 from models.agreement import DateRule
 from models.config import Settings
 from models.db import migrate
@@ -238,7 +237,6 @@ def rendered_actions(
         form_key="k",
         temporal_ui="http://127.0.0.1:8233",
         lang="sv",
-        t=translator("sv"),
     )
     forms = re.findall(r"<form\b[^>]*>.*?</form>", html, flags=re.S)
     actions = set()
@@ -348,7 +346,7 @@ def test_every_command_reaches_its_update(recorder: Recorder, tmp_path: Path) ->
     assert recorder.calls[-1] == (f"agreement-{ID}", "start_signing", "start_signing:retry-7")
     calls = len(recorder.calls)
     bad = runner.invoke(cli_app, ["sign-start", ID, "--idempotency-key", "x" * 201])
-    assert bad.exit_code == 1 and "--idempotency-key: must be 1 to 200" in bad.output
+    assert bad.exit_code == 1 and "--idempotency-key: måste vara 1 till 200" in bad.output
     assert len(recorder.calls) == calls
 
 
@@ -377,10 +375,10 @@ def test_every_api_route_reaches_its_update(recorder: Recorder, tmp_path: Path) 
                 assert update_id == f"{name}:key {name}"
         calls = len(recorder.calls)
         for bad, reason in (
-            ("x" * 201, "must be 1 to 200 characters, not 201"),
-            ("", "must be 1 to 200 characters, not 0"),
-            ("tab\there", "must be printable ASCII"),
-            ("åäö", "must be printable ASCII"),
+            ("x" * 201, "måste vara 1 till 200 tecken, inte 201"),
+            ("", "måste vara 1 till 200 tecken, inte 0"),
+            ("tab\there", "får bara innehålla utskrivbara ASCII-tecken"),
+            ("åäö", "får bara innehålla utskrivbara ASCII-tecken"),
         ):
             answer = client.post(
                 f"/api/agreements/{ID}/signing",

@@ -100,21 +100,21 @@ def test_the_command_line_refuses_before_it_connects(tmp_path: Path) -> None:
     env = {"AGREEMENTS_TEMPORAL_ADDRESS": "127.0.0.1:1", "AGREEMENTS_DATA_DIR": str(tmp_path)}
     over = runner.invoke(app, ["create", str(EXAMPLES / "lund-radrum.toml")], env=env)
     assert over.exit_code == 1
-    assert "its term ran 2019-07-01 – 2021-06-30 and is over" in over.output
+    assert "avtalstiden var 2019-07-01 – 2021-06-30 och är slut" in over.output
     path = tmp_path / "lund.toml"
     path.write_text(under_way_text("lund-radrum"), encoding="utf-8")
     started = runner.invoke(app, ["create", str(path)], env=env)
     assert started.exit_code == 1 and "(--signed YYYY-MM-DD)" in started.output
     bad = runner.invoke(app, ["create", str(path), "--signed", "10 juni"], env=env)
-    assert bad.exit_code == 1 and "--signed: '10 juni' is not a date (YYYY-MM-DD)" in bad.output
+    assert bad.exit_code == 1 and "--signed: '10 juni' är inte ett datum (ÅÅÅÅ-MM-DD)" in bad.output
     today = ops.stockholm_today()  # now, not at import: a run may pass midnight
     ahead = (today + dt.timedelta(days=2)).isoformat()
     future = runner.invoke(app, ["create", str(path), "--signed", ahead], env=env)
-    assert future.exit_code == 1 and "cannot be in the future" in future.output
+    assert future.exit_code == 1 and "kan inte ligga i framtiden" in future.output
     # With the day it was signed it goes on to the service (here: not running).
     yesterday = (today - dt.timedelta(days=1)).isoformat()
     signed = runner.invoke(app, ["create", str(path), "--signed", yesterday], env=env)
-    assert signed.exit_code == 1 and "cannot reach Temporal" in signed.output
+    assert signed.exit_code == 1 and "når inte Temporal" in signed.output
     assert "Traceback" not in over.output + started.output + signed.output
 
 
@@ -193,7 +193,7 @@ def test_the_api_takes_on_an_agreement_under_way_with_signed(
     started = loads_agreement(text).term.start
     refused = client.post("/api/agreements", content=text, headers=AUTH)
     assert refused.status_code == 422
-    assert f"its term started on {started}" in refused.json()["detail"]
+    assert f"avtalstiden började {started}" in refused.json()["detail"]
     assert "?signed=YYYY-MM-DD" in refused.json()["detail"]
     over = client.post(
         "/api/agreements",
@@ -201,7 +201,7 @@ def test_the_api_takes_on_an_agreement_under_way_with_signed(
         content=(EXAMPLES / "lund-radrum.toml").read_bytes(),
         headers=AUTH,
     )
-    assert over.status_code == 422 and "is over" in over.json()["detail"]
+    assert over.status_code == 422 and "och är slut" in over.json()["detail"]
     not_a_date = client.post(
         "/api/agreements", params={"signed": "10 juni"}, content=text, headers=AUTH
     )
@@ -239,7 +239,7 @@ def test_the_page_asks_whether_it_is_already_signed(web: tuple[TestClient, Path]
     text = under_way_text("kristianstad-gamlegarden")
     refused = client.post("/create", data={"csrf": csrf.group(1), "terms": text, "signed": ""})
     assert refused.status_code == 422
-    assert "its term started on" in refused.text and "«Redan undertecknat den»" in refused.text
+    assert "avtalstiden började" in refused.text and "«Redan undertecknat den»" in refused.text
     bad = client.post("/create", data={"csrf": csrf.group(1), "terms": text, "signed": "igår"})
     assert bad.status_code == 422 and "är inte ett datum" in bad.text
     over = client.post(
@@ -250,7 +250,7 @@ def test_the_page_asks_whether_it_is_already_signed(web: tuple[TestClient, Path]
             "signed": "2019-06-10",
         },
     )
-    assert over.status_code == 422 and "is over" in over.text
+    assert over.status_code == 422 and "och är slut" in over.text
     signed_on = loads_agreement(text).term.start
     created = client.post(
         "/create",

@@ -122,7 +122,7 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
         (tmp_path / "data" / "planteringen.toml").write_text(shifted.stdout, encoding="utf-8")
         created = cli(env, tmp_path, "create", "data/planteringen.toml")
         assert created.returncode == 0, created.stderr
-        assert "Läge: draft" in created.stdout
+        assert "Läge: utkast" in created.stdout
         confirm = cli(
             env,
             tmp_path,
@@ -166,17 +166,17 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
         assert taken.returncode == 0, taken.stderr
         assert f"Övertaget som undertecknat {signed}" in taken.stdout
         over = cli(env, tmp_path, "create", str(examples / "lund-radrum.toml"))
-        assert over.returncode == 1 and "is over" in over.stderr
+        assert over.returncode == 1 and "är slut" in over.stderr
         for _ in range(100):
             shown = cli(env, tmp_path, "show", "helsingborg-inva-sam")
-            if "Läge: active" in shown.stdout:
+            if "Läge: löper" in shown.stdout:
                 break
             time.sleep(0.1)
-        assert "Läge: active" in shown.stdout, shown.stdout + shown.stderr
+        assert "Läge: löper" in shown.stdout, shown.stdout + shown.stderr
         assert "E-post: 0 skickade" in shown.stdout
         assert len(read_mail(mail)) == 6  # nothing more
     assert (tmp_path / "data" / "temporal.db").exists()
     with service(env, tmp_path):
         listed = cli(env, tmp_path, "show", "planteringen")
         assert listed.returncode == 0, listed.stderr
-        assert "signing" in listed.stdout
+        assert "under signering" in listed.stdout

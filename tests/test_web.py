@@ -7,17 +7,27 @@ import datetime as dt
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
-from agreements.cli import future_text
+from agreements.cli import future_text, shifted
+from agreements.ops import stockholm_today
 from emails.render import day
+from i18n import text
+from models.agreement import ContributionKind, RenewalKind, Role, SigningMethod, SigningMode
+from models.lifecycle import RoundOutcome, SignerStatus, State
 from models.loader import loads_agreement
+from models.plan import EndingKind, MilestoneKind, MilestoneStatus
+from models.prerequisites import CHECKLIST
 from tests.conftest import TOKEN
+from tests.language import visible as visible_lines
 from tests.mail import signing_requests
 
 ROOT = Path(__file__).resolve().parent.parent
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# The API answers in Swedish unless the client prefers English (Accept-Language).
+ENGLISH = {**AUTH, "Accept-Language": "en-GB,en;q=0.9,sv;q=0.5"}
 # The real seed, moved forward whole years so that its term has not started: a draft the
 # service takes on to sign (`agreements shift`), as the README's quick start makes it.
 PLANTERINGEN = future_text((ROOT / "examples" / "planteringen.toml").read_text(encoding="utf-8"))
@@ -38,6 +48,11 @@ def timeline_rows(page: str) -> list[tuple[str, str]]:
     return re.findall(r"<tr(?: class=\"past\")?><td>([^<]+)</td><td>([^<]*)</td>", page)
 
 
+def visible(page: str) -> str:
+    """The text a person reads on a page, its whitespace as one space."""
+    return " ".join(visible_lines(page).split())
+
+
 def start(client: TestClient) -> None:
     created = client.post("/api/agreements", content=PLANTERINGEN, headers=AUTH)
     assert created.status_code == 201, created.text
@@ -53,23 +68,38 @@ def start(client: TestClient) -> None:
 
 def test_api_needs_the_token_and_explains_refusals(web: tuple[TestClient, Path]) -> None:
     client, _ = web
-    assert client.get("/api/agreements").status_code == 401
+    unauthorised = client.get("/api/agreements")
+    assert unauthorised.status_code == 401
+    assert unauthorised.json() == {
+        "detail": "En giltig API-nyckel krävs (Authorization: Bearer …).",
+        "code": "token-required",
+        "params": {},
+    }
+    english = client.get("/api/agreements", headers={"Accept-Language": "en"}).json()
+    assert english["detail"] == "A valid API token is required (Authorization: Bearer …)."
+    swedish_first = {"Accept-Language": "sv-SE,sv;q=0.9,en;q=0.8"}
+    assert "giltig" in client.get("/api/agreements", headers=swedish_first).json()["detail"]
     assert (
         client.get("/api/agreements", headers={"Authorization": "Bearer nope"}).status_code == 401
     )
     assert client.get("/openapi.json").json()["info"]["title"] == "Avtalstjänsten"
-    bad = client.post("/api/agreements", content='id = "x"\n', headers=AUTH)
+    bad = client.post("/api/agreements", content='id = "x"\n', headers=ENGLISH)
     assert bad.status_code == 422 and "request: coordinator: missing" in bad.json()["detail"]
     start(client)
-    again = client.post("/api/agreements", content=PLANTERINGEN, headers=AUTH)
+    again = client.post("/api/agreements", content=PLANTERINGEN, headers=ENGLISH)
     assert again.status_code == 409 and "already exists" in again.json()["detail"]
+    # A refusal carries its stable code and what it names, whatever the language.
+    assert again.json()["code"] == "exists"
+    assert again.json()["params"] == {"agreement": "planteringen"}
     assert client.get("/api/agreements/nobody", headers=AUTH).status_code == 404
     report = client.post(
         "/api/agreements/planteringen/reports",
         json={"report": "x", "occurrence": 1},
-        headers=AUTH,
+        headers=ENGLISH,
     )
     assert report.status_code == 409 and "not signed yet" in report.json()["detail"]
+    assert report.json()["code"] == "not-signed"
+    assert report.json()["params"] == {"state": "signing"}
     for _ in range(100):  # the read model follows the workflow a moment later
         listed = client.get("/api/agreements", headers=AUTH).json()
         if listed:
@@ -179,7 +209,7 @@ def test_every_api_decision_endpoint(web: tuple[TestClient, Path]) -> None:
     wrong = client.post(
         f"{url}/signing/paper",
         json={"signer": "x@example.se", "signed_on": "2026-11-20", "recorded_by": "api"},
-        headers=AUTH,
+        headers=ENGLISH,
     )
     assert wrong.status_code == 409 and "is not a signatory" in wrong.json()["detail"]
     for signer in (
@@ -197,10 +227,10 @@ def test_every_api_decision_endpoint(web: tuple[TestClient, Path]) -> None:
         if client.get(url, headers=AUTH).json()["state"] == "signed":
             break
         time.sleep(0.05)
-    renewal = client.post(f"{url}/renewals", json={"party": "sof", "renew": False}, headers=AUTH)
+    renewal = client.post(f"{url}/renewals", json={"party": "sof", "renew": False}, headers=ENGLISH)
     assert renewal.status_code == 409 and "fixed term" in renewal.json()["detail"]
     report = client.post(
-        f"{url}/reports", json={"report": "arsrapport", "occurrence": 9}, headers=AUTH
+        f"{url}/reports", json={"report": "arsrapport", "occurrence": 9}, headers=ENGLISH
     )
     assert report.status_code == 409 and "no report arsrapport number 9" in report.json()["detail"]
     bad_amend = client.post(f"{url}/amendments", content="id = 1", headers=AUTH)
@@ -222,13 +252,31 @@ def test_every_api_decision_endpoint(web: tuple[TestClient, Path]) -> None:
     assert cancel.json()["outcome"] == "cancelled" and "signers" not in cancel.json()
 
 
-def test_every_interface_text_has_english() -> None:
-    from agreements.web.i18n import EN
+def test_every_page_text_is_a_catalog_message_in_both_languages() -> None:
+    """The pages' texts are English message ids (Jinja2's i18n extension) with Swedish and
+    English in the catalog."""
+    from babel.messages.extract import extract_from_file
 
-    used: set[str] = set()
+    from i18n import translations
+
+    found: set[str | tuple[str, ...]] = set()
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2)}
     for template in (ROOT / "agreements" / "web" / "templates").glob("*.html"):
-        used |= set(re.findall(r't\("([^"]+)"\)', template.read_text(encoding="utf-8")))
-    assert used and not used - set(EN), sorted(used - set(EN))
+        for _, message, _, _ in extract_from_file("jinja2", template, keywords=keywords):
+            found.add(message)
+    assert len(found) > 80
+    for language in ("sv", "en"):
+        catalog = translations(language)._catalog
+        for message in found:
+            if isinstance(message, tuple):
+                assert catalog.get((message[0], 0)) and catalog.get((message[0], 1)), message
+            else:
+                assert catalog.get(message), (language, message)
+    sv = translations("sv")
+    assert sv.gettext("Timeline") == "Tidslinje" and sv.gettext("State") == "Läge"
+    assert sv.ngettext("Upcoming: %(num)s day", "Upcoming: %(num)s days", 2) == (
+        "Kommande: %(num)s dagar"
+    )
 
 
 def test_english_on_request(web: tuple[TestClient, Path]) -> None:
@@ -240,3 +288,180 @@ def test_english_on_request(web: tuple[TestClient, Path]) -> None:
     # Remembered until switched back.
     assert "Add an agreement" in client.get("/").text
     assert "Lägg till ett avtal" in client.get("/?lang=sv").text
+    # An agreement's page in English says its state, statuses and times in English.
+    start(client)
+    page = client.get("/a/planteringen?lang=en").text
+    shown = visible(page)
+    assert "State: being signed" in shown and "Signing (round 1, signing link): under way" in shown
+    assert "Timeline" in shown and "Events" in shown
+    for swedish in ("Läge", "Tidslinje", "Händelser", "under signering", "pågår", "inbjuden"):
+        assert swedish not in shown, swedish
+    # The other language's link is named in that language, marked as such.
+    assert '<a href="?lang=sv" lang="sv" hreflang="sv">Svenska</a>' in page
+    client.get("/?lang=sv")
+
+
+# The words a Swedish page must not show as they are: the service's own keys.
+ENUMS = (State, SignerStatus, RoundOutcome, MilestoneStatus, MilestoneKind, EndingKind)
+ENUMS_TOO = (RenewalKind, SigningMethod, SigningMode, Role, ContributionKind)
+STOCKHOLM_TIME = re.compile(r"\b\d{2}:\d{2}\b(?! CES?T\b)")
+
+
+def shown_as_is(shown: str, key: str) -> bool:
+    """`key` as a word of the text, not inside an email address, a web address or a name
+    (case matters: a party key "helsingborgshem" is not the name "Helsingborgshem")."""
+    return re.search(rf"(?<![\w@./-]){re.escape(key)}(?![\w@/-])", shown) is not None
+
+
+def keys_shown(page: str, milestone_ids: list[str], party_keys: list[str]) -> list[str]:
+    """Every internal key and UTC time that the Swedish text of `page` shows."""
+    shown = visible(page)
+    found = [
+        f"enum value {v.value!r}"
+        for kind in (*ENUMS, *ENUMS_TOO)
+        for v in kind
+        if shown_as_is(shown, v.value)
+    ]
+    found += [f"prerequisite key {k!r}" for k in CHECKLIST if shown_as_is(shown, k)]
+    found += [f"party key {k!r}" for k in party_keys if shown_as_is(shown, k)]
+    found += [f"milestone id {m!r}" for m in milestone_ids if m in shown]
+    found += [f"time {t.group(0)!r} without its zone" for t in STOCKHOLM_TIME.finditer(shown)]
+    if "UTC" in shown:
+        found.append("UTC")
+    return found
+
+
+def milestone_rows(client: TestClient, agreement_id: str) -> list[dict[str, Any]]:
+    """The agreement's milestones from the read model (written a moment after the workflow)."""
+    for _ in range(200):
+        answer = client.get(f"/api/agreements/{agreement_id}/milestones", headers=AUTH)
+        if answer.status_code == 200 and answer.json():
+            rows: list[dict[str, Any]] = answer.json()
+            return rows
+        time.sleep(0.05)
+    raise AssertionError(answer.text)
+
+
+def milestone_ids(client: TestClient, agreement_id: str) -> list[str]:
+    return [m["id"] for m in milestone_rows(client, agreement_id)]
+
+
+def until(client: TestClient, agreement_id: str, state: str) -> dict[str, Any]:
+    for _ in range(200):
+        answer: dict[str, Any] = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
+        if answer["state"] == state:
+            return answer
+        time.sleep(0.05)
+    raise AssertionError(f"{agreement_id} is {answer['state']}, not {state}")
+
+
+def under_way(name: str) -> tuple[str, str]:
+    """An example moved whole years so that its term started last year and still runs, and
+    the day it was signed (its start)."""
+    source = (ROOT / "examples" / f"{name}.toml").read_text(encoding="utf-8")
+    today = stockholm_today()
+    for years in range(60):
+        moved = loads_agreement(shifted(source, years))
+        if moved.term.start < today - dt.timedelta(days=200) and moved.term.end > today:
+            return shifted(source, years), moved.term.start.isoformat()
+    raise AssertionError(f"{name} cannot be moved to run today")
+
+
+def test_swedish_pages_show_no_internal_key_in_any_state(web: tuple[TestClient, Path]) -> None:
+    """A draft, one being signed, one running with decisions in its event log, one ended:
+    each Swedish page shows states, statuses, prerequisites, parties and milestones in words,
+    and its times in Stockholm time with the zone."""
+    client, _ = web
+    client.post("/login", data={"token": TOKEN})
+    client.get("/?lang=sv")
+    plant = loads_agreement(PLANTERINGEN)
+    created = client.post("/api/agreements", content=PLANTERINGEN, headers=AUTH)
+    assert created.status_code == 201, created.text
+    missing = created.json()["prerequisites_missing"]
+    assert missing, "the draft has prerequisites to confirm"
+    plant_ids = milestone_ids(client, "planteringen")
+    parties = list(plant.parties)
+
+    draft = client.get("/a/planteringen").text
+    assert "Läge: utkast" in visible(draft)
+    for key in missing:  # the checklist's words, the keys only in the form's value
+        assert text("sv", CHECKLIST[key].text) in visible(draft), key
+    assert keys_shown(draft, plant_ids, parties) == []
+
+    assert client.post(
+        "/api/agreements/planteringen/prerequisites", json={"keys": missing}, headers=AUTH
+    ).is_success
+    assert client.post("/api/agreements/planteringen/signing", headers=AUTH).is_success
+    signing = client.get("/a/planteringen").text
+    shown = visible(signing)
+    assert "Läge: under signering" in shown
+    assert "Signering (omgång 1, signeringslänk): pågår" in shown and "inbjuden" in shown
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} CES?T", shown), "event times"
+    assert keys_shown(signing, plant_ids, parties) == []
+
+    # Taken on under way, with an instalment invoiced: events with decisions.
+    lund_text, signed = under_way("lund-radrum")
+    lund = loads_agreement(lund_text)
+    taken = client.post(f"/api/agreements?signed={signed}", content=lund_text, headers=AUTH)
+    assert taken.status_code == 201, taken.text
+    until(client, "lund-radrum", "active")
+    rows = milestone_rows(client, "lund-radrum")
+    invoice = next(m for m in rows if m["kind"] == "invoice" and m["status"] == "to_invoice")
+    marked = client.post(
+        f"/api/agreements/lund-radrum/milestones/{invoice['id']}",
+        json={"status": "invoiced", "number": "F-77"},
+        headers=AUTH,
+    )
+    assert marked.status_code == 200, marked.text
+    lund_ids = [m["id"] for m in rows]
+    lund_parties = list(lund.parties)
+    for _ in range(100):  # the event log is written a moment after the decision
+        active = client.get("/a/lund-radrum").text
+        if "F-77" in active and len(re.findall("<tr><td>", active)) > 3:
+            break
+        time.sleep(0.05)
+    shown = visible(active)
+    assert "Läge: löper" in shown and "fakturerad" in shown
+    assert "av samordnaren" in shown  # the API's default setter, in words
+    assert keys_shown(active, lund_ids, lund_parties) == []
+
+    # The finance officer's list and its CSV file: words and party names.
+    coming = client.get("/upcoming?days=400&role=finance").text
+    assert "Kommande: 400 dagar" in visible(coming)
+    assert keys_shown(coming, lund_ids + plant_ids, lund_parties + parties) == []
+    csv = client.get("/upcoming.csv?days=400&role=finance")
+    assert (
+        csv.status_code == 200 and 'filename="kommande.csv"' in csv.headers["content-disposition"]
+    )
+    table = [line.split(";") for line in csv.text.lstrip("\ufeff").splitlines()]
+    assert table[0][:4] == ["Avtal", "Diarienummer", "Datum enligt avtalet", "Datum"]
+    assert table[0][9] == "Status" and table[0][7:9] == ["Betalare", "Mottagare"]
+    lund_rows = [r for r in table[1:] if r[0] == lund.title]
+    assert lund_rows and {r[4] for r in lund_rows} == {"fakturering"}
+    assert "fakturerad" in {r[9] for r in lund_rows}
+    names = {p.name for p in lund.parties.values()}
+    assert {r[7] for r in lund_rows} <= names and {r[8] for r in lund_rows} <= names
+    for row in table[1:]:
+        assert dt.date.fromisoformat(row[3]) and not set(row) & set(lund_parties + parties)
+        assert not set(row) & {s.value for s in (*MilestoneStatus, *MilestoneKind)}
+    english_csv = client.get("/upcoming.csv?days=400&role=finance&lang=en").text
+    assert english_csv.lstrip("\ufeff").startswith("Agreement;Reference;Date as written;Date;Kind")
+    assert ";invoicing;" in english_csv and ";invoiced;" in english_csv
+    client.get("/?lang=sv")
+
+    # Rescinded from yesterday: ended.
+    yesterday = (stockholm_today() - dt.timedelta(days=1)).isoformat()
+    rescinded = client.post(
+        "/api/agreements/lund-radrum/ending",
+        json={"kind": "rescission", "reason": "Verksamheten har upphört", "given_on": yesterday},
+        headers=AUTH,
+    )
+    assert rescinded.status_code == 200, rescinded.text
+    until(client, "lund-radrum", "ended")
+    ended = client.get("/a/lund-radrum").text
+    shown = visible(ended)
+    assert "Läge: avslutat" in shown and "slutar: hävd" in shown
+    assert keys_shown(ended, lund_ids, lund_parties) == []
+    listing = client.get("/").text
+    assert "avslutat" in visible(listing) and "under signering" in visible(listing)
+    assert keys_shown(listing, lund_ids + plant_ids, lund_parties + parties) == []

@@ -200,7 +200,7 @@ def test_a_refused_step_is_listed_and_the_life_goes_on(tmp_path: Path) -> None:
     # The table lists them under the emails.
     table = run_simulate(example, "--scenario", str(scenario))
     assert table.returncode == 0, table.stderr
-    assert "Avvisade steg" in table.stdout and "fixed term" in table.stdout
+    assert "Avvisade steg" in table.stdout and "avtalet gäller en bestämd tid" in table.stdout
     assert "3 avvisade steg" in table.stdout and "Traceback" not in table.stderr
 
 

@@ -87,8 +87,10 @@ T = TypeVar("T")
 RETRY_LATER = timedelta(hours=1)  # work that failed after every retry is tried again then
 
 
-def reject(code: str, message: str) -> ApplicationError:
-    return ApplicationError(message, code, type="Rejected", non_retryable=True)
+def reject(code: str, message: str, params: dict[str, Any] | None = None) -> ApplicationError:
+    """A refusal for the client: the English message, then in the details its stable code
+    and what it names (i18n/refusals.py says it in the reader's language)."""
+    return ApplicationError(message, code, params or {}, type="Rejected", non_retryable=True)
 
 
 class Failed(Exception):
@@ -110,6 +112,7 @@ class AgreementWorkflow:
         self.core: Core = data.core()
         self.pending: Effects = data.pending
         self.closing: str | None = None  # why decisions are refused while the run closes
+        self.closing_code = "closing"  # its code: "ended" once the agreement has ended
         self.changed = False
         self.round_task: asyncio.Task[None] | None = None
         self.rounds_started = self.core.rounds if not self.core.round_open else 0
@@ -140,7 +143,7 @@ class AgreementWorkflow:
         """The decision a command would bring; the validator's verdict is kept for the
         handler that follows it on the same state."""
         if self.closing is not None:
-            raise reject("closing", self.closing)
+            raise reject(self.closing_code, self.closing)
         if self._checked is not None:
             core, checked, known = self._checked
             if core is self.core and checked is command:
@@ -148,7 +151,7 @@ class AgreementWorkflow:
         try:
             decision: Decision = self.pure(decider.decide, command, self.now())
         except Refusal as refusal:
-            raise reject(refusal.code, refusal.message) from None
+            raise reject(refusal.code, refusal.message, refusal.params) from None
         self._checked = (self.core, command, decision)
         return decision
 
@@ -453,6 +456,7 @@ class AgreementWorkflow:
         decided. Before a continue-as-new, work that cannot be done now goes along with it;
         at the end, the run waits until it is done."""
         self.closing = why
+        self.closing_code = "ended" if final else "closing"
         while True:
             await workflow.wait_condition(workflow.all_handlers_finished)
             if await self.work():

@@ -94,14 +94,21 @@ def round_workflow_id(agreement_id: str, number: int) -> str:
     return f"agreement-{agreement_id}-round-{number}"
 
 
+# A refusal's parameter: what the reason names (a state, a date, a party's name, a list of
+# keys), plain JSON for the ApplicationError's details.
+Param = str | int | list[str] | None
+
+
 class Refusal(Exception):
     """A command the agreement does not take: nothing changes. `code` is stable, for
-    programs; `message` is the reason, for people."""
+    programs; `message` is the reason, in English; `params` what the reason names, for the
+    interfaces to say it in the reader's language (i18n/refusals.py)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **params: Param) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.params = params
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,11 @@ def decide(core: Core, command: Command, now: dt.datetime) -> Decision:
         case RoundFinished():
             step.round_finished(command)
         case _:  # pragma: no cover - the type says it cannot happen
-            raise Refusal("unknown", f"unknown command {type(command).__name__}")
+            raise Refusal(
+                "unknown",
+                f"unknown command {type(command).__name__}",
+                command=type(command).__name__,
+            )
     return step.done()
 
 
@@ -151,9 +162,18 @@ def take_on(core: Core, now: dt.datetime, handed_over: dt.datetime) -> Decision:
     if signed is not None and step.state is State.draft:
         step.decisions = step.decisions.model_copy(update={"signed_on": signed})
         step.state = State.signed
-        step.log("signed", f"imported as signed on {signed}", None, sha256=step.sha)
+        step.log(
+            "signed",
+            f"imported as signed on {signed}",
+            None,
+            sha256=step.sha,
+            signed_on=signed.isoformat(),
+            imported=True,
+        )
     step.save_terms(step.agreement)
-    step.log("created", f"taken on as {step.state.value}", None, sha256=step.sha)
+    step.log(
+        "created", f"taken on as {step.state.value}", None, sha256=step.sha, state=step.state.value
+    )
     return step.done()
 
 
@@ -172,7 +192,15 @@ def email_handled(core: Core, spec: EmailSpec, result: SendResult, now: dt.datet
     per address that cannot be reached."""
     step = _Step(core, now)
     if result.outcome is SendOutcome.failed:
-        step.log("email.failed", f"{spec.template} to {spec.to.email}: {result.error}", None)
+        step.log(
+            "email.failed",
+            f"{spec.template} to {spec.to.email}: {result.error}",
+            None,
+            template=spec.template,
+            to=spec.to.email,
+            to_name=spec.to.name,
+            error=result.error,
+        )
         if spec.template not in ("send_failed", "service_alert"):
             step.emails.append(
                 EmailSpec(
@@ -194,7 +222,13 @@ def alert(core: Core, what: str, error: str, now: dt.datetime) -> Decision:
     """Work that failed after every retry: the coordinator is told (once per kind of work
     and day) and the shell tries again later."""
     step = _Step(core, now)
-    step.log("service.alert", f"{what} failed and will be tried again: {error}", None)
+    step.log(
+        "service.alert",
+        f"{what} failed and will be tried again: {error}",
+        None,
+        what=what,
+        error=error,
+    )
     step.emails.append(
         EmailSpec(
             key=f"{step.agreement.id}:event:service_alert:{what}:{now.date().isoformat()}",
@@ -495,6 +529,13 @@ class _Step:
     def missing_prerequisites(self) -> list[str]:
         return _missing(self.agreement, self.prerequisites)
 
+    def party_name(self, key: str | None) -> str | None:
+        """A party's name, as people read it (its key when the terms no longer have it)."""
+        if key is None:
+            return None
+        party = self.agreement.parties.get(key)
+        return party.name if party is not None else key
+
     def next_change(self, p: Plan) -> dt.datetime | None:
         """When the state moves on by itself: the term starts, an extension deadline passes
         (unapproved, the agreement ends), or the agreement ends."""
@@ -572,24 +613,35 @@ class _Step:
 
     def require_signed(self, after_end: bool = False) -> None:
         if self.state in (State.draft, State.signing):
-            raise Refusal("not-signed", f"the agreement is not signed yet ({self.state.value})")
+            raise Refusal(
+                "not-signed",
+                f"the agreement is not signed yet ({self.state.value})",
+                state=self.state.value,
+            )
         if self.state is State.ended and not after_end:
             raise Refusal("ended", "the agreement has ended")
 
     def require_valid(self, terms: Agreement, what: str) -> None:
         if terms.id != self.agreement.id:
-            raise Refusal("other-agreement", f"{what} for {terms.id}, not {self.agreement.id}")
+            raise Refusal(
+                "other-agreement",
+                f"{what} for {terms.id}, not {self.agreement.id}",
+                other=terms.id,
+                agreement=self.agreement.id,
+            )
         problems = check(terms)
         if problems:
             reason = "; ".join(f"{p.location}: {p.message}" for p in problems)
-            raise Refusal("invalid-terms", reason)
+            raise Refusal("invalid-terms", reason, problems=reason)
 
     # Drafting and signing ---------------------------------------------------------------------
 
     def edit_draft(self, request: EditDraft) -> None:
         if self.state is not State.draft:
             raise Refusal(
-                "not-draft", f"only a draft can be edited; this agreement is {self.state.value}"
+                "not-draft",
+                f"only a draft can be edited; this agreement is {self.state.value}",
+                state=self.state.value,
             )
         self.require_valid(request.agreement, "the terms are")
         self.agreement = request.agreement
@@ -604,25 +656,36 @@ class _Step:
                 "unknown-prerequisite",
                 f"unknown prerequisite {', '.join(unknown)}; the checklist has "
                 + ", ".join(CHECKLIST),
+                unknown=unknown,
+                checklist=list(CHECKLIST),
             )
         if self.state is not State.draft:
             raise Refusal(
-                "not-draft", "the prerequisites are confirmed before signing, in the draft"
+                "not-draft",
+                "the prerequisites are confirmed before signing, in the draft",
+                state=self.state.value,
             )
         self.prerequisites.extend(request.keys)
-        self.log("prerequisites.confirmed", "confirmed: " + ", ".join(request.keys), request.by)
+        self.log(
+            "prerequisites.confirmed",
+            "confirmed: " + ", ".join(request.keys),
+            request.by,
+            prerequisites=",".join(request.keys),
+        )
 
     def start_signing(self, request: StartSigning) -> None:
         if self.state is not State.draft:
             raise Refusal(
                 "not-draft",
                 f"a signature round starts from a draft; this one is {self.state.value}",
+                state=self.state.value,
             )
         missing = self.missing_prerequisites()
         if missing:
             raise Refusal(
                 "prerequisites-missing",
                 "confirm the IOP prerequisites first: " + ", ".join(missing),
+                prerequisites=missing,
             )
         self.begin_round("signing", self.agreement, request.by)
 
@@ -630,15 +693,19 @@ class _Step:
         self.require_signed()
         self.require_valid(request.agreement, "the amendment is")
         if self.round_open:
-            raise Refusal("round-open", "a signature round is already running")
+            raise Refusal("round-open", "a signature round is already running", round=self.rounds)
         if request.agreement.term.start != self.agreement.term.start:
-            raise Refusal("start-moved", "an amendment cannot move the start of the agreement")
+            raise Refusal(
+                "start-moved",
+                "an amendment cannot move the start of the agreement",
+                start=self.agreement.term.start.isoformat(),
+            )
         self.amendment = request.agreement
         self.begin_round("amendment", request.agreement, request.by)
 
     def begin_round(self, purpose: str, terms: Agreement, by: str) -> None:
         if self.round_open:
-            raise Refusal("round-open", "a signature round is already running")
+            raise Refusal("round-open", "a signature round is already running", round=self.rounds)
         self.rounds += 1
         number = self.rounds
         sha = terms_sha256(terms)
@@ -690,7 +757,9 @@ class _Step:
     def round_finished(self, finished: RoundFinished) -> None:
         info = finished.info
         if not self.round_open or info.number != self.rounds:
-            raise Refusal("no-round", f"signature round {info.number} is not running")
+            raise Refusal(
+                "no-round", f"signature round {info.number} is not running", round=info.number
+            )
         self.last_round = info
         self.round_open = False
         if info.outcome is RoundOutcome.completed:
@@ -699,7 +768,12 @@ class _Step:
                 self.sha = terms_sha256(self.agreement)
                 self.amendment = None
                 self.calendar_sequence += 1
-                self.log("amendment.signed", "amendment signed; every later date re-planned", None)
+                self.log(
+                    "amendment.signed",
+                    "amendment signed; every later date re-planned",
+                    None,
+                    round=info.number,
+                )
             else:
                 # Signed the day the last signature was given: on paper, the paper's date.
                 days = [s.signed_on for s in info.signers if s.signed_on] + [
@@ -711,7 +785,14 @@ class _Step:
                 self.decisions = self.decisions.model_copy(update={"signed_on": signed_on})
                 self.state = State.signed
                 # The engine sends nothing planned before the signing day.
-                self.log("signed", "signed by every party", None, sha256=self.sha)
+                self.log(
+                    "signed",
+                    "signed by every party",
+                    None,
+                    sha256=self.sha,
+                    signed_on=signed_on.isoformat(),
+                    round=info.number,
+                )
             return
         if info.purpose == "amendment":
             self.amendment = None
@@ -722,6 +803,9 @@ class _Step:
             f"signature round {info.number} {info.outcome.value}"
             + (f": {finished.error}" if finished.error else ""),
             None,
+            round=info.number,
+            outcome=info.outcome.value,
+            error=finished.error,
         )
         if info.outcome is RoundOutcome.failed:
             # The round broke (terminated, a fault): the coordinator can start a new one.
@@ -756,6 +840,9 @@ class _Step:
                 "unknown-report",
                 f"there is no report {request.report} number {request.occurrence}"
                 f" in this agreement (reports: {', '.join(known) or 'none'})",
+                report=request.report,
+                occurrence=request.occurrence,
+                reports=known,
             )
         current = self.status_of(due[0].id)
         if request.new_due is None and current in (
@@ -763,16 +850,31 @@ class _Step:
             MilestoneStatus.approved,
         ):
             what = f"{request.report} #{request.occurrence}"
-            raise Refusal("already-recorded", f"{what} is already recorded")
+            raise Refusal(
+                "already-recorded",
+                f"{what} is already recorded",
+                milestone=due[0].title,
+                status=current.value,
+            )
         if request.new_due is not None and current is not None:
             what = f"{request.report} #{request.occurrence}"
-            raise Refusal("already-recorded", f"{what} is already received ({current.value})")
+            raise Refusal(
+                "already-recorded",
+                f"{what} is already received ({current.value})",
+                milestone=due[0].title,
+                status=current.value,
+            )
         if request.submitted_on is not None and request.submitted_on > self.today():
-            raise Refusal("future-date", "a report cannot be submitted in the future")
+            raise Refusal(
+                "future-date",
+                "a report cannot be submitted in the future",
+                on=request.submitted_on.isoformat(),
+            )
         if request.new_due is not None and request.new_due <= due[0].effective_date:
             raise Refusal(
                 "postpone-earlier",
                 f"a postponement must move the due date after {due[0].effective_date}",
+                due=due[0].effective_date.isoformat(),
             )
         if request.new_due is not None:
             change = ReportPostponement(
@@ -792,6 +894,9 @@ class _Step:
                 "report.postponed",
                 f"{request.report} #{request.occurrence} postponed to {request.new_due}",
                 request.by,
+                milestone=due[0].id,
+                milestone_title=due[0].title,
+                new_due=request.new_due.isoformat(),
             )
             return
         done = ReportSubmission(
@@ -805,7 +910,14 @@ class _Step:
             )
         self.mark(due[0].id, MilestoneStatus.received, done.submitted_on, request.by)
         what = f"{request.report} #{request.occurrence}"
-        self.log("report.submitted", f"{what} submitted", request.by)
+        self.log(
+            "report.submitted",
+            f"{what} submitted",
+            request.by,
+            milestone=due[0].id,
+            milestone_title=due[0].title,
+            on=done.submitted_on.isoformat(),
+        )
 
     def status_of(self, milestone: str) -> MilestoneStatus | None:
         """The status last set on a milestone (None: nobody has set one)."""
@@ -838,6 +950,7 @@ class _Step:
             raise Refusal(
                 "unknown-milestone",
                 f"there is no milestone {request.milestone} in this agreement",
+                milestone=request.milestone,
             )
         m = found[0]
         allowed = SETTABLE.get(m.kind, ())
@@ -846,30 +959,54 @@ class _Step:
             raise Refusal(
                 "not-settable",
                 f"a {m.kind.value} cannot be marked {request.status.value} (it can be: {can})",
+                milestone=m.title,
+                milestone_kind=m.kind.value,
+                status=request.status.value,
+                allowed=[s.value for s in allowed],
             )
         on = request.on or self.today()
         if on > self.today():
-            raise Refusal("future-date", "a status cannot be dated in the future")
+            raise Refusal(
+                "future-date", "a status cannot be dated in the future", on=on.isoformat()
+            )
         current = self.status_of(m.id)
         status = request.status
         if current is status or (
             status is MilestoneStatus.invoiced and current is MilestoneStatus.paid
         ):
-            raise Refusal("already-recorded", f"{m.id} is already {current.value}")
+            raise Refusal(
+                "already-recorded",
+                f"{m.id} is already {current.value}",
+                milestone=m.title,
+                status=(current or status).value,
+            )
         if status is MilestoneStatus.invoiced and not (request.number or "").strip():
-            raise Refusal("number-missing", "give the invoice's number")
+            raise Refusal("number-missing", "give the invoice's number", milestone=m.title)
         if status is MilestoneStatus.paid and current is not MilestoneStatus.invoiced:
-            raise Refusal("not-invoiced", f"{m.id} has not been recorded as invoiced")
+            raise Refusal(
+                "not-invoiced", f"{m.id} has not been recorded as invoiced", milestone=m.title
+            )
         if status in (MilestoneStatus.approved, MilestoneStatus.returned):
             if current is not MilestoneStatus.received:
-                raise Refusal("not-received", f"{m.id} has not been received")
+                raise Refusal("not-received", f"{m.id} has not been received", milestone=m.title)
             if status is MilestoneStatus.returned and not (request.note or "").strip():
-                raise Refusal("note-missing", "say what is missing from the report")
+                raise Refusal(
+                    "note-missing", "say what is missing from the report", milestone=m.title
+                )
         number = (request.number or "").strip() or None
         note = (request.note or "").strip() or None
         self.mark(m.id, status, on, request.by, number=number, note=note)
         extra = f" ({number})" if number else f": {note}" if note else ""
-        self.log(f"milestone.{status.value}", f"{m.id} {status.value} {on}{extra}", request.by)
+        self.log(
+            f"milestone.{status.value}",
+            f"{m.id} {status.value} {on}{extra}",
+            request.by,
+            milestone=m.id,
+            milestone_title=m.title,
+            on=on.isoformat(),
+            number=number,
+            note=note,
+        )
 
     def open_decision(self) -> tuple[dt.date, dt.date]:
         """The term end now open for decision and its deadline (effective date)."""
@@ -888,7 +1025,9 @@ class _Step:
         party = self.agreement.parties.get(request.party)
         if party is None or not party.signs:
             raise Refusal(
-                "unknown-party", f"{request.party} is not a signing party of this agreement"
+                "unknown-party",
+                f"{request.party} is not a signing party of this agreement",
+                party=request.party,
             )
         renewal = self.agreement.term.renewal
         if renewal is RenewalKind.fixed:
@@ -898,13 +1037,18 @@ class _Step:
         term_end, _ = self.open_decision()  # the first deadline not passed
         given = request.given_on or self.today()
         if given > self.today():
-            raise Refusal("future-date", "a decision cannot be dated in the future")
+            raise Refusal(
+                "future-date", "a decision cannot be dated in the future", on=given.isoformat()
+            )
         if any(
             d.party == request.party and d.term_end == term_end for d in self.decisions.renewals
         ):
             raise Refusal(
                 "already-decided",
                 f"{request.party} has already decided about the term ending {term_end}",
+                party=request.party,
+                party_name=party.name,
+                term_end=term_end.isoformat(),
             )
         if renewal is RenewalKind.opt_out and request.renew:
             raise Refusal(
@@ -922,7 +1066,15 @@ class _Step:
             update={"renewals": [*self.decisions.renewals, decision]}
         )
         word = "renews" if request.renew else "gives notice of non-renewal"
-        self.log("renewal.decided", f"{request.party} {word} (term ending {term_end})", request.by)
+        self.log(
+            "renewal.decided",
+            f"{request.party} {word} (term ending {term_end})",
+            request.by,
+            party=request.party,
+            party_name=party.name,
+            renew=request.renew,
+            term_end=term_end.isoformat(),
+        )
         p = self.plan()
         if p.end == term_end and p.ending is EndingKind.non_renewal:
             self.announce_ending(EndingKind.non_renewal, term_end, request.party, None)
@@ -943,12 +1095,21 @@ class _Step:
         self.require_signed()
         if self.decisions.ending is not None:
             raise Refusal(
-                "already-ending", f"the agreement already ends ({self.decisions.ending.kind.value})"
+                "already-ending",
+                f"the agreement already ends ({self.decisions.ending.kind.value})",
+                ending=self.decisions.ending.kind.value,
+                end=self.decisions.ending.end.isoformat(),
             )
         if request.party is not None and request.party not in self.agreement.parties:
-            raise Refusal("unknown-party", f"{request.party} is not a party to this agreement")
+            raise Refusal(
+                "unknown-party",
+                f"{request.party} is not a party to this agreement",
+                party=request.party,
+            )
         if given > self.today():
-            raise Refusal("future-date", "a notice cannot be dated in the future")
+            raise Refusal(
+                "future-date", "a notice cannot be dated in the future", on=given.isoformat()
+            )
         match request.kind:
             case EndingKind.rescission:
                 if not self.agreement.termination.rescission:
@@ -966,13 +1127,24 @@ class _Step:
                 if request.party is None:
                     raise Refusal("party-missing", "name the party that withdraws")
                 if request.party in self.withdrawn:
-                    raise Refusal("withdrawn", f"{request.party} has already withdrawn")
+                    raise Refusal(
+                        "withdrawn",
+                        f"{request.party} has already withdrawn",
+                        party=request.party,
+                        party_name=self.agreement.parties[request.party].name,
+                    )
                 if w.opens is not None and given < w.opens:
-                    raise Refusal("too-early", f"a party may withdraw from {w.opens}, not before")
+                    raise Refusal(
+                        "too-early",
+                        f"a party may withdraw from {w.opens}, not before",
+                        opens=w.opens.isoformat(),
+                    )
                 if self.withdrawal_pending is not None:
                     raise Refusal(
                         "withdrawal-pending",
                         "a withdrawal is already waiting for the remaining parties",
+                        party=self.withdrawal_pending.party,
+                        party_name=self.party_name(self.withdrawal_pending.party),
                     )
             case EndingKind.termination:
                 if self.agreement.termination.notice_months is None:
@@ -982,7 +1154,9 @@ class _Step:
                     )
             case _:
                 raise Refusal(
-                    "not-terminate", f"{request.kind.value} is not decided with terminate"
+                    "not-terminate",
+                    f"{request.kind.value} is not decided with terminate",
+                    ending=request.kind.value,
                 )
         if request.repayment and request.kind is not EndingKind.rescission:
             raise Refusal(
@@ -991,7 +1165,12 @@ class _Step:
         end = self.termination_end(request, given)
         if end > self.plan().end:
             last = self.plan().end
-            raise Refusal("ends-anyway", f"the agreement ends {last} anyway, before {end}")
+            raise Refusal(
+                "ends-anyway",
+                f"the agreement ends {last} anyway, before {end}",
+                end=last.isoformat(),
+                notice_end=end.isoformat(),
+            )
         return end
 
     def terminate(self, request: TerminationRequest) -> None:
@@ -1006,7 +1185,14 @@ class _Step:
                 party=request.party,
                 reason=request.reason,
             )
-            self.log("withdrawal.notice", f"{request.party} withdraws from {end}", request.by)
+            self.log(
+                "withdrawal.notice",
+                f"{request.party} withdraws from {end}",
+                request.by,
+                party=request.party,
+                party_name=self.party_name(request.party),
+                end=end.isoformat(),
+            )
             w = self.agreement.withdrawal
             if w is not None and w.remaining_decide:
                 self.withdrawal_pending = pending
@@ -1047,6 +1233,8 @@ class _Step:
                 raise Refusal(
                     "already-ending",
                     f"the agreement already ends ({self.decisions.ending.kind.value})",
+                    ending=self.decisions.ending.kind.value,
+                    end=self.decisions.ending.end.isoformat(),
                 )
             self.decide_ending(pending, request.by)
         else:
@@ -1055,6 +1243,9 @@ class _Step:
                 "withdrawal.continues",
                 f"the remaining parties go on without {pending.party} after {pending.end}",
                 request.by,
+                party=pending.party,
+                party_name=self.party_name(pending.party),
+                end=pending.end.isoformat(),
             )
 
     def decide_ending(self, ending: Ending, by: str | None) -> None:
@@ -1066,6 +1257,10 @@ class _Step:
             + (f" ({ending.reason})" if ending.reason else ""),
             by,
             repayment=ending.repayment,
+            end=ending.end.isoformat(),
+            reason=ending.reason,
+            party=ending.party,
+            party_name=self.party_name(ending.party),
         )
         self.announce_ending(ending.kind, ending.end, ending.party, ending)
 
@@ -1127,12 +1322,20 @@ class _Step:
         today = self.today()
         if self.state is State.signed and today >= p.start:
             self.state = State.active
-            self.log("active", f"the agreement runs from {p.start}", None)
+            self.log(
+                "active", f"the agreement runs from {p.start}", None, start=p.start.isoformat()
+            )
         if self.state is State.active and self.decisions.ending is not None:
             self.state = State.ending
         if self.state in (State.active, State.ending) and today > p.end:
             self.state = State.ended
-            self.log("ended", f"the agreement ended {p.end} ({p.ending.value})", None)
+            self.log(
+                "ended",
+                f"the agreement ended {p.end} ({p.ending.value})",
+                None,
+                end=p.end.isoformat(),
+                ending=p.ending.value,
+            )
 
     def tell_unextended(self, p: Plan) -> None:
         """Opt-in: once the last extension deadline has passed without every approval, every
@@ -1148,6 +1351,9 @@ class _Step:
         ):
             return
         self.log(
-            "ending.not_extended", f"not every party approved: the agreement ends {p.end}", None
+            "ending.not_extended",
+            f"not every party approved: the agreement ends {p.end}",
+            None,
+            end=p.end.isoformat(),
         )
         self.announce_ending(EndingKind.not_extended, p.end, None, None)

@@ -113,14 +113,16 @@ class CancelRequest(Frozen):
     by: str = Field(max_length=MAX_NAME)
 
 
-def reject(message: str) -> ApplicationError:
-    return ApplicationError(message, type="Rejected", non_retryable=True)
+def reject(code: str, message: str, **params: str | None) -> ApplicationError:
+    """A refusal for the client, as the agreement's (workflows/agreement.py `reject`): the
+    English message, then in the details its stable code and what it names."""
+    return ApplicationError(message, code, params, type="Rejected", non_retryable=True)
 
 
 def expect(request: object, kind: type) -> None:
     """Refuse what is not the request an action takes (a JSON null decodes to None)."""
     if not isinstance(request, kind):
-        raise reject(f"not a {kind.__name__}")
+        raise reject("bad-request", f"not a {kind.__name__}", request=kind.__name__)
 
 
 @workflow.defn(name="SignatureRound")
@@ -158,7 +160,7 @@ class SignatureRoundWorkflow:
     def _signer(self, token: str) -> Signer:
         found = self.signer(token)
         if found is None:
-            raise reject("the signing link is not valid for this round")
+            raise reject("invalid-link", "the signing link is not valid for this round")
         return found
 
     def _turn(self) -> str | None:
@@ -178,16 +180,22 @@ class SignatureRoundWorkflow:
     def _check_open(self) -> None:
         outcome = self._state()
         if outcome is not RoundOutcome.open:
-            raise reject(f"the signature round is over ({outcome.value})")
+            raise reject(
+                "round-over",
+                f"the signature round is over ({outcome.value})",
+                outcome=outcome.value,
+            )
 
     def _check_can_sign(self, signer: Signer) -> None:
         self._check_open()
         if signer.status is SignerStatus.signed:
-            raise reject(f"{signer.name} has already signed")
+            raise reject("already-signed", f"{signer.name} has already signed", name=signer.name)
         if signer.status is SignerStatus.declined:
-            raise reject(f"{signer.name} has declined")
+            raise reject("signer-declined", f"{signer.name} has declined", name=signer.name)
         if self.round.mode == "sequential" and self._turn() != signer.email:
-            raise reject(f"it is not {signer.name}'s turn to sign yet")
+            raise reject(
+                "not-their-turn", f"it is not {signer.name}'s turn to sign yet", name=signer.name
+            )
 
     def _replace(self, signer: Signer, **changes: object) -> None:
         signers = [
@@ -241,9 +249,16 @@ class SignatureRoundWorkflow:
         signer = self._signer(request.token)
         self._check_open()
         if signer.status is SignerStatus.waiting:
-            raise reject(f"it is not {signer.name}'s turn to sign yet")
+            raise reject(
+                "not-their-turn", f"it is not {signer.name}'s turn to sign yet", name=signer.name
+            )
         if signer.status is not SignerStatus.invited:
-            raise reject(f"{signer.name} has already opened the link ({signer.status.value})")
+            raise reject(
+                "already-opened",
+                f"{signer.name} has already opened the link ({signer.status.value})",
+                name=signer.name,
+                signer_status=signer.status.value,
+            )
 
     @workflow.update(name="sign")
     def sign(self, request: SignRequest) -> RoundAnswer:
@@ -269,13 +284,15 @@ class SignatureRoundWorkflow:
         expect(request, DeclineRequest)
         self._check_can_sign(self._signer(request.token))
         if not request.reason.strip():
-            raise reject("a decline needs a reason")
+            raise reject("reason-missing", "a decline needs a reason")
 
     def _by_email(self, email: str) -> Signer:
         for signer in self.round.signers:
             if signer.email.lower() == email.lower():
                 return signer
-        raise reject(f"{email} is not a signatory of this agreement")
+        raise reject(
+            "not-a-signatory", f"{email} is not a signatory of this agreement", email=email
+        )
 
     @workflow.update(name="sign_paper")
     def sign_paper(self, request: PaperSignature) -> RoundAnswer:
@@ -307,11 +324,15 @@ class SignatureRoundWorkflow:
         signer = self._by_email(request.signer)
         self._check_open()
         if signer.status is SignerStatus.signed:
-            raise reject(f"{signer.name} has already signed")
+            raise reject("already-signed", f"{signer.name} has already signed", name=signer.name)
         if signer.status is SignerStatus.declined:
-            raise reject(f"{signer.name} has declined")
+            raise reject("signer-declined", f"{signer.name} has declined", name=signer.name)
         if request.signed_on > self.clock.now().date():
-            raise reject(f"the signing date {request.signed_on} is in the future")
+            raise reject(
+                "future-date",
+                f"the signing date {request.signed_on} is in the future",
+                on=request.signed_on.isoformat(),
+            )
 
     @workflow.update(name="cancel")
     def cancel_round(self, request: CancelRequest) -> RoundAnswer:
@@ -324,7 +345,7 @@ class SignatureRoundWorkflow:
     def _validate_cancel(self, request: CancelRequest) -> None:
         expect(request, CancelRequest)
         if self._state() is not RoundOutcome.open:
-            raise reject("there is no open signature round to cancel")
+            raise reject("no-open-round", "there is no open signature round to cancel")
 
     # The round's life -------------------------------------------------------------------
 
@@ -502,10 +523,16 @@ class SignatureRoundWorkflow:
         new = self.round.events[self.events_logged :]
         self.events_logged = len(self.round.events)
         for index, event in enumerate(new, start=self.events_logged - len(new)):
+            signer = self._find(event.signer) if event.signer is not None else None
             data: dict[str, str | int | float | bool | None] = {
                 "method": event.method,
                 "ip": event.ip,
                 "round": self.round.number,
+                # What the log says in words (i18n/events.py): who, for which party, why.
+                "purpose": self.round.purpose,
+                "name": event.name,
+                "party_name": signer.party_name if signer is not None else None,
+                "reason": event.reason,
             }
             paper = ""
             if event.signed_on is not None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import hmac
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,27 +24,42 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, Header, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.templating import Jinja2Templates
 from pydantic import Field, ValidationError
-from sqlmodel import Session
 from temporalio.client import Client
 
 from agreements import ops
-from agreements.web.i18n import actor_word, status_word, translator
 from emails.calendar import calendar
 from emails.links import LinkError, SigningLink, read_link
-from emails.render import day, kronor
-from models.agreement import Agreement
+from emails.render import contribution_terms, day, kronor
+from i18n import N_, language_of, text, translations
+from i18n.events import event_text
+from i18n.refusals import explain
+from i18n.words import actor, round_event, word_for
+from models.agreement import (
+    Agreement,
+    ContributionKind,
+    RenewalKind,
+    Role,
+    SigningMethod,
+    SigningMode,
+)
 from models.config import Settings
-from models.db import ready
 from models.lifecycle import (
     RoundAnswer,
     RoundInfo,
     RoundOutcome,
     Signer,
     SignerStatus,
-    terms_sha256,
+    State,
 )
 from models.loader import AgreementFileError, loads_agreement
 from models.plan import (
@@ -54,7 +71,8 @@ from models.plan import (
     MilestoneStatus,
     PlannedMilestone,
 )
-from models.records import TermsRecord
+from models.prerequisites import CHECKLIST
+from models.records import EventRecord
 from models.schedule.dates import STOCKHOLM
 from workflows.agreement import (
     Amendment,
@@ -78,9 +96,7 @@ from workflows.signing import (
     SignRequest,
 )
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-TEMPLATES.env.filters["kronor"] = kronor
-TEMPLATES.env.filters["day"] = day
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 COOKIE = "avtal_session"
 # The statuses a person sets through `record_milestone` (invoiced, paid, held, approved,
 # returned), in the order models.plan.SETTABLE names them.
@@ -88,11 +104,14 @@ SETTABLE_STATUSES = tuple(dict.fromkeys(s for kind in SETTABLE.values() for s in
 # How far ahead the agreement page offers to record an instalment as invoiced (an invoice
 # is often sent some weeks before its date); later ones through the API or the command line.
 INVOICE_AHEAD = dt.timedelta(days=60)
-
-
-def today() -> dt.date:
-    """Today in Sweden, the day the workflows date decisions by."""
-    return dt.datetime.now(STOCKHOLM).date()
+# Where an email of the outbox stands (OutboxRecord.status), as the agreement page says it.
+OUTBOX_STATUS: dict[str, str] = {
+    "pending": N_("waiting to be sent"),
+    "sending": N_("being sent"),
+    "handed": N_("handed to the mail server"),
+    "sent": N_("sent"),
+    "failed": N_("could not be sent"),
+}
 
 
 def milestone_actions(m: PlannedMilestone, state: str, on: dt.date | None = None) -> list[str]:
@@ -103,7 +122,7 @@ def milestone_actions(m: PlannedMilestone, state: str, on: dt.date | None = None
     if state not in ("signed", "active", "ending", "ended"):
         return []
     status = getattr(m, "status", None)
-    on = on or today()
+    on = on or ops.stockholm_today()
     match m.kind, status:
         case MilestoneKind.invoice, MilestoneStatus.to_invoice:
             return ["invoiced"] if m.effective_date <= on + INVOICE_AHEAD else []
@@ -116,10 +135,112 @@ def milestone_actions(m: PlannedMilestone, state: str, on: dt.date | None = None
     return []
 
 
-TEMPLATES.env.globals["milestone_actions"] = milestone_actions
-TEMPLATES.env.globals["today"] = today
-TEMPLATES.env.globals["status_word"] = status_word
-TEMPLATES.env.globals["actor_word"] = actor_word
+def stockholm_time(value: dt.datetime | None) -> str:
+    """A moment as a person in Sweden reads it: '2027-03-31 14:05 CEST' (a naive value is
+    UTC, as the records store it)."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(STOCKHOLM).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def checklist_text(language: str, key: str) -> str:
+    """What a prerequisite confirms, in `language` (never its key)."""
+    item = CHECKLIST.get(key)
+    return text(language, item.text) if item else key
+
+
+def event_line(language: str, record: EventRecord) -> str:
+    """One line of the event log in `language`."""
+    try:
+        data = json.loads(record.data_json or "{}")
+    except ValueError:
+        data = {}
+    return event_text(language, record.kind, record.summary, data if isinstance(data, dict) else {})
+
+
+def outbox_status(language: str, status: str) -> str:
+    found = OUTBOX_STATUS.get(status)
+    return text(language, found) if found else status
+
+
+@functools.cache
+def templates(language: str) -> Jinja2Templates:
+    """The pages in one language: Jinja2's i18n extension with that language's catalog
+    (installed per environment, so one environment per language), and the words for the
+    service's own keys bound to it."""
+    lang = language_of(language)
+    result = Jinja2Templates(directory=str(TEMPLATE_DIR))
+    env = result.env
+    env.add_extension("jinja2.ext.i18n")
+    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    env.filters.update(
+        kronor=kronor, day=functools.partial(day, language=lang), when=stockholm_time
+    )
+    env.globals.update(
+        lang=lang,
+        today=ops.stockholm_today,
+        milestone_actions=milestone_actions,
+        word=functools.partial(word_for, lang),
+        actor=functools.partial(actor, lang),
+        round_event=functools.partial(round_event, lang),
+        checklist=functools.partial(checklist_text, lang),
+        party_name=ops.party_name,
+        event_line=functools.partial(event_line, lang),
+        outbox_status=functools.partial(outbox_status, lang),
+        contribution=functools.partial(contribution_terms, language=lang),
+        State=State,
+        SignerStatus=SignerStatus,
+        RoundOutcome=RoundOutcome,
+        MilestoneStatus=MilestoneStatus,
+        MilestoneKind=MilestoneKind,
+        EndingKind=EndingKind,
+        RenewalKind=RenewalKind,
+        Role=Role,
+        ContributionKind=ContributionKind,
+        SigningMethod=SigningMethod,
+        SigningMode=SigningMode,
+    )
+    return result
+
+
+# The Swedish pages (what a test renders a template with directly).
+TEMPLATES = templates("sv")
+
+
+def accept_language(header: str | None) -> str:
+    """The language of an API answer from Accept-Language: Swedish unless the client
+    prefers English to Swedish."""
+    ranked: list[tuple[float, str]] = []
+    for part in (header or "").split(","):
+        tag, _, q = part.strip().partition(";q=")
+        try:
+            weight = float(q) if q else 1.0
+        except ValueError:
+            weight = 0.0
+        tag = tag.strip().lower()
+        if weight > 0 and (tag.startswith("en") or tag.startswith("sv")):
+            ranked.append((weight, tag[:2]))
+    ranked.sort(key=lambda r: -r[0])  # stable: the first of equal weight wins
+    return ranked[0][1] if ranked else "sv"
+
+
+class Refused(HTTPException):
+    """An API error answer: `detail` in the request's language, with the refusal's stable
+    `code` and `params` when it has them."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, detail, headers)
+        self.code = code
+        self.params = params
 
 
 class MilestoneBody(Frozen):
@@ -193,45 +314,95 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         result: Client = request.app.state.client
         return result
 
-    def bearer(authorization: Annotated[str | None, Header()] = None) -> None:
+    def bearer(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {api_token}"
         if authorization is None or not hmac.compare_digest(authorization, expected):
-            raise HTTPException(401, "a valid API token is required (Authorization: Bearer …)")
+            raise Refused(
+                401,
+                text(
+                    api_language(request),
+                    "A valid API token is required (Authorization: Bearer …).",
+                ),
+                code="token-required",
+            )
 
     def logged_in(request: Request) -> bool:
         cookie = request.cookies.get(COOKIE, "")
         return hmac.compare_digest(cookie, session_value())
 
-    def page(
-        request: Request, name: str, status: int = 200, language: str | None = None, **values: Any
-    ) -> HTMLResponse:
+    def page_language(request: Request, language: str | None = None) -> str:
         """Swedish first; `?lang=en` switches (and is remembered), a signer's page follows
         the signer's language unless they switch."""
         asked = request.query_params.get("lang")
         lang = asked if asked in ("sv", "en") else request.cookies.get("lang") or language or "sv"
-        lang = lang if lang in ("sv", "en") else "sv"
+        return lang if lang in ("sv", "en") else "sv"
+
+    def api_language(request: Request) -> str:
+        return accept_language(request.headers.get("accept-language"))
+
+    def page(
+        request: Request, name: str, status: int = 200, language: str | None = None, **values: Any
+    ) -> HTMLResponse:
+        lang = page_language(request, language)
         values.setdefault("csrf", csrf_value())
         values.setdefault("temporal_ui", f"http://127.0.0.1:{config.temporal_ui_port}")
-        values.update(lang=lang, t=translator(lang))
-        response = TEMPLATES.TemplateResponse(request, name, values, status_code=status)
+        values["lang"] = lang
+        response = templates(lang).TemplateResponse(request, name, values, status_code=status)
+        asked = request.query_params.get("lang")
         if asked in ("sv", "en"):
             response.set_cookie("lang", asked, samesite="lax")
         return response
 
-    def problem(request: Request, message: str, status: int = 400) -> HTMLResponse:
-        return page(request, "message.html", status=status, title="Det gick inte", message=message)
+    def problem(
+        request: Request, message: str, status: int = 400, language: str | None = None
+    ) -> HTMLResponse:
+        """A page saying what went wrong (`message` is in the page's language already)."""
+        lang = page_language(request, language)
+        title = text(lang, "That did not work")
+        return page(request, "message.html", status, language, title=title, message=message)
 
-    async def run(work: Any) -> Any:
+    def refusal(
+        request: Request, error: BaseException, status: int = 400, language: str | None = None
+    ) -> HTMLResponse:
+        """A page explaining a refusal or an error, in the page's language."""
+        return problem(request, explain(page_language(request, language), error), status, language)
+
+    def refused(
+        request: Request,
+        status: int,
+        error: BaseException,
+        headers: dict[str, str] | None = None,
+    ) -> Refused:
+        """An API error answer for `error`, in the language the request accepts."""
+        return Refused(
+            status,
+            explain(api_language(request), error),
+            code=getattr(error, "code", None) or None,
+            params=getattr(error, "params", None),
+            headers=headers,
+        )
+
+    @app.exception_handler(Refused)
+    async def refused_answer(request: Request, error: Refused) -> JSONResponse:
+        """As FastAPI answers an HTTPException (`detail`), plus the stable `code` and its
+        `params` when the refusal has them."""
+        body: dict[str, Any] = {"detail": error.detail}
+        if error.code is not None:
+            body["code"] = error.code
+            body["params"] = jsonable_encoder(error.params or {})
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    async def run(request: Request, work: Any) -> Any:
         try:
             return await work
         except ops.OperationError as error:
-            raise HTTPException(409, str(error)) from None
+            raise refused(request, 409, error) from None
 
-    def ops_run(work: Any, status: int) -> Any:
+    def ops_run(request: Request, work: Any, status: int) -> Any:
         try:
             return work()
         except ops.OperationError as error:
-            raise HTTPException(status, str(error)) from None
+            raise refused(request, status, error) from None
 
     # --- API -------------------------------------------------------------------------------
 
@@ -246,15 +417,15 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         """The agreement file (TOML) as the body. An agreement whose term has started is
         taken on only with `?signed=YYYY-MM-DD` (or `signing.signed` in the file): as
         signed, sending nothing for what is past; one whose term is over is refused (422)."""
-        text = (await request.body()).decode("utf-8", errors="replace")
+        body = (await request.body()).decode("utf-8", errors="replace")
         try:
-            agreement = loads_agreement(text, source="request")
+            agreement = loads_agreement(body, source="request")
         except AgreementFileError as error:
-            raise HTTPException(422, str(error)) from None
+            raise refused(request, 422, error) from None
         flag = "?signed=YYYY-MM-DD"
-        ops_run(lambda: ops.taken_on(agreement, signed, flag=flag), 422)
+        ops_run(request, lambda: ops.taken_on(agreement, signed, flag=flag), 422)
         result: Snapshot = await run(
-            ops.create(temporal(request), config, agreement, signed, flag=flag)
+            request, ops.create(temporal(request), config, agreement, signed, flag=flag)
         )
         return result
 
@@ -263,51 +434,54 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         try:
             result: Snapshot = await ops.state(temporal(request), agreement_id)
         except ops.OperationError as error:
-            raise HTTPException(404, str(error)) from None
+            raise refused(request, 404, error) from None
         return result
 
     @app.get("/api/agreements/{agreement_id}/milestones", dependencies=api)
-    def api_milestones(agreement_id: str) -> list[MilestoneState]:
+    def api_milestones(agreement_id: str, request: Request) -> list[MilestoneState]:
         """Every milestone with its status as of today, from the read model."""
-        ops_run(lambda: ops.agreement(config, agreement_id), 404)
+        ops_run(request, lambda: ops.agreement(config, agreement_id), 404)
         return ops.milestones(config, agreement_id)
 
     @app.get("/api/upcoming", dependencies=api)
-    def api_upcoming(days: int = 60, role: str = "coordinator") -> list[dict[str, Any]]:
+    def api_upcoming(
+        request: Request, days: int = 60, role: str = "coordinator"
+    ) -> list[dict[str, Any]]:
         """Coming milestones across every agreement that has not ended, for one role
         (finance also sees instalments not yet paid), from the read model."""
-        rows = ops_run(lambda: ops.upcoming_all(config, days, role), 422)
+        rows = ops_run(request, lambda: ops.upcoming_all(config, days, role), 422)
         return [{"agreement": a.id, **m.model_dump(mode="json")} for a, m in rows]
 
     @app.get("/api/agreements/{agreement_id}/outbox", dependencies=api)
     def api_outbox(agreement_id: str) -> list[dict[str, Any]]:
         return [r.model_dump(mode="json") for r in ops.outbox(config, agreement_id)]
 
-    def update_id(update: str, key: str | None, body: Any = None) -> str | None:
+    def update_id(request: Request, update: str, key: str | None) -> str | None:
         """The update id for an idempotency key, or a 400 naming what is wrong with it."""
         if key is None:
             return None
         try:
-            return ops.update_id_for(update, key, body)
+            return ops.update_id_for(update, key)
         except ops.OperationError as error:
-            raise HTTPException(400, str(error)) from None
+            raise refused(request, 400, error) from None
 
     async def decide(
         request: Request, agreement_id: str, update: str, body: Any, key: str | None = None
     ) -> Snapshot:
-        uid = update_id(update, key)
+        uid = update_id(request, update, key)
         result: Snapshot = await run(
-            ops.decide(temporal(request), agreement_id, update, body, config=config, update_id=uid)
+            request,
+            ops.decide(temporal(request), agreement_id, update, body, config=config, update_id=uid),
         )
         return result
 
     async def terms_body(request: Request) -> Agreement:
         """An agreement file (TOML) as the request body; 422 with every problem."""
-        text = (await request.body()).decode("utf-8", errors="replace")
+        body = (await request.body()).decode("utf-8", errors="replace")
         try:
-            return loads_agreement(text, source="request")
+            return loads_agreement(body, source="request")
         except AgreementFileError as error:
-            raise HTTPException(422, str(error)) from None
+            raise refused(request, 422, error) from None
 
     @app.post("/api/agreements/{agreement_id}/prerequisites", dependencies=api)
     async def api_confirm(
@@ -334,7 +508,8 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         agreement_id: str, body: CancelRequest, request: Request
     ) -> RoundAnswer:
         result: RoundAnswer = await run(
-            ops.round_action(temporal(request), agreement_id, "cancel", body, config=config)
+            request,
+            ops.round_action(temporal(request), agreement_id, "cancel", body, config=config),
         )
         return result
 
@@ -343,7 +518,8 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         agreement_id: str, body: PaperSignature, request: Request
     ) -> RoundAnswer:
         result: RoundAnswer = await run(
-            ops.round_action(temporal(request), agreement_id, "sign_paper", body, config=config)
+            request,
+            ops.round_action(temporal(request), agreement_id, "sign_paper", body, config=config),
         )
         return result
 
@@ -404,19 +580,20 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.get("/a/{agreement_id}/calendar.ics")
     async def feed(agreement_id: str, key: str, request: Request) -> Response:
+        not_found = Refused(404, text(api_language(request), "Not found."), code="not-found")
         if not hmac.compare_digest(key, feed_key(agreement_id)):
-            raise HTTPException(404, "not found")
+            raise not_found
         # From the read model only: a calendar program polls the feed, Temporal is not asked.
         try:
             record = await asyncio.to_thread(ops.agreement, config, agreement_id)
         except ops.OperationError:
-            raise HTTPException(404, "not found") from None
+            raise not_found from None
         try:
-            terms = load_terms(config, record.terms_sha256)
+            terms = ops.stored_terms(config, record.terms_sha256)
         except ops.OperationError as error:
-            raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
+            raise refused(request, 503, error, headers={"Retry-After": "1"}) from None
         today = ops.stockholm_today()
-        rows = await run(asyncio.to_thread(ops.milestones, config, agreement_id, today))
+        rows = await run(request, asyncio.to_thread(ops.milestones, config, agreement_id, today))
         coming = [m for m in rows if m.effective_date >= today]
         body = calendar(terms, coming, dt.datetime.now(dt.UTC))
         return Response(body, media_type="text/calendar; charset=utf-8")
@@ -433,9 +610,9 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         link = read_link(secret, value, dt.datetime.now(dt.UTC))
         view = await ops.signing_view(temporal(request), link.agreement, link.round, link.token)
         if view is None or view[1].email != link.signer:
-            raise LinkError("Länken är inte giltig. / The link is not valid.")
+            raise LinkError("The link is not valid.", "link-invalid")
         info, signer = view
-        return link, info, signer, load_terms(config, info.terms_sha256)
+        return link, info, signer, ops.stored_terms(config, info.terms_sha256)
 
     def client_facts(request: Request) -> tuple[str | None, str | None]:
         """IP and user agent, cut to what is worth keeping before they reach the round."""
@@ -455,7 +632,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         try:
             link, info, signer, terms = await signing_context(request, value)
         except (LinkError, ops.OperationError) as error:
-            return problem(request, str(error), 403)
+            return refusal(request, error, 403)
         if (
             signer.status in (SignerStatus.signed, SignerStatus.declined)
             or info.outcome is not RoundOutcome.open
@@ -497,26 +674,28 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         try:
             link, info, signer, terms = await signing_context(request, value)
         except (LinkError, ops.OperationError) as error:
-            return problem(request, str(error), 403)
+            return refusal(request, error, 403)
         ip, agent = client_facts(request)
         body: SignRequest | DeclineRequest
         reason = reason.strip()
+        lang = page_language(request, signer.language)
         if action == "sign":
             body = SignRequest(token=link.token, ip=ip, user_agent=agent)
         elif action == "decline" and not reason:
-            return problem(request, "Skriv varför du avböjer. / Say why you decline.", 400)
+            return problem(request, text(lang, "Say why you decline."), 400, lang)
         elif action == "decline" and len(reason) > MAX_REASON:
-            return problem(
-                request,
-                f"Skälet får vara högst {MAX_REASON} tecken (ditt är {len(reason)}): korta det "
-                f"och försök igen. / The reason may be at most {MAX_REASON} characters (yours "
-                f"has {len(reason)}): shorten it and try again.",
-                400,
+            too_long = text(
+                lang,
+                "The reason may be at most %(most)s characters (yours has %(length)s): "
+                "shorten it and try again.",
+                most=MAX_REASON,
+                length=len(reason),
             )
+            return problem(request, too_long, 400, lang)
         elif action == "decline":
             body = DeclineRequest(token=link.token, reason=reason, ip=ip, user_agent=agent)
         else:
-            return problem(request, "Okänd åtgärd. / Unknown action.", 400)
+            return problem(request, text(lang, "Unknown action."), 400, lang)
         try:
             answer = await ops.round_action(
                 temporal(request),
@@ -527,7 +706,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                 round_number=link.round,
             )
         except ops.OperationError as error:
-            return problem(request, str(error), 409)
+            return refusal(request, error, 409, lang)
         signer = signer.model_copy(update={"status": answer.status or signer.status})
         info = info.model_copy(update={"outcome": answer.outcome})
         return outcome_page(request, signer, info, terms)
@@ -541,7 +720,8 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     @app.post("/login")
     def login(request: Request, token: Annotated[str, Form()]) -> Response:
         if not hmac.compare_digest(token, api_token):
-            return page(request, "login.html", status=401, error="Fel nyckel.")
+            wrong = text(page_language(request), "Wrong key.")
+            return page(request, "login.html", status=401, error=wrong)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, session_value(), httponly=True, samesite="strict")
         return response
@@ -550,9 +730,13 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         if not logged_in(request):
             raise HTTPException(303, headers={"Location": "/login"})
 
-    def require_csrf(csrf: str) -> None:
-        if not hmac.compare_digest(csrf, csrf_value()):
-            raise HTTPException(403, "the form is not from this service (CSRF check failed)")
+    def forged(request: Request, csrf: str) -> HTMLResponse | None:
+        """A page refusing a form that is not from this service (CSRF check), or None."""
+        if hmac.compare_digest(csrf, csrf_value()):
+            return None
+        lang = page_language(request)
+        message = text(lang, "The form is not from this service: open the page again and retry.")
+        return problem(request, message, 403)
 
     pages = [Depends(require_login)]
 
@@ -567,25 +751,26 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         terms: Annotated[str, Form()],
         signed: Annotated[str, Form()] = "",
     ) -> Response:
-        require_csrf(csrf)
-        t = translator("en" if request.cookies.get("lang") == "en" else "sv")
-        field = t("Redan undertecknat den")
+        if wrong := forged(request, csrf):
+            return wrong
+        lang = page_language(request)
         try:
             day = dt.date.fromisoformat(signed.strip()) if signed.strip() else None
         except ValueError:
-            return problem(request, f"{field}: {signed[:40]!r} {t('är inte ett datum')}", 422)
-        flag = f"«{field}»"
+            message = text(
+                lang, "Already signed on: %(value)s is not a date (YYYY-MM-DD).", value=signed[:40]
+            )
+            return problem(request, message, 422)
+        flag = "«" + text(lang, "Already signed on") + "»"
         try:
-            agreement = loads_agreement(terms, source="avtalsfilen")
+            agreement = loads_agreement(terms, source=text(lang, "the agreement file"))
             agreement = ops.taken_on(agreement, day, flag=flag)
-        except AgreementFileError as error:
-            return problem(request, str(error), 422)
-        except ops.OperationError as error:
-            return problem(request, str(error), 422)
+        except (AgreementFileError, ops.OperationError) as error:
+            return refusal(request, error, 422)
         try:
             await ops.create(temporal(request), config, agreement, day, flag=flag)
         except ops.OperationError as error:
-            return problem(request, str(error), 409)
+            return refusal(request, error, 409)
         return RedirectResponse(f"/a/{agreement.id}", status_code=303)
 
     async def coming(request: Request, days: int, role: str) -> list[dict[str, Any]]:
@@ -596,17 +781,25 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     async def upcoming_page(
         request: Request, days: int = 60, role: str = "finance"
     ) -> HTMLResponse:
-        rows = await run(coming(request, days, role))
+        try:
+            rows = await coming(request, days, role)
+        except ops.OperationError as error:
+            return refusal(request, error, 422)
         return page(request, "upcoming.html", rows=rows, days=days, role=role)
 
     @app.get("/upcoming.csv", dependencies=pages)
-    async def upcoming_csv(request: Request, days: int = 60, role: str = "finance") -> Response:
-        rows = await run(asyncio.to_thread(ops.upcoming_all, config, days, role))
-        text = ops.upcoming_csv(rows)
+    async def upcoming_file(request: Request, days: int = 60, role: str = "finance") -> Response:
+        try:
+            rows = await asyncio.to_thread(ops.upcoming_all, config, days, role)
+        except ops.OperationError as error:
+            return refusal(request, error, 422)
+        lang = page_language(request)
+        terms = await asyncio.to_thread(ops.terms_of, config, rows)
+        name = text(lang, "upcoming") + ".csv"
         return Response(
-            text.encode("utf-8-sig"),
+            ops.upcoming_csv(lang, rows, terms).encode("utf-8-sig"),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="kommande.csv"'},
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
     @app.get("/a/{agreement_id}", response_class=HTMLResponse, dependencies=pages)
@@ -614,13 +807,13 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         try:
             snapshot = await ops.state(temporal(request), agreement_id)
         except ops.OperationError as error:
-            return problem(request, str(error), 404)
+            return refusal(request, error, 404)
         info = await ops.current_round(temporal(request), agreement_id)
         try:  # the worker stores new terms a moment after the workflow takes them
-            terms = load_terms(config, snapshot.terms_sha256)
+            terms = ops.stored_terms(config, snapshot.terms_sha256)
             timeline = await ops.timeline(temporal(request), agreement_id)
         except ops.OperationError as error:
-            return problem(request, str(error), 503)
+            return refusal(request, error, 503)
         return page(
             request,
             "agreement.html",
@@ -657,13 +850,16 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         note: Annotated[str, Form()] = "",
         idempotency_key: Annotated[str, Form()] = "",
     ) -> Response:
-        require_csrf(csrf)
+        if wrong_form := forged(request, csrf):
+            return wrong_form
         client_ = temporal(request)
+        lang = page_language(request)
+        source = text(lang, "the agreement file")
         if idempotency_key:
             try:
                 ops.update_id_for(action, idempotency_key)
             except ops.OperationError as error:
-                return problem(request, str(error), 400)
+                return refusal(request, error, 400)
         decision: tuple[str, Any] | None = None  # (update, request) for ops.decide
         try:
             match action:
@@ -675,10 +871,10 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                 case "sign-start":
                     decision = ("start_signing", StartSigning(by="web"))
                 case "edit":
-                    draft = loads_agreement(terms, source="avtalsfilen")
+                    draft = loads_agreement(terms, source=source)
                     decision = ("edit_draft", EditDraft(agreement=draft, by="web"))
                 case "amend":
-                    amended = loads_agreement(terms, source="avtalsfilen")
+                    amended = loads_agreement(terms, source=source)
                     decision = ("amend", Amendment(agreement=amended, by="web"))
                 case "sign-cancel":
                     await ops.round_action(
@@ -722,18 +918,18 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                     )
                 case "withdrawal":
                     if end_all not in ("yes", "no"):
-                        return problem(
-                            request,
-                            "Välj om avtalet upphör helt eller fortsätter utan parten. / "
-                            "Choose whether the agreement ends or goes on without the party.",
-                            400,
+                        choose = text(
+                            lang,
+                            "Choose whether the agreement ends altogether or goes on without "
+                            "the party.",
                         )
+                        return problem(request, choose, 400)
                     decision = (
                         "withdrawal_outcome",
                         WithdrawalOutcome(end_all=end_all == "yes", by="web"),
                     )
                 case "milestone":
-                    wrong = milestone_form_problem(status, date, number, note)
+                    wrong = milestone_form_problem(lang, status, date, number, note)
                     if wrong:
                         return problem(request, wrong, 400)
                     decision = (
@@ -748,17 +944,18 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         ),
                     )
                 case _:
-                    return problem(request, f"okänd åtgärd: {action}", 404)
+                    return problem(request, text(lang, "Unknown action."), 404)
             if decision is not None:
                 update, body = decision
                 uid = ops.update_id_for(update, idempotency_key, body) if idempotency_key else None
                 await ops.decide(client_, agreement_id, update, body, config=config, update_id=uid)
         except AgreementFileError as error:
-            return problem(request, str(error), 422)
+            return refusal(request, error, 422)
         except ops.OperationError as error:
-            return problem(request, str(error), 409)
+            return refusal(request, error, 409)
         except ValueError as error:
-            return problem(request, f"Kontrollera fälten: {error}", 400)
+            problem_text = text(lang, "Check the fields: %(problem)s", problem=explain(lang, error))
+            return problem(request, problem_text, 400)
         return RedirectResponse(f"/a/{agreement_id}", status_code=303)
 
     @app.get("/healthz", response_class=PlainTextResponse)
@@ -768,31 +965,20 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     return app
 
 
-def milestone_form_problem(status: str, date: str, number: str, note: str) -> str | None:
-    """What is wrong with a timeline row's form, in both languages (None: nothing); the
-    workflow judges the rest and its refusal is shown as it says it."""
+def milestone_form_problem(
+    language: str, status: str, date: str, number: str, note: str
+) -> str | None:
+    """What is wrong with a timeline row's form, in `language` (None: nothing); the
+    workflow judges the rest and its refusal is explained in the same language."""
     if status not in SETTABLE_STATUSES:
-        return "Okänd status. / Unknown status."
+        return text(language, "Unknown status.")
     if date:
         try:
             dt.date.fromisoformat(date)
         except ValueError:
-            return (
-                f"{date[:40]!r} är inget datum (ÅÅÅÅ-MM-DD). / "
-                f"{date[:40]!r} is not a date (YYYY-MM-DD)."
-            )
+            return text(language, "%(value)s is not a date (YYYY-MM-DD).", value=date[:40])
     if status == "invoiced" and not number.strip():
-        return "Skriv fakturans nummer. / Give the invoice's number."
+        return text(language, "Give the invoice's number.")
     if status == "returned" and not note.strip():
-        return "Skriv vad som saknas i rapporten. / Say what is missing from the report."
+        return text(language, "Say what is missing from the report.")
     return None
-
-
-def load_terms(config: Settings, sha256: str) -> Agreement:
-    with Session(ready(config.db_url())) as session:
-        row = session.get(TermsRecord, sha256)
-        if row is None:
-            raise ops.OperationError("the agreement's terms are not stored yet; try again")
-        terms = Agreement.model_validate_json(row.terms_json)
-    assert terms_sha256(terms) == sha256
-    return terms

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from dateutil.relativedelta import relativedelta
 
+from i18n import plural, text
 from models.agreement import (
     Agreement,
     ContributionKind,
@@ -33,7 +34,7 @@ from models.plan import (
     Scenario,
 )
 from models.schedule import dates
-from models.schedule.titles import title
+from models.schedule.titles import ENDINGS
 from models.validation import max_end
 
 _ORDER = {kind: index for index, kind in enumerate(MilestoneKind)}
@@ -161,7 +162,11 @@ class _Builder:
         a, t = self.a, self.term
         signed = self.signing_date()
         self.add(
-            "signing", MilestoneKind.signing, signed, DateRule.none, title("signing", self.language)
+            "signing",
+            MilestoneKind.signing,
+            signed,
+            DateRule.none,
+            text(self.language, "The agreement is signed"),
         )
 
         periods = self.periods()
@@ -171,7 +176,7 @@ class _Builder:
                 MilestoneKind.period_end,
                 last,
                 DateRule.none,
-                title("period_end", self.language, period=index),
+                text(self.language, "Agreement period %(period)s ends", period=index),
                 period=index,
             )
         self.add(
@@ -179,7 +184,7 @@ class _Builder:
             MilestoneKind.agreement_end,
             t.end,
             DateRule.none,
-            title(f"agreement_end.{t.ending.value}", self.language),
+            text(self.language, ENDINGS[t.ending]),
             period=len(periods),
         )
 
@@ -194,7 +199,17 @@ class _Builder:
                 kind,
                 dates.months_before(expiry, a.term.notice_months or 0),
                 DateRule.back,
-                title(kind.value, self.language, end=expiry),
+                text(
+                    self.language,
+                    "Last day to give notice of non-renewal (the period ends %(end)s)",
+                    end=expiry.isoformat(),
+                )
+                if kind is MilestoneKind.notice_deadline
+                else text(
+                    self.language,
+                    "Last day to approve the extension in writing (it ends %(end)s)",
+                    end=expiry.isoformat(),
+                ),
                 period=self.period_of(expiry),
             )
 
@@ -209,7 +224,12 @@ class _Builder:
                 MilestoneKind.withdrawal_opens,
                 a.withdrawal.opens,
                 DateRule.none,
-                title("withdrawal_opens", self.language, months=a.withdrawal.notice_months),
+                plural(
+                    self.language,
+                    "From today a party may withdraw with %(num)d month's written notice",
+                    "From today a party may withdraw with %(num)d months' written notice",
+                    a.withdrawal.notice_months,
+                ),
             )
 
     def signing_date(self) -> dt.date:
@@ -235,7 +255,12 @@ class _Builder:
                         MilestoneKind.in_kind,
                         first,
                         DateRule.none,
-                        title("in_kind", self.language, period=index, **names),
+                        text(
+                            self.language,
+                            "In-kind contribution: %(payer)s, period %(period)s",
+                            period=index,
+                            **names,
+                        ),
                         period=index,
                         payer=c.payer,
                         payee=c.payee,
@@ -251,7 +276,12 @@ class _Builder:
                         MilestoneKind.invoice,
                         day,
                         c.instalments.rule,
-                        title("invoice", self.language, period=index, **names),
+                        text(
+                            self.language,
+                            "Invoicing: %(payer)s pays %(payee)s, period %(period)s",
+                            period=index,
+                            **names,
+                        ),
                         period=index,
                         payer=c.payer,
                         payee=c.payee,
@@ -304,13 +334,15 @@ class _Builder:
                     MilestoneKind.report_due,
                     written,
                     DateRule.forward,
-                    title(
-                        "report_due",
+                    text(
                         self.language,
+                        "%(name)s for %(cover_start)s – %(cover_end)s is due",
                         name=r.name,
-                        cover_start=covers_from,
-                        cover_end=covers_to,
-                    ),
+                        cover_start=covers_from.isoformat(),
+                        cover_end=covers_to.isoformat(),
+                    )
+                    if covers_from is not None and covers_to is not None
+                    else text(self.language, "%(name)s is due", name=r.name),
                     period=self.period_of(covers_to or due),
                     party=r.party,
                     report=r.key,
@@ -337,7 +369,12 @@ class _Builder:
                 MilestoneKind.meeting,
                 day,
                 DateRule.forward,
-                title("meeting", self.language, name=m.name, convener=self.name(m.convener)),
+                text(
+                    self.language,
+                    "%(name)s (convened by %(convener)s)",
+                    name=m.name,
+                    convener=self.name(m.convener),
+                ),
                 period=self.period_of(day),
                 party=m.convener,
                 occurrence=n,
