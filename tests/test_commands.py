@@ -13,10 +13,11 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import models.config as config
-from agreements.cli import app
+from agreements.cli import app, future_text
 from emails.sink import read_mail
 
-FUTURE = """
+# Moved whole years forward when today reaches it (`future_text`): the term never started.
+FUTURE_AS_WRITTEN = """
 id = "kommande"
 title = "IOP Kommande"
 reference = "SOF 2026/41"
@@ -56,6 +57,7 @@ idea-driven = true
 all-contribute = true
 budget-plan = true
 """
+FUTURE = future_text(FUTURE_AS_WRITTEN)
 
 
 @pytest.fixture

@@ -118,7 +118,6 @@ def test_every_key_a_person_may_see_has_words() -> None:
 
 # Words of the examples' own data that are English or look like keys (names, addresses).
 DATA_WORDS = {"IOP", "INVA-SAM", "Helsingborgshem"}
-FOUND: dict[str, list[tuple[str, str, str]]] = {}  # what each reading found, for the note
 
 
 def reader() -> Reader:
@@ -126,7 +125,7 @@ def reader() -> Reader:
 
 
 def report(name: str, found: Reader) -> None:
-    FOUND[name] = found.found
+    print(f"{name}: {found.checked} texts read, {len(found.found)} found")  # shown with -s
     lines = [f"{where}: {what} … {context} …" for where, what, context in found.found]
     if found.found:
         pytest.fail(f"{len(lines)} found in {found.checked} texts:\n" + "\n".join(lines))
@@ -149,38 +148,6 @@ def test_every_email_kind_in_swedish() -> None:
     report("emails", found)
 
 
-def _example_under_way(name: str) -> tuple[str, str] | None:
-    """An example moved so that its term started last year and still runs: (text, the day
-    it was signed). None when no whole-year move does that."""
-    import datetime as dt
-
-    from agreements.cli import shifted
-    from agreements.ops import stockholm_today
-    from models.loader import loads_agreement
-
-    source = (ROOT / "examples" / f"{name}.toml").read_text(encoding="utf-8")
-    today = stockholm_today()
-    for years in range(0, 30):
-        moved = loads_agreement(shifted(source, years))
-        if moved.term.start < today - dt.timedelta(days=200) and moved.term.end > today:
-            return shifted(source, years), moved.term.start.isoformat()
-    return None
-
-
-def _wait_for(client, path: str, check):
-    import time
-
-    for _ in range(200):
-        answer = client.get(path, headers=AUTH).json()
-        if check(answer):
-            return answer
-        time.sleep(0.05)
-    raise AssertionError(f"{path}: {answer}")
-
-
-AUTH = {"Authorization": "Bearer test-token-9f2c"}
-
-
 def test_a_swedish_coordinator_reads_pages_csv_tables_and_emails(web, service_env) -> None:
     """The whole service in Swedish: an agreement signed through its links, one taken on
     under way with decisions recorded on it, one rescinded; every page, the CSV file, the
@@ -192,7 +159,7 @@ def test_a_swedish_coordinator_reads_pages_csv_tables_and_emails(web, service_en
 
     from emails.sink import read_mail
     from tests.conftest import TOKEN
-    from tests.test_web import links, start
+    from tests.test_web import AUTH, links, milestone_rows, start, under_way, until
 
     client, mail = web
     found = reader()
@@ -206,22 +173,16 @@ def test_a_swedish_coordinator_reads_pages_csv_tables_and_emails(web, service_en
     found.read_html("signing page", client.get(first).text)
     for link in personal.values():
         found.read_html("after signing", client.post(link, data={"action": "sign"}).text)
-    _wait_for(client, "/api/agreements/planteringen", lambda a: a["state"] == "signed")
+    until(client, "planteringen", "signed")
     pages["agreement signed"] = "/a/planteringen"
     # 2. An example under way, taken on as signed, with decisions recorded on it.
-    under_way = None
-    for name in ("helsingborg-inva-sam", "kristianstad-gamlegarden", "lund-radrum"):
-        under_way = _example_under_way(name)
-        if under_way:
-            break
-    assert under_way, "no example can be taken on under way"
-    text_, signed = under_way
+    text_, signed = under_way("helsingborg-inva-sam")
     created = client.post(f"/api/agreements?signed={signed}", content=text_, headers=AUTH)
     assert created.status_code == 201, created.text
     taken = created.json()["agreement_id"]
-    active = _wait_for(client, f"/api/agreements/{taken}", lambda a: a["state"] == "active")
-    milestones = client.get(f"/api/agreements/{taken}/milestones", headers=AUTH).json()
-    invoice = next(m for m in milestones if m["kind"] == "invoice" and m["status"] == "to_invoice")
+    until(client, taken, "active")
+    rows = milestone_rows(client, taken)
+    invoice = next(m for m in rows if m["kind"] == "invoice" and m["status"] == "to_invoice")
     marked = client.post(
         f"/api/agreements/{taken}/milestones/{invoice['id']}",
         json={"status": "invoiced", "number": "F-2041"},
@@ -231,7 +192,6 @@ def test_a_swedish_coordinator_reads_pages_csv_tables_and_emails(web, service_en
     refused = client.post(f"/api/agreements/{taken}/reports", json={"report": "x"}, headers=AUTH)
     assert refused.status_code >= 400
     pages["agreement active"] = f"/a/{taken}"
-    del active
     # 3. Rescinded: ends today.
     ended = client.post(
         f"/api/agreements/{taken}/ending",
