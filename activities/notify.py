@@ -19,9 +19,11 @@ needs SMTPUTF8: it is used when the relay offers it, and the email fails when it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import socket
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from functools import lru_cache
 
@@ -29,8 +31,8 @@ import aiosmtplib
 from aiolimiter import AsyncLimiter
 from aiosmtplib.email import flatten_message
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine, and_, or_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -54,12 +56,97 @@ class Unsendable(Exception):
     """An email that can never go as it is: no retry helps, so it is failed with this reason."""
 
 
+class SmtpPool:
+    """Open connections to the relay, reused from one email to the next (connecting and
+    EHLO cost more than sending a reminder). A connection goes back to the pool only after a
+    whole transaction succeeded; after any error it is closed, so the next email starts on a
+    fresh one. One that the relay closed while idle is found out by a NOOP before use, and
+    one opened with other settings (another relay) is not used again."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.idle: list[tuple[tuple[object, ...], aiosmtplib.SMTP]] = []
+
+    @staticmethod
+    def _key(config: Settings) -> tuple[object, ...]:
+        return (
+            config.smtp_host,
+            config.smtp_port,
+            config.smtp_user,
+            config.smtp_password,
+            config.smtp_security,
+            config.smtp_timeout_seconds,
+        )
+
+    async def _open(self, config: Settings) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=config.smtp_host,
+            port=config.smtp_port,
+            username=config.smtp_user,
+            password=config.smtp_password.get_secret_value() if config.smtp_password else None,
+            use_tls=config.smtp_security == "tls",
+            start_tls=config.smtp_security == "starttls",
+            timeout=config.smtp_timeout_seconds,
+        )
+        await client.connect()
+        # What the relay offers is known after EHLO, which connecting alone does not send
+        # (without TLS or a login): ask now, before the envelope and the content's form are
+        # chosen. aiosmtplib's own step, with its HELO fallback (pinned below 6).
+        await client._ehlo_or_helo_if_needed()
+        return client
+
+    async def _reused(self, key: tuple[object, ...]) -> aiosmtplib.SMTP | None:
+        while self.idle:
+            opened_for, client = self.idle.pop()
+            if opened_for != key:
+                await _quit(client)
+                continue
+            try:
+                await client.noop()
+                return client
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                _close(client)
+        return None
+
+    @contextlib.asynccontextmanager
+    async def connection(self, config: Settings) -> AsyncIterator[aiosmtplib.SMTP]:
+        key = self._key(config)
+        client = await self._reused(key) or await self._open(config)
+        try:
+            yield client
+        except BaseException:
+            _close(client)
+            raise
+        if client.is_connected and len(self.idle) < self.size:
+            self.idle.append((key, client))
+        else:
+            await _quit(client)
+
+    async def close(self) -> None:
+        idle, self.idle = self.idle, []
+        for _, client in idle:
+            await _quit(client)
+
+
+def _close(client: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(Exception):
+        client.close()
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except Exception:
+        _close(client)
+
+
 class Notifier(EmailActivities):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         rate = settings.smtp_max_per_second
         self.limiter = AsyncLimiter(1, 1 / rate) if rate > 0 else None  # evenly paced
         self.db = ready(settings.db_url())
+        self.pool = SmtpPool()
 
     @activity.defn(name="send_email")
     async def send_email(self, spec: EmailSpec) -> SendResult:
@@ -148,26 +235,11 @@ class Notifier(EmailActivities):
         """Hand the message to the relay, one step at a time: after the relay's go-ahead and
         just before the content goes, the outbox says `handed`. A worker that dies from
         then on has delivered it, so a later attempt does not send it again (`_claim`)."""
-        config = self.settings
         if self.limiter is not None:
             await self.limiter.acquire()
-        sender = ascii_domain(sender_address(config.mail_from))
+        sender = ascii_domain(sender_address(self.settings.mail_from))
         recipient = ascii_domain(spec.to.email)
-        client = aiosmtplib.SMTP(
-            hostname=config.smtp_host,
-            port=config.smtp_port,
-            username=config.smtp_user,
-            password=config.smtp_password.get_secret_value() if config.smtp_password else None,
-            use_tls=config.smtp_security == "tls",
-            start_tls=config.smtp_security == "starttls",
-            timeout=config.smtp_timeout_seconds,
-        )
-        async with client:
-            # What the relay offers is known after EHLO, which connecting alone does not send
-            # (without TLS or a login): ask now, before the envelope and the content's form
-            # are chosen. Before, 8BITMIME was asked before EHLO (never declared) and used
-            # after it. aiosmtplib's own step, with its HELO fallback (pinned below 6).
-            await client._ehlo_or_helo_if_needed()
+        async with self.pool.connection(self.settings) as client:
             utf8 = not (sender + recipient).isascii()
             if utf8 and not client.supports_extension("SMTPUTF8"):
                 raise Unsendable(
@@ -219,25 +291,24 @@ class Notifier(EmailActivities):
             return self._claim_now(spec, subject, mid)
 
     def _claim_now(self, spec: EmailSpec, subject: str, mid: str) -> tuple[OutboxRecord, bool]:
+        """In one transaction, with SQLAlchemy Core (the ORM's unit of work costs more than
+        the three statements): the row is written if it is new, the conditional UPDATE
+        takes the claim, and the row is read back as it stands."""
         now = utcnow()
-        with Session(self.db) as session:
-            if session.get(OutboxRecord, spec.key) is None:
-                session.add(
-                    OutboxRecord(
-                        key=spec.key,
-                        agreement_id=spec.agreement_id,
-                        template=spec.template,
-                        recipient=spec.to.email,
-                        subject=subject,
-                        message_id=mid,
-                        status="pending",
-                        planned_at=spec.planned_at,
-                    )
-                )
-                try:
-                    session.commit()
-                except IntegrityError:  # another worker wrote it first
-                    session.rollback()
+        dialect = postgresql if self.db.dialect.name == "postgresql" else sqlite
+        table = OutboxRecord.__table__  # type: ignore[attr-defined]
+        new = dialect.insert(table).values(
+            key=spec.key,
+            agreement_id=spec.agreement_id,
+            template=spec.template,
+            recipient=spec.to.email,
+            subject=subject,
+            message_id=mid,
+            status="pending",
+            planned_at=spec.planned_at,
+            attempts=0,
+            created_at=now,
+        )
         free = or_(
             col(OutboxRecord.status) == "pending",
             and_(
@@ -246,6 +317,7 @@ class Notifier(EmailActivities):
             ),
         )
         with self.db.begin() as connection:
+            connection.execute(new.on_conflict_do_nothing(index_elements=["key"]))
             taken = connection.execute(
                 update(OutboxRecord)
                 .where(col(OutboxRecord.key) == spec.key, free)
@@ -274,25 +346,20 @@ class Notifier(EmailActivities):
                         error=UNCONFIRMED,
                     )
                 )
-        with Session(self.db) as session:
-            row = session.get(OutboxRecord, spec.key)
-            assert row is not None
-            session.expunge(row)
-            return row, taken.rowcount == 1
+            found = connection.execute(select(table).where(table.c.key == spec.key)).one()
+        return OutboxRecord.model_validate(dict(found._mapping)), taken.rowcount == 1
 
     def _mark(self, key: str, status: str, error: str | None) -> None:
-        with write_lock(self.db), Session(self.db) as session:
-            row = session.get(OutboxRecord, key)
-            if row is None:
-                return
-            row.status = status
-            row.error = error
-            if status != "handed":  # handed: still this attempt's, until the answer
-                row.lease_until = None
-            if status == "sent":
-                row.sent_at = utcnow()
-            session.add(row)
-            session.commit()
+        """One UPDATE (Core): it runs on the event loop for `handed`, so it is kept short."""
+        values: dict[str, object] = {"status": status, "error": error}
+        if status != "handed":  # handed: still this attempt's, until the answer
+            values["lease_until"] = None
+        if status == "sent":
+            values["sent_at"] = utcnow()
+        with write_lock(self.db), self.db.begin() as connection:
+            connection.execute(
+                update(OutboxRecord).where(col(OutboxRecord.key) == key).values(**values)
+            )
 
     async def _failed(self, spec: EmailSpec, mid: str, subject: str, reason: str) -> SendResult:
         await asyncio.to_thread(self._mark, spec.key, "failed", reason)

@@ -164,6 +164,7 @@ def environment(language: str) -> Environment:
         loader=FileSystemLoader([str(TEMPLATES / language), str(TEMPLATES)]),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
+        auto_reload=False,  # templates are part of the release: no stat() per email
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
