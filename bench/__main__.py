@@ -75,8 +75,10 @@ def headline(name: str, figures: dict[str, Any]) -> tuple[str, str]:
     if name == "devserver_throughput":
         return (
             f"{figures['ours_steps_per_s']} vs bare {figures['bare_steps_per_s']} updates/s: "
-            f"{figures['ratio']}",
-            "≥ 0.8 of bare",
+            f"{figures['ratio']}; decision p50/p95 {figures['ours_decision_ms_p50']}/"
+            f"{figures['ours_decision_ms_p95']} ms vs bare {figures['bare_update_ms_p50']}/"
+            f"{figures['bare_update_ms_p95']} ms",
+            "≥ 0.8 of bare; p95 ≤ 3× bare",
         )
     if name == "email":
         return (
