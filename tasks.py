@@ -102,7 +102,9 @@ def test() -> None:
     sh(BIN / "ruff", "format", "--check", ".")
     sh(BIN / "mypy", ".")
     sh(BIN / "agreements", "check", *sorted((ROOT / "examples").glob("*.toml")))
-    sh(BIN / "python", "-m", "pytest", "-q")
+    # Three tests at a time: most of the suite waits (on real clocks, processes starting,
+    # mail retries), so three keep two cores busy; each runner has its own dev server.
+    sh(BIN / "python", "-m", "pytest", "-q", "-n", "3", "--dist", "worksteal")
 
 
 def main() -> None:

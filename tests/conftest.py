@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,41 +58,118 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.new_database()
 
 
-@pytest.fixture
-def dev_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            binary("temporal"),
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--db-filename",
-            str(tmp_path / "temporal.db"),
-            "--log-level",
-            "error",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+class DevServers:
+    """The session's Temporal dev servers: one `temporal server start-dev` (its own SQLite
+    file, on a loopback port) started with a namespace registered for every test that needs
+    a server, so each test has a namespace of its own (workflow ids repeat from test to
+    test: a fresh task queue would not keep them apart). Namespaces are registered at start
+    only (one created later takes a while to be known to every service of the server); when
+    they run out, or the server has died, the next test starts another server."""
+
+    def __init__(self, folder: Path, per_server: int) -> None:
+        self.folder = folder
+        self.per_server = per_server
+        self.server: subprocess.Popen[bytes] | None = None
+        self.address = ""
+        self.namespaces: list[str] = []
+        self.started = 0
+
+    def take(self) -> tuple[str, str]:
+        """(address, namespace) for one test: a namespace no other test has used."""
+        if self.server is None or self.server.poll() is not None or not self.namespaces:
+            self.start()
+        return self.address, self.namespaces.pop(0)
+
+    def start(self) -> None:
+        self.stop()
+        self.started += 1
+        names = [f"t{self.started}n{n:03d}" for n in range(self.per_server)]
+        port = free_port()
+        self.server = subprocess.Popen(
+            [
+                binary("temporal"),
+                "server",
+                "start-dev",
+                "--headless",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db-filename",
+                str(self.folder / f"temporal-{self.started}.db"),
+                "--log-level",
+                "error",
+                *(part for name in names for part in ("--namespace", name)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(port, self.server)
+        self.address = f"127.0.0.1:{port}"
+        self.namespaces = names
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.terminate()
+            self.server.wait(timeout=30)
+            self.server = None
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Counts the tests that take a namespace on the session's dev server."""
+    config.stash[NAMESPACES_NEEDED] = sum(
+        "temporal" in getattr(item, "fixturenames", ()) for item in items
     )
+
+
+NAMESPACES_NEEDED = pytest.StashKey[int]()
+
+
+@pytest.fixture(scope="session")
+def dev_servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DevServers]:
+    needed = request.config.stash.get(NAMESPACES_NEEDED, 0)
+    servers = DevServers(tmp_path_factory.mktemp("temporal"), per_server=min(max(needed, 1), 200))
     try:
-        wait_for_port(port, server)
-        yield f"127.0.0.1:{port}"
-        failed = failed_workflows(f"127.0.0.1:{port}")
-        if failed:
-            pytest.fail(f"workflows ended FAILED: {failed}", pytrace=False)
+        yield servers
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        servers.stop()
 
 
-def failed_workflows(address: str) -> list[str]:
-    """The ids of the workflows on the dev server that ended FAILED: an agreement runs for
-    years, so any test that leaves one fails (a round may be terminated, never fail)."""
+@dataclass(frozen=True)
+class Temporal:
+    """A test's Temporal: the session's dev server and a namespace of the test's own."""
+
+    address: str
+    namespace: str
+
+
+@pytest.fixture
+def temporal(dev_servers: DevServers, monkeypatch: pytest.MonkeyPatch) -> Iterator[Temporal]:
+    """The test's namespace on the session's dev server, set as a deployment sets it
+    (AGREEMENTS_TEMPORAL_NAMESPACE) for the test and every process it starts. Afterwards
+    the test fails if any workflow in its namespace ended FAILED."""
+    address, namespace = dev_servers.take()
+    monkeypatch.setenv("AGREEMENTS_TEMPORAL_NAMESPACE", namespace)
+    yield Temporal(address, namespace)
+    failed = failed_workflows(address, namespace)
+    if failed:
+        pytest.fail(f"workflows ended FAILED: {failed}", pytrace=False)
+
+
+@pytest.fixture
+def dev_server(temporal: Temporal) -> str:
+    """The address of the test's Temporal (its namespace is AGREEMENTS_TEMPORAL_NAMESPACE).
+    A test that stops or restarts Temporal starts a server of its own instead."""
+    return temporal.address
+
+
+def failed_workflows(address: str, namespace: str = "default") -> list[str]:
+    """The ids of the workflows in a namespace of the dev server that ended FAILED: an
+    agreement runs for years, so any test that leaves one fails (a round may be terminated,
+    never fail)."""
     listed = subprocess.run(
         [
             binary("temporal"),
@@ -99,6 +177,8 @@ def failed_workflows(address: str) -> list[str]:
             "list",
             "--address",
             address,
+            "--namespace",
+            namespace,
             "--query",
             'ExecutionStatus="Failed"',
             "--output",
@@ -131,11 +211,12 @@ def wait_for_port(port: int, server: subprocess.Popen[bytes], seconds: float = 6
 
 
 @pytest.fixture
-def service_env(dev_server: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def service_env(temporal: Temporal, dev_server: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     """A worker process and a mail sink port, configured like a deployment through
     AGREEMENTS_* variables; yields those variables (the worker stops afterwards)."""
     env = {
         "AGREEMENTS_TEMPORAL_ADDRESS": dev_server,
+        "AGREEMENTS_TEMPORAL_NAMESPACE": temporal.namespace,
         "AGREEMENTS_DATA_DIR": str(tmp_path / "data"),
         "AGREEMENTS_SMTP_PORT": str(free_port()),
     }
@@ -181,6 +262,7 @@ def web(service_env: dict[str, str]) -> Iterator[tuple[TestClient, Path]]:
     """The web application in-process against the service: (client, mail folder)."""
     config = Settings(
         temporal_address=service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
+        temporal_namespace=service_env["AGREEMENTS_TEMPORAL_NAMESPACE"],
         data_dir=Path(service_env["AGREEMENTS_DATA_DIR"]),
         smtp_port=int(service_env["AGREEMENTS_SMTP_PORT"]),
         api_token=TOKEN,

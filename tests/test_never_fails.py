@@ -28,6 +28,7 @@ from models.effects import Summary
 from models.lifecycle import RoundOutcome, State
 from models.loader import load_agreement
 from models.prerequisites import CHECKLIST
+from tests.conftest import Temporal
 from tests.test_web import AUTH, links, start
 from worker import WORKFLOWS, workflow_runner
 from workflows.agreement import (
@@ -71,6 +72,8 @@ def test_a_terminated_round_is_an_outcome_and_a_new_round_can_start(
             "terminate",
             "--address",
             service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
+            "--namespace",
+            service_env["AGREEMENTS_TEMPORAL_NAMESPACE"],
             "--workflow-id",
             round_id,
             "--reason",
@@ -106,10 +109,11 @@ async def broken_summary(summary: Summary) -> None:
 
 
 @asynccontextmanager
-async def broken_worker(dev_server: str, tmp_path: Path) -> AsyncIterator[tuple[Client, Path]]:
+async def broken_worker(temporal: Temporal, tmp_path: Path) -> AsyncIterator[tuple[Client, Path]]:
     """A worker whose `update_summary` always fails; everything else is real."""
     config = Settings(
-        temporal_address=dev_server,
+        temporal_address=temporal.address,
+        temporal_namespace=temporal.namespace,
         data_dir=tmp_path / "data",
         smtp_port=free_port(),
         task_queue="broken",
@@ -117,7 +121,9 @@ async def broken_worker(dev_server: str, tmp_path: Path) -> AsyncIterator[tuple[
     config.data_dir.mkdir(parents=True)
     migrate(config.db_url())
     sink = start_sink(config.data_dir / "mail", port=config.smtp_port)
-    client = await Client.connect(dev_server, data_converter=pydantic_data_converter)
+    client = await Client.connect(
+        temporal.address, namespace=temporal.namespace, data_converter=pydantic_data_converter
+    )
     store = Store(config.db_url())
     notifier = Notifier(config)
     worker = Worker(
@@ -142,10 +148,10 @@ async def broken_worker(dev_server: str, tmp_path: Path) -> AsyncIterator[tuple[
 
 
 async def test_work_that_fails_for_good_alerts_the_coordinator_and_the_agreement_runs_on(
-    dev_server: str, tmp_path: Path
+    temporal: Temporal, tmp_path: Path
 ) -> None:
     agreement = load_agreement(ROOT / "examples" / "planteringen.toml")
-    async with broken_worker(dev_server, tmp_path) as (client, mail):
+    async with broken_worker(temporal, tmp_path) as (client, mail):
         handle = await client.start_workflow(
             AgreementWorkflow.run,
             AgreementInput(agreement=agreement),

@@ -61,6 +61,7 @@ OPENED_BOUND = 16
 def settings(service_env: dict[str, str]) -> Settings:
     return Settings(
         temporal_address=service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
+        temporal_namespace=service_env["AGREEMENTS_TEMPORAL_NAMESPACE"],
         data_dir=Path(service_env["AGREEMENTS_DATA_DIR"]),
         smtp_port=int(service_env["AGREEMENTS_SMTP_PORT"]),
         api_token=TOKEN,

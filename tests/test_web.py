@@ -20,7 +20,7 @@ from models.lifecycle import RoundOutcome, SignerStatus, State
 from models.loader import loads_agreement
 from models.plan import EndingKind, MilestoneKind, MilestoneStatus
 from models.prerequisites import CHECKLIST
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, Temporal
 from tests.language import visible as visible_lines
 from tests.mail import signing_requests
 
@@ -149,7 +149,9 @@ def test_signers_sign_from_their_links(web: tuple[TestClient, Path]) -> None:
     assert all("token" not in s for s in round_["signers"])
 
 
-def test_pages_need_login_and_forms_need_csrf(web: tuple[TestClient, Path]) -> None:
+def test_pages_need_login_and_forms_need_csrf(
+    web: tuple[TestClient, Path], temporal: Temporal
+) -> None:
     client, _ = web
     start(client)
     home = client.get("/", follow_redirects=False)
@@ -164,6 +166,9 @@ def test_pages_need_login_and_forms_need_csrf(web: tuple[TestClient, Path]) -> N
     assert listing.status_code == 200 and "IOP Planteringen" in listing.text
     agreement = client.get("/a/planteringen")
     assert agreement.status_code == 200 and "Signering (omgång 1" in agreement.text
+    # Its workflow in the Temporal Web UI, in the namespace the service runs in.
+    ui = f"/namespaces/{temporal.namespace}/workflows/agreement-planteringen"
+    assert ui in agreement.text
     # The timeline: an invoice "senast 1 maj" falls on a holiday, so its row shows the
     # effective date with its weekday and the date as written.
     assert "Tidslinje" in agreement.text

@@ -22,6 +22,7 @@ from agreements.simulate import free_port
 from models.db import migrate
 from models.lifecycle import State
 from models.loader import load_agreement
+from tests.conftest import Temporal
 from workflows.agreement import (
     AgreementInput,
     AgreementWorkflow,
@@ -34,13 +35,17 @@ from workflows.agreement import (
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def connect(address: str) -> Client:
+async def connect(temporal: Temporal) -> Client:
     for _ in range(100):
         try:
-            return await Client.connect(address, data_converter=pydantic_data_converter)
+            return await Client.connect(
+                temporal.address,
+                namespace=temporal.namespace,
+                data_converter=pydantic_data_converter,
+            )
         except RuntimeError:
             await asyncio.sleep(0.1)
-    raise AssertionError(f"the dev server at {address} did not start")
+    raise AssertionError(f"the dev server at {temporal.address} did not start")
 
 
 def test_a_worker_refuses_a_database_that_is_not_migrated(dev_server: str, tmp_path: Path) -> None:
@@ -64,11 +69,12 @@ def test_a_worker_refuses_a_database_that_is_not_migrated(dev_server: str, tmp_p
     assert "Traceback" not in done.stderr
 
 
-async def test_worker_runs_agreements_and_stops_cleanly(dev_server: str, tmp_path: Path) -> None:
-    client = await connect(dev_server)
+async def test_worker_runs_agreements_and_stops_cleanly(temporal: Temporal, tmp_path: Path) -> None:
+    client = await connect(temporal)
     env = {
         **os.environ,
-        "AGREEMENTS_TEMPORAL_ADDRESS": dev_server,
+        "AGREEMENTS_TEMPORAL_ADDRESS": temporal.address,
+        "AGREEMENTS_TEMPORAL_NAMESPACE": temporal.namespace,
         "AGREEMENTS_DATA_DIR": str(tmp_path),
         "AGREEMENTS_SMTP_PORT": str(free_port()),  # nothing listens: emails wait and retry
     }
@@ -103,6 +109,7 @@ async def test_worker_runs_agreements_and_stops_cleanly(dev_server: str, tmp_pat
         out, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
     assert "worker stopped" in out
+    assert f"({temporal.namespace})" in out  # the namespace of AGREEMENTS_TEMPORAL_NAMESPACE
 
 
 def test_simulate_command_prints_the_emails_sent() -> None:

@@ -346,6 +346,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         lang = page_language(request, language)
         values.setdefault("csrf", csrf_value())
         values.setdefault("temporal_ui", f"http://127.0.0.1:{config.temporal_ui_port}")
+        values.setdefault("temporal_namespace", config.temporal_namespace)
         values["lang"] = lang
         response = templates(lang).TemplateResponse(request, name, values, status_code=status)
         asked = request.query_params.get("lang")
