@@ -1,7 +1,8 @@
 """Several workers, one Temporal server, one database: two worker processes share the task
 queue of the real dev server (not time-skipping) while a few dozen agreements go through
 their signature rounds, on SQLite and on PostgreSQL. Every email reaches the mail server
-exactly once, whichever worker sent it, and both workers did part of the work."""
+exactly once, whichever worker sent it (how the queue shares the work between them is
+Temporal's business: one worker may well send them all)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import asyncio
 import datetime as dt
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,8 +28,9 @@ from models.loader import loads_agreement
 from models.records import OutboxRecord
 from tests.conftest import ROOT
 from tests.mail import signing_requests
+from tests.reliability.harness import all_sent_and_idle, until
 from tests.test_commands import FUTURE
-from workflows.agreement import StartSigning
+from workflows.agreement import StartSigning, round_workflow_id, workflow_id
 from workflows.signing import PaperSignature, SignRequest
 
 AGREEMENTS = 30
@@ -49,15 +51,6 @@ def terms(number: int) -> str:
 def links(mail: Path) -> dict[tuple[str, str], str]:
     """(agreement, signer) -> the signed value of their personal link, from the sink."""
     return {(a, s): url.rsplit("/", 1)[1] for a, s, url in signing_requests(mail)}
-
-
-async def until(check: object, what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await check() if asyncio.iscoroutinefunction(check) else check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"gave up waiting: {what}")
 
 
 async def test_two_workers_send_every_email_once(
@@ -102,7 +95,7 @@ async def test_two_workers_send_every_email_once(
             )
         )
         await asyncio.gather(*(ops.decide(client, i, "start_signing", StartSigning()) for i in ids))
-        await until(lambda: len(links(mail)) == 2 * AGREEMENTS, "every signing request")
+        await until(lambda: len(links(mail)) == 2 * AGREEMENTS, 120, "every signing request")
 
         # Saul signs from his emailed link; Maria's signature arrives on paper.
         secret = config.signing_secret.get_secret_value()
@@ -127,10 +120,18 @@ async def test_two_workers_send_every_email_once(
             states = await asyncio.gather(*(ops.state(client, a) for a in ids))
             return {s.state for s in states} == {"signed"}
 
-        await until(all_signed, "every agreement signed")
+        await until(all_signed, 120, "every agreement signed")
         total = AGREEMENTS * sum(EXPECTED.values())
-        await until(lambda: len(read_mail(mail)) >= total, f"{total} emails in the sink")
-        await asyncio.sleep(1)  # a duplicate would arrive now
+        await until(lambda: len(read_mail(mail)) >= total, 120, f"{total} emails in the sink")
+        # No copy can still be on its way: every outbox row says sent and neither the
+        # agreements nor their rounds have an activity or a workflow task left; the workers
+        # then stop, so what the sink holds below is all there will ever be.
+        with Session(engine(database_url)) as session:
+            keys = [r.key for r in session.exec(select(OutboxRecord))]
+        rounds = [round_workflow_id(a, 1) for a in ids]
+        await all_sent_and_idle(
+            client, database_url, mail, keys, [*map(workflow_id, ids), *rounds], 120
+        )
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
@@ -149,4 +150,7 @@ async def test_two_workers_send_every_email_once(
         rows = session.exec(select(OutboxRecord)).all()
     assert {r.status for r in rows} == {"sent"}
     assert {r.message_id for r in rows} == set(by_id)
-    assert len({r.worker for r in rows}) == 2, "both workers should have sent some of them"
+    # Each was sent by one of the two workers (which one, and how many each, is up to the
+    # queue); a row no worker of ours claimed would be an email sent some other way.
+    ours = {f"{socket.gethostname()}:{w.pid}" for w in workers}
+    assert {r.worker for r in rows} <= ours, ({r.worker for r in rows}, ours)

@@ -4,7 +4,10 @@ within seconds on the real clock come from bench.common (the burst benchmark use
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import fcntl
+import inspect
 import json
 import os
 import signal
@@ -12,14 +15,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import Session, select
 from temporalio.client import Client
 
 from bench.common import agreement_copy, instants, start_due_soon
+from models.db import engine
 from models.plan import PlannedEmail
+from models.records import OutboxRecord
 from workflows.agreement import AgreementWorkflow, workflow_id
 
 __all__ = ["agreement_copy", "instants", "start_due_soon"]
@@ -101,12 +108,81 @@ def wait_until(check: Any, seconds: float, what: str) -> None:
     raise AssertionError(f"gave up after {seconds:.0f} s waiting for {what}")
 
 
+async def until(check: Callable[[], Any], seconds: float, what: str) -> None:
+    """Poll `check` (plain or async) until it says yes; after `seconds`, fail naming `what`.
+    Never a fixed sleep standing in for a condition: the test goes on the moment it holds."""
+    deadline = time.monotonic() + seconds
+    while True:
+        answer = check()
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"gave up after {seconds:.0f} s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def busy(client: Client, workflow_ids: Iterable[str]) -> list[str]:
+    """The workflows among these that still have something in flight: an activity (an email
+    being sent or retried) or a workflow task. When none has, no attempt exists that could
+    send another copy until a timer fires, so what reached the mail server once the workers
+    have stopped is final."""
+    found = []
+    for wid in workflow_ids:
+        raw = (await client.get_workflow_handle(wid).describe()).raw_description
+        if raw.pending_activities or raw.HasField("pending_workflow_task"):
+            found.append(wid)
+    return found
+
+
+def unsettled(url: str, keys: Iterable[str]) -> dict[str, str]:
+    """The outbox keys among these whose row is missing or not yet `sent`, with their status."""
+    with Session(engine(url)) as session:
+        rows = {r.key: r.status for r in session.exec(select(OutboxRecord))}
+    return {k: rows.get(k, "missing") for k in keys if rows.get(k) != "sent"}
+
+
+async def all_sent_and_idle(
+    client: Client,
+    url: str,
+    mail: Path,
+    planned: list[str],
+    workflow_ids: Iterable[str],
+    seconds: float,
+) -> None:
+    """Until every planned email reached the mail server, its outbox row says `sent`, and
+    none of the workflows has an activity or a workflow task pending (bounded)."""
+    from emails.sink import read_mail
+
+    ids = list(workflow_ids)
+    left: dict[str, Any] = {}
+
+    async def done() -> bool:
+        copies = delivered(read_mail(mail))
+        left["not delivered"] = [k for k in planned if copies[k] == 0]
+        left["outbox not sent"] = unsettled(url, planned)
+        left["busy"] = await busy(client, ids)
+        return not any(left.values())
+
+    try:
+        await until(done, seconds, f"{len(planned)} emails sent and {len(ids)} workflows idle")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; still {left}") from None
+
+
 def report(name: str, **figures: Any) -> None:
     """Keep the figures of this run for the README's table (build/reliability.json)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[name] = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **figures}
-    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    # Tests run in parallel processes (pytest-xdist): one at a time reads and rewrites the
+    # file, and a reader never sees it half-written.
+    with (RESULTS.parent / (RESULTS.name + ".lock")).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        results[name] = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **figures}
+        scratch = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+        scratch.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        os.replace(scratch, RESULTS)
 
 
 def tally(name: str, folder: Path, planned: list[str] | int, **more: Any) -> Counter[str]:

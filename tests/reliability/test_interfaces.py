@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
@@ -20,8 +20,9 @@ from emails.sink import read_mail
 from models.config import Settings
 from tests.conftest import TOKEN
 from tests.mail import signing_requests
-from tests.reliability.harness import report
+from tests.reliability.harness import all_sent_and_idle, report, wait_until
 from tests.test_web import AUTH, PLANTERINGEN, links, start
+from workflows.agreement import round_workflow_id, workflow_id
 
 SECRET = Settings().signing_secret.get_secret_value()
 
@@ -112,28 +113,51 @@ def test_forged_expired_foreign_and_unauthenticated_requests_change_nothing(
     )
 
 
+async def settled(address: str, client: TestClient, mail: Path) -> None:
+    """Until the agreement's outbox (as the API shows it) says every email sent and neither
+    the agreement's workflow nor its round's has anything in flight."""
+    temporal = await ops.connect(Settings(temporal_address=address))
+    outbox = client.get("/api/agreements/planteringen/outbox", headers=AUTH)
+    assert outbox.status_code == 200, outbox.text
+    keys = [row["key"] for row in outbox.json()]
+    ids = [workflow_id("planteringen"), round_workflow_id("planteringen", 1)]
+    url = Settings(data_dir=mail.parent).db_url()
+    await all_sent_and_idle(temporal, url, mail, keys, ids, 60)
+
+
 def sara_expires(link: object) -> dt.datetime:
     return dt.datetime.fromtimestamp(link.expires, dt.UTC)  # type: ignore[attr-defined]
 
 
 def test_two_coordinators_deciding_at_once_apply_one_decision(
-    web: tuple[TestClient, Path],
+    web: tuple[TestClient, Path], service_env: dict[str, str]
 ) -> None:
     client, mail = web
     created = client.post("/api/agreements", content=PLANTERINGEN, headers=AUTH)
-    assert created.status_code == 201
+    assert created.status_code == 201, created.text
     keys = {"keys": ["no-market", "not-an-order", "budget-plan", "follow-up-plan"]}
-    assert client.post("/api/agreements/planteringen/prerequisites", json=keys, headers=AUTH)
+    confirmed = client.post("/api/agreements/planteringen/prerequisites", json=keys, headers=AUTH)
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["prerequisites_missing"] == [], confirmed.json()
 
-    async def both(path: str, body: object | None = None) -> list[int]:
+    async def both(path: str, body: object | None = None) -> list[tuple[int, dict[str, Any]]]:
         transport = httpx.ASGITransport(app=client.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as a:
             answers = await asyncio.gather(
                 *(a.post(path, json=body, headers=AUTH) for _ in range(2))
             )
-        return sorted(r.status_code for r in answers)
+        return sorted(((r.status_code, r.json()) for r in answers), key=lambda a: a[0])
 
-    assert asyncio.run(both("/api/agreements/planteringen/signing")) == [200, 409]
+    # What each coordinator is told: one gets the agreement in its first round, the other
+    # a refusal that says why, in words and as a code.
+    (ok, applied), (no, refusal) = asyncio.run(both("/api/agreements/planteringen/signing"))
+    assert (ok, no) == (200, 409), (applied, refusal)
+    assert applied["state"] == "signing" and applied["round"]["number"] == 1, applied
+    assert refusal == {
+        "detail": "det går bara medan avtalet är ett utkast; nu är det under signering",
+        "code": "not-draft",
+        "params": {"state": "signing"},
+    }
     after = state(client)
     assert after["state"] == "signing" and after["round"]["number"] == 1  # type: ignore[index]
     paper = {
@@ -141,11 +165,23 @@ def test_two_coordinators_deciding_at_once_apply_one_decision(
         "signed_on": dt.date.today().isoformat(),
         "recorded_by": "coordinator",
     }
-    assert asyncio.run(both("/api/agreements/planteringen/signing/paper", paper)) == [200, 409]
+    (ok, applied), (no, refusal) = asyncio.run(
+        both("/api/agreements/planteringen/signing/paper", paper)
+    )
+    assert (ok, no) == (200, 409), (applied, refusal)
+    assert refusal == {
+        "detail": "Sara Svensson har redan undertecknat",
+        "code": "already-signed",
+        "params": {"name": "Sara Svensson"},
+    }
+    assert (applied["signer"], applied["status"]) == (paper["signer"], "signed"), applied
     links(mail, 6)
-    time.sleep(1)
+    # No second request can still be on its way: the outbox the coordinator reads says
+    # every email sent, and neither the agreement nor its round has an activity or a
+    # workflow task left that could send one.
+    asyncio.run(settled(service_env["AGREEMENTS_TEMPORAL_ADDRESS"], client, mail))
     requests = [s for _, s, _ in signing_requests(mail)]
-    assert len(requests) == 6 == len(set(requests))  # one round: one request each
+    assert len(requests) == 6 == len(set(requests)), requests  # one round: one request each
     # Each refusal is in the agreement's event log with what was asked, by whom and why.
     events = ops.events(Settings(data_dir=mail.parent), "planteringen")
     refusals = [json.loads(e.data_json) | {"actor": e.actor} for e in events if e.kind == "refused"]
@@ -173,13 +209,13 @@ def test_html_in_a_title_is_escaped_on_every_page_and_in_every_email(
     created = client.post("/api/agreements", content=text, headers=AUTH)
     assert created.status_code == 201, created.text
     keys = {"keys": ["no-market", "not-an-order", "budget-plan", "follow-up-plan"]}
-    client.post("/api/agreements/planteringen/prerequisites", json=keys, headers=AUTH)
+    confirmed = client.post("/api/agreements/planteringen/prerequisites", json=keys, headers=AUTH)
+    assert confirmed.status_code == 200, confirmed.text
     assert client.post("/api/agreements/planteringen/signing", headers=AUTH).status_code == 200
     personal = links(mail, 6)
     assert client.post("/login", data={"token": TOKEN}, follow_redirects=False).status_code == 303
-    deadline = time.monotonic() + 30
-    while "&lt;script&gt;" not in client.get("/").text and time.monotonic() < deadline:
-        time.sleep(0.25)  # the list is the read model the worker writes
+    # The list is the read model the worker writes: until it shows the title, in any form.
+    wait_until(lambda: "alert(" in client.get("/").text, 30, "the title on the list")
     pages = {
         "list": client.get("/").text,
         "agreement": client.get("/a/planteringen").text,

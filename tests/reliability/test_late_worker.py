@@ -4,32 +4,34 @@ the month is the same case)."""
 
 from __future__ import annotations
 
-import asyncio
+import time
 from pathlib import Path
 
 from agreements import ops
 from agreements.simulate import free_port
-from emails.sink import read_mail, start_sink
+from emails.sink import start_sink
 from models.config import Settings
 from models.db import migrate
 from tests.reliability.harness import (
     WorkerProcess,
     agreement_copy,
-    delivered,
+    all_sent_and_idle,
     due_by,
     instants,
     start_due_soon,
     tally,
-    wait_until,
+    until,
     worker_env,
 )
+from workflows.agreement import workflow_id
 
 
 async def test_emails_due_before_the_first_task_still_go_out(
     dev_server: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    migrate(f"sqlite:///{tmp_path / 'agreements.db'}")
+    url = f"sqlite:///{tmp_path / 'agreements.db'}"
+    migrate(url)
     sink = start_sink(tmp_path / "mail", port=port)
     worker = WorkerProcess(worker_env(dev_server, tmp_path, port))
     try:
@@ -37,16 +39,18 @@ async def test_emails_due_before_the_first_task_still_go_out(
         agreement = agreement_copy(0)
         instant = instants(agreement)[0]
         await start_due_soon(client, agreement, instant, 2)
-        await asyncio.sleep(5)  # due 3 s ago, and no worker has run the agreement yet
+        started = time.monotonic()
+        handle = client.get_workflow_handle(workflow_id(agreement.id))
+        # Until the emails are due (2 s after the start, on the agreement's clock) ...
+        await until(lambda: time.monotonic() > started + 2.5, 10, "the emails falling due")
+        # ... with the agreement never run: started, its first task waiting, nothing more.
+        raw = (await handle.describe()).raw_description
+        assert raw.workflow_execution_info.history_length == 2, "a worker ran it already"
         worker.start()
         planned = [e.key for e in await due_by(client, agreement.id, instant)]
         assert len(planned) >= 2
-
-        def settled() -> bool:
-            copies = delivered(read_mail(tmp_path / "mail"))
-            return all(copies[k] >= 1 for k in planned)
-
-        await asyncio.to_thread(wait_until, settled, 60, f"{len(planned)} late emails")
+        # Every email out once, its outbox row sent, nothing in flight: the count is final.
+        await all_sent_and_idle(client, url, tmp_path / "mail", planned, [handle.id], 60)
     finally:
         worker.stop()
         sink.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 from sqlmodel import Session, select
@@ -25,12 +26,13 @@ from tests.postgres import PostgresServer
 from tests.reliability.harness import (
     WorkerProcess,
     agreement_copy,
+    all_sent_and_idle,
     delivered,
     due_by,
     instants,
     start_due_soon,
     tally,
-    wait_until,
+    until,
     worker_env,
 )
 from workflows.agreement import workflow_id
@@ -64,8 +66,9 @@ async def test_the_temporal_server_restarts_while_timers_are_pending(tmp_path: P
     server.start()
     port = free_port()
     url = f"sqlite:///{tmp_path / 'agreements.db'}"
+    mail = tmp_path / "mail"
     migrate(url)
-    sink = start_sink(tmp_path / "mail", port=port)
+    sink = start_sink(mail, port=port)
     worker = WorkerProcess(worker_env(server.address, tmp_path, port))
     worker.start()
     try:
@@ -73,40 +76,66 @@ async def test_the_temporal_server_restarts_while_timers_are_pending(tmp_path: P
         times = instants(agreement_copy(0))
         agreements = [agreement_copy(n) for n in range(10)]
         due = {a.id: times[n % len(times)] for n, a in enumerate(agreements)}
-        # Due from 6 s to 20 s from now: some before the stop, most while the server is
-        # away (they fire late, after it is back), some after.
+        lead = {a.id: 6 + 1.5 * n for n, a in enumerate(agreements)}
+        # Due from 6 s to 20 s from now: some before the stop, some while the server is away
+        # (they fire late, after it is back), some after. Each falls due between
+        # `began + lead` and `started + lead` on the monotonic clock.
+        began = time.monotonic()
         await asyncio.gather(
-            *(start_due_soon(client, a, due[a.id], 6 + 1.5 * n) for n, a in enumerate(agreements))
+            *(start_due_soon(client, a, due[a.id], lead[a.id]) for a in agreements)
         )
-        planned = [
-            e.key
-            for emails in await asyncio.gather(*(due_by(client, i, t) for i, t in due.items()))
-            for e in emails
-        ]
-        await asyncio.sleep(8)
+        started = time.monotonic()
+        planned_by = {
+            i: [e.key for e in emails]
+            for i, emails in zip(
+                due,
+                await asyncio.gather(*(due_by(client, i, t) for i, t in due.items())),
+                strict=True,
+            )
+        }
+        planned = [k for keys in planned_by.values() for k in keys]
+
+        def copies() -> Counter[str]:
+            return delivered(read_mail(mail))
+
+        # Stop the server once the first agreement's emails are out (all was working) ...
+        first = agreements[0].id
+        await until(
+            lambda: all(copies()[k] for k in planned_by[first]), 60, "the first agreement's emails"
+        )
         server.stop()
-        await asyncio.sleep(8)
+        stopped = time.monotonic()
+        # ... and keep it away until the timers of up to three agreements that had not yet
+        # fallen due at the stop have fallen due.
+        away = [i for i in due if began + lead[i] > stopped][:3]
+        assert away, f"every timer fell due before the stop ({stopped - began:.1f} s): none pending"
+        await until(lambda: time.monotonic() > started + lead[away[-1]] + 0.5, 60, "timers due")
+        late = copies()
+        assert not any(late[k] for i in away for k in planned_by[i]), "sent with no server?"
         server.start()
+        back = time.monotonic()
         client = await ops.connect(Settings(temporal_address=server.address))
-
-        def settled() -> bool:
-            copies = delivered(read_mail(tmp_path / "mail"))
-            return all(copies[k] >= 1 for k in planned)
-
-        await asyncio.to_thread(wait_until, settled, 240, f"{len(planned)} emails")
-        await asyncio.sleep(3)
+        # Every email out once, its outbox row sent, and no workflow with anything in flight
+        # (no retry, no task): after that the worker stops, and the count is final.
+        await all_sent_and_idle(
+            client, url, mail, planned, [workflow_id(a.id) for a in agreements], 240
+        )
         for agreement in agreements:  # every agreement is still there and running
             described = await client.get_workflow_handle(workflow_id(agreement.id)).describe()
-            assert described.status is not None and described.status.name == "RUNNING"
+            assert described.status == WorkflowExecutionStatus.RUNNING, (agreement.id, described)
     finally:
         worker.stop()
         sink.stop()
         if server.process is not None and server.process.poll() is None:
             server.stop()
-    copies = tally(
-        "Temporal dev server stopped 8 s and restarted, timers pending", tmp_path / "mail", planned
+    copies_now = tally(
+        "Temporal dev server stopped and restarted, timers pending",
+        mail,
+        planned,
+        away_seconds=round(back - stopped, 1),
+        fell_due_while_away=len(away),
     )
-    assert set(copies) == set(planned) and set(copies.values()) == {1}, copies
+    assert set(copies_now) == set(planned) and set(copies_now.values()) == {1}, copies_now
 
 
 async def test_postgresql_stopped_while_activities_need_it(
@@ -133,11 +162,14 @@ async def test_postgresql_stopped_while_activities_need_it(
             pending = (await handle.describe()).raw_description.pending_activities
             return max((p.attempt for p in pending), default=0)
 
-        deadline = time.monotonic() + 30
-        while await failing_attempts() < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
+        async def failing_attempts_at_least(count: int) -> bool:
+            return await failing_attempts() >= count
+
+        # The activities retry while the database is away (bounded: fails if they do not).
+        await until(
+            lambda: failing_attempts_at_least(2), 30, "the activities retrying without a database"
+        )
         attempts = await failing_attempts()
-        assert attempts >= 2, "the activities should be retrying while the database is away"
         # The workflow waits for its activities: still running, and no email went out
         # while its outbox row could not be written first.
         assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
@@ -145,12 +177,11 @@ async def test_postgresql_stopped_while_activities_need_it(
         postgres.launch()
         stopped = False
 
-        def settled() -> bool:
-            with Session(engine(url)) as session:
-                rows = session.exec(select(OutboxRecord)).all()
-            return len(rows) == len(planned) and all(r.status == "sent" for r in rows)
-
-        await asyncio.to_thread(wait_until, settled, 180, "the emails after the database is back")
+        # Every email out once, its outbox row sent, nothing in flight: the count is final.
+        await all_sent_and_idle(client, url, tmp_path / "mail", planned, [handle.id], 180)
+        with Session(engine(url)) as session:
+            rows = session.exec(select(OutboxRecord)).all()
+        assert sorted(r.key for r in rows) == sorted(planned), [r.key for r in rows]
     finally:
         if stopped:
             postgres.launch()

@@ -24,15 +24,17 @@ from models.records import OutboxRecord
 from tests.reliability.harness import (
     WorkerProcess,
     agreement_copy,
+    all_sent_and_idle,
     delivered,
     due_by,
     instants,
     report,
     start_due_soon,
     tally,
-    wait_until,
+    until,
     worker_env,
 )
+from workflows.agreement import workflow_id
 
 AGREEMENTS = 50
 
@@ -79,13 +81,11 @@ async def test_workers_killed_at_random_lose_and_double_nothing(
             await asyncio.sleep(rng.uniform(0, 1.5))
             worker.start()
 
-        # An email being sent at a kill is retried once its attempt times out (90 s).
-        def settled() -> bool:
-            rows = outbox(url)
-            return all(k in rows and rows[k].status == "sent" for k in planned)
-
-        await asyncio.to_thread(wait_until, settled, 300, f"{len(planned)} emails sent")
-        await asyncio.sleep(2)  # a late duplicate would land now
+        # An email being sent at a kill is retried once its attempt times out (90 s). Then
+        # every email is out, its outbox row sent, and no workflow has an activity or a task
+        # in flight that could send a late copy: once the worker stops, the count is final.
+        ids = [workflow_id(a.id) for a in agreements]
+        await all_sent_and_idle(client, url, tmp_path / "mail", planned, ids, 300)
     finally:
         worker.stop()
         sink.stop()
@@ -141,17 +141,14 @@ async def test_a_kill_after_the_mail_server_took_the_message_sends_no_second_cop
         instant = instants(agreement)[0]
         await start_due_soon(client, agreement, instant, 3)
         planned = [e.key for e in await due_by(client, agreement.id, instant)]
-        await asyncio.to_thread(wait_until, lambda: handler.killed, 60, "the first email")
+        await until(lambda: handler.killed, 60, "the first email")
         assert worker.process is not None
         worker.process.wait(timeout=30)
         worker.start()
 
-        def settled() -> bool:
-            rows = outbox(url)
-            return all(k in rows and rows[k].status == "sent" for k in planned)
-
-        await asyncio.to_thread(wait_until, settled, 300, "every email sent")
-        await asyncio.sleep(2)
+        # Every email out, its outbox row sent, nothing in flight: the count below is final.
+        ids = [workflow_id(agreement.id)]
+        await all_sent_and_idle(client, url, tmp_path / "mail", planned, ids, 300)
     finally:
         worker.stop()
         controller.stop()
