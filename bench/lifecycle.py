@@ -84,6 +84,9 @@ async def raw_mail_life(timers: int, messages: list[tuple[str, bytes]], folder: 
                 )
     finally:
         sink.stop()
+    delivered = len(list(folder.glob("*.eml")))
+    if delivered != len(messages):
+        raise RuntimeError(f"the raw baseline delivered {delivered} of {len(messages)} emails")
     return clock.seconds
 
 

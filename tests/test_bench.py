@@ -32,7 +32,13 @@ async def test_every_benchmark_runs_at_a_tiny_size():
     assert b["schedule"]["agreements"] == 200
     assert b["lifecycle_and_history"]["examples"][0]["timers"] > 0
     assert b["lifecycle_and_history"]["history"]["largest_run_events"] > 0
+    # The raw-email baseline sent what our life delivered, with the same timers.
+    assert b["lifecycle_and_history"]["examples"][0]["raw_mail_s"] > 0
+    assert b["lifecycle_and_history"]["ratio_vs_raw_mail"] > 0
     assert b["devserver_throughput"]["updates"] == 12
+    throughput = b["devserver_throughput"]
+    assert 0 < throughput["ours_decision_ms_p50"] <= throughput["ours_decision_ms_p95"]
+    assert 0 < throughput["bare_update_ms_p50"] <= throughput["bare_update_ms_p95"]
     assert b["email"]["emails"] == 20
     assert b["memory"]["agreements"] == 10
     assert b["burst"]["emails"] == b["burst"]["expected"] == 10
