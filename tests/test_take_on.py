@@ -21,6 +21,7 @@ from agreements.cli import app, future_text, years_to_future
 from models.agreement import Agreement
 from models.loader import load_agreement, loads_agreement
 from tests.conftest import TOKEN
+from tests.test_web import until
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -176,15 +177,6 @@ def outbox(client: TestClient, agreement_id: str) -> list[dict[str, object]]:
     return rows
 
 
-def wait_for_state(client: TestClient, agreement_id: str, wanted: str) -> dict[str, object]:
-    for _ in range(200):
-        data: dict[str, object] = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
-        if data["state"] == wanted:
-            return data
-        time.sleep(0.05)
-    raise AssertionError(f"{agreement_id} did not become {wanted}: {data}")
-
-
 def test_the_api_takes_on_an_agreement_under_way_with_signed(
     web: tuple[TestClient, Path],
 ) -> None:
@@ -213,7 +205,7 @@ def test_the_api_takes_on_an_agreement_under_way_with_signed(
     assert created.status_code == 201, created.text
     assert created.json()["signed_on"] == signed_on.isoformat()
     assert created.json()["round"] is None  # no signing round
-    active = wait_for_state(client, "lund-radrum", "active")
+    active = until(client, "lund-radrum", "active")
     assert active["next"], "its coming milestones"
     # Nothing is sent for what is past: no email planned before it was taken on.
     time.sleep(1)
@@ -260,5 +252,5 @@ def test_the_page_asks_whether_it_is_already_signed(web: tuple[TestClient, Path]
     assert created.status_code == 303 and created.headers["location"] == (
         "/a/kristianstad-gamlegarden"
     )
-    data = wait_for_state(client, "kristianstad-gamlegarden", "active")
+    data = until(client, "kristianstad-gamlegarden", "active")
     assert data["signed_on"] == signed_on.isoformat()

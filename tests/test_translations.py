@@ -159,7 +159,7 @@ def test_a_swedish_coordinator_reads_pages_csv_tables_and_emails(web, service_en
 
     from emails.sink import read_mail
     from tests.conftest import TOKEN
-    from tests.test_web import AUTH, links, milestone_rows, start, under_way, until
+    from tests.test_web import AUTH, links, start, take_on_and_invoice, until
 
     client, mail = web
     found = reader()
@@ -176,19 +176,8 @@ def test_a_swedish_coordinator_reads_pages_csv_tables_and_emails(web, service_en
     until(client, "planteringen", "signed")
     pages["agreement signed"] = "/a/planteringen"
     # 2. An example under way, taken on as signed, with decisions recorded on it.
-    text_, signed = under_way("helsingborg-inva-sam")
-    created = client.post(f"/api/agreements?signed={signed}", content=text_, headers=AUTH)
-    assert created.status_code == 201, created.text
-    taken = created.json()["agreement_id"]
-    until(client, taken, "active")
-    rows = milestone_rows(client, taken)
-    invoice = next(m for m in rows if m["kind"] == "invoice" and m["status"] == "to_invoice")
-    marked = client.post(
-        f"/api/agreements/{taken}/milestones/{invoice['id']}",
-        json={"status": "invoiced", "number": "F-2041"},
-        headers=AUTH,
-    )
-    assert marked.status_code == 200, marked.text
+    taken = "helsingborg-inva-sam"
+    take_on_and_invoice(client, taken, "F-2041")
     refused = client.post(f"/api/agreements/{taken}/reports", json={"report": "x"}, headers=AUTH)
     assert refused.status_code >= 400
     pages["agreement active"] = f"/a/{taken}"

@@ -372,6 +372,24 @@ def under_way(name: str) -> tuple[str, str]:
     raise AssertionError(f"{name} cannot be moved to run today")
 
 
+def take_on_and_invoice(client: TestClient, name: str, number: str) -> list[dict[str, Any]]:
+    """An example taken on under way (as signed) and its first instalment still to invoice
+    recorded as invoiced with `number`; its milestone rows as they were before."""
+    text_, signed = under_way(name)
+    taken = client.post(f"/api/agreements?signed={signed}", content=text_, headers=AUTH)
+    assert taken.status_code == 201, taken.text
+    until(client, name, "active")
+    rows = milestone_rows(client, name)
+    invoice = next(m for m in rows if m["kind"] == "invoice" and m["status"] == "to_invoice")
+    marked = client.post(
+        f"/api/agreements/{name}/milestones/{invoice['id']}",
+        json={"status": "invoiced", "number": number},
+        headers=AUTH,
+    )
+    assert marked.status_code == 200, marked.text
+    return rows
+
+
 def test_swedish_pages_show_no_internal_key_in_any_state(web: tuple[TestClient, Path]) -> None:
     """A draft, one being signed, one running with decisions in its event log, one ended:
     each Swedish page shows states, statuses, prerequisites, parties and milestones in words,
@@ -405,19 +423,8 @@ def test_swedish_pages_show_no_internal_key_in_any_state(web: tuple[TestClient, 
     assert keys_shown(signing, plant_ids, parties) == []
 
     # Taken on under way, with an instalment invoiced: events with decisions.
-    lund_text, signed = under_way("lund-radrum")
-    lund = loads_agreement(lund_text)
-    taken = client.post(f"/api/agreements?signed={signed}", content=lund_text, headers=AUTH)
-    assert taken.status_code == 201, taken.text
-    until(client, "lund-radrum", "active")
-    rows = milestone_rows(client, "lund-radrum")
-    invoice = next(m for m in rows if m["kind"] == "invoice" and m["status"] == "to_invoice")
-    marked = client.post(
-        f"/api/agreements/lund-radrum/milestones/{invoice['id']}",
-        json={"status": "invoiced", "number": "F-77"},
-        headers=AUTH,
-    )
-    assert marked.status_code == 200, marked.text
+    rows = take_on_and_invoice(client, "lund-radrum", "F-77")
+    lund = loads_agreement(under_way("lund-radrum")[0])
     lund_ids = [m["id"] for m in rows]
     lund_parties = list(lund.parties)
     for _ in range(100):  # the event log is written a moment after the decision
