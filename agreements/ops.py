@@ -87,7 +87,7 @@ async def connect(config: Settings) -> Client:
         ) from None
 
 
-def _reason(error: BaseException) -> tuple[str, str, dict[str, Any]]:
+def refusal(error: BaseException) -> tuple[str, str, dict[str, Any]]:
     """The workflow's own words: the message of its rejection, without the error type
     that `str()` of an ApplicationError puts in front ("Rejected: …"), with its code and
     parameters from the error's details (workflows/agreement.py `reject`)."""
@@ -97,6 +97,8 @@ def _reason(error: BaseException) -> tuple[str, str, dict[str, Any]]:
         code = details[0] if details and isinstance(details[0], str) else ""
         params = details[1] if len(details) > 1 and isinstance(details[1], dict) else {}
         return cause.message, code, params
+    if isinstance(cause, RPCError):
+        return cause.message, "", {}
     return str(cause), "", {}
 
 
@@ -273,7 +275,7 @@ async def decide(
             update, request, id=update_id, result_type=Snapshot
         )
     except WorkflowUpdateFailedError as error:
-        raise await refused(config, agreement_id, update, request, *_reason(error)) from None
+        raise await refused(config, agreement_id, update, request, *refusal(error)) from None
     except RPCError as error:
         # Only now ask whether the agreement exists at all, for a clear error (one call for
         # a decision, not two, on the way that counts).
@@ -307,7 +309,7 @@ async def round_action(
     try:
         result: RoundAnswer = await handle.execute_update(update, request, result_type=RoundAnswer)
     except WorkflowUpdateFailedError as error:
-        raise await refused(config, agreement_id, update, request, *_reason(error)) from None
+        raise await refused(config, agreement_id, update, request, *refusal(error)) from None
     except RPCError as error:
         try:
             running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING

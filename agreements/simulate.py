@@ -42,7 +42,6 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.exceptions import ApplicationError
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -53,7 +52,7 @@ from temporalio.runtime import (
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from agreements.ops import OperationError, round_tokens, taken_on
+from agreements.ops import OperationError, refusal, round_tokens, taken_on
 from emails.sink import read_mail, start_sink
 from models.agreement import Agreement, RenewalKind
 from models.config import Settings, binary
@@ -380,20 +379,6 @@ async def started(
                 raise RuntimeError(f"the workflow of {agreement.id} ended FAILED")
 
 
-def _why(error: BaseException) -> tuple[str, str, dict[str, Any]]:
-    """The workflow's own words for a refusal, without the error type in front, and its
-    stable code and parameters when it gave them."""
-    cause = getattr(error, "cause", None) or error
-    if isinstance(cause, ApplicationError):
-        details = list(cause.details)
-        code = details[0] if details and isinstance(details[0], str) else ""
-        params = details[1] if len(details) > 1 and isinstance(details[1], dict) else {}
-        return cause.message, code, params
-    if isinstance(cause, RPCError):
-        return cause.message, "", {}
-    return str(cause), "", {}
-
-
 async def _drive(
     env: WorkflowEnvironment,
     handle: WorkflowHandle[Any, Any],
@@ -469,7 +454,7 @@ async def _drive(
             await _apply(client, handle, step)
         except (WorkflowUpdateFailedError, RPCError, _NotTaken) as error:
             if not step.planned:
-                reason, code, params = _why(error)
+                reason, code, params = refusal(error)
                 refuse(step, reason, code, **params)
             # A step of the plan scenario that a scripted decision made moot (a report for a
             # period that no longer exists after an early ending): skipped, as in life.

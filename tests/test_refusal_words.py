@@ -127,7 +127,7 @@ def test_a_refusal_reaches_the_client_with_its_code_and_parameters():
     """What the workflow raises (workflows/agreement.py `reject`) is what ops reads back."""
     error = reject("not-signed", "the agreement is not signed yet (draft)", {"state": "draft"})
     assert error.non_retryable and error.type == "Rejected"
-    message, code, params = ops._reason(error)
+    message, code, params = ops.refusal(error)
     assert (message, code, params) == (
         "the agreement is not signed yet (draft)",
         "not-signed",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from agreements.cli import app
 from agreements.simulate import free_port
@@ -125,17 +125,17 @@ def test_simulate_command_prints_the_emails_sent() -> None:
     assert dt.datetime.fromisoformat(first["send_at"]).date() == dt.date(2022, 7, 1)
 
 
-def test_simulate_rejects_a_broken_scenario(tmp_path: Path) -> None:
+def simulate_scenario(tmp_path: Path, steps: str) -> Result:
+    """`agreements simulate` of the withdrawal example with a scenario file of `steps`."""
     scenario = tmp_path / "s.toml"
-    scenario.write_text('[[steps]]\nat = 2023-03-15T10:00:00\nactoin = "withdraw"\n')
-    result = CliRunner().invoke(
-        app,
-        [
-            "simulate",
-            str(ROOT / "examples" / "kristianstad-gamlegarden.toml"),
-            "--scenario",
-            str(scenario),
-        ],
+    scenario.write_text(steps)
+    example = str(ROOT / "examples" / "kristianstad-gamlegarden.toml")
+    return CliRunner().invoke(app, ["simulate", example, "--scenario", str(scenario)])
+
+
+def test_simulate_rejects_a_broken_scenario(tmp_path: Path) -> None:
+    result = simulate_scenario(
+        tmp_path, '[[steps]]\nat = 2023-03-15T10:00:00\nactoin = "withdraw"\n'
     )
     assert result.exit_code == 1
     assert "steps.0.actoin" in result.output and "Traceback" not in result.output
@@ -212,16 +212,8 @@ def test_a_refused_step_is_listed_and_the_life_goes_on(tmp_path: Path) -> None:
 
 
 def test_a_step_without_what_it_needs_is_named_before_the_simulation(tmp_path: Path) -> None:
-    scenario = tmp_path / "s.toml"
-    scenario.write_text('[[steps]]\nat = 2023-03-15T10:00:00\naction = "withdraw"\n')
-    result = CliRunner().invoke(
-        app,
-        [
-            "simulate",
-            str(ROOT / "examples" / "kristianstad-gamlegarden.toml"),
-            "--scenario",
-            str(scenario),
-        ],
+    result = simulate_scenario(
+        tmp_path, '[[steps]]\nat = 2023-03-15T10:00:00\naction = "withdraw"\n'
     )
     assert result.exit_code == 1
     assert "steps.0: Value error, action 'withdraw' needs party" in result.output
