@@ -29,6 +29,10 @@ pytestmark = pytest.mark.skipif(
 TOKEN = "browser-token-5e1a"
 
 
+# A long address with no hyphen to break at, as many are: it must wrap on a phone.
+SAUL = "saul.ordforande@idrottsforeningengamlegarden.example.se"
+
+
 # The term starts today (Stockholm), so it can still be signed as a draft and is active once
 # everyone has signed; a term that started earlier would have to say when it was signed.
 def terms() -> str:
@@ -51,7 +55,7 @@ contacts = [
 name = "Föreningen"
 kind = "nonprofit"
 contacts = [
-  {{ name = "Saul Ordförande", email = "saul@forening.example.se", roles = ["signatory"] }},
+  {{ name = "Saul Ordförande", email = "{SAUL}", roles = ["signatory"] }},
 ]
 [term]
 start = {start.isoformat()}
@@ -118,7 +122,7 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
 
         signer = browser.new_page()
         # Saul declines with a reason.
-        signer.goto(link_for(mail, "saul@forening.example.se", 1))
+        signer.goto(link_for(mail, SAUL, 1))
         assert "SHA-256" in signer.content()
         signer.fill("textarea[name=reason]", "Budgeten är inte beslutad")
         signer.click("#decline")
@@ -136,7 +140,10 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         coordinator.click("text=Starta signering")
-        for email in ("maria@kommun.example.se", "saul@forening.example.se"):
+        for email in (
+            "maria@kommun.example.se",
+            SAUL,
+        ):
             link = link_for(mail, email, 2)
             signer.goto(link)
             signer.click("#sign")
@@ -154,4 +161,12 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
         main = coordinator.inner_text("main")
         assert "Läge: löper" in main and "UTC" not in main and " active" not in main
         assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} CES?T", main), "event times"
+        # On a phone, with its emails, events and timeline, nothing scrolls sideways (long
+        # email addresses in the outbox table once made the page 435 px wide at 390).
+        for path in ("/a/webbavtal", "/", "/upcoming?days=400&role=finance"):
+            for width in (1280, 390):
+                coordinator.set_viewport_size({"width": width, "height": 900})
+                coordinator.goto(base + path)
+                wide = coordinator.evaluate("document.documentElement.scrollWidth")
+                assert wide <= width, (path, width, wide)
         browser.close()
