@@ -29,6 +29,12 @@ pytestmark = pytest.mark.skipif(
 TOKEN = "browser-token-5e1a"
 
 
+# Column headings a page shows on more than one line (each heading is one or two words).
+LINES_OF_HEADINGS = """() => [...document.querySelectorAll('th')].filter(th => {
+    const r = document.createRange(); r.selectNodeContents(th);
+    return new Set([...r.getClientRects()].map(c => Math.round(c.top))).size > 1;
+}).map(th => th.textContent)"""
+
 # A long address with no hyphen to break at, as many are: it must wrap on a phone.
 SAUL = "saul.ordforande@idrottsforeningengamlegarden.example.se"
 
@@ -164,9 +170,12 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
         # On a phone, with its emails, events and timeline, nothing scrolls sideways (long
         # email addresses in the outbox table once made the page 435 px wide at 390).
         for path in ("/a/webbavtal", "/", "/upcoming?days=400&role=finance"):
-            for width in (1280, 390):
+            for width in (390, 1280):
                 coordinator.set_viewport_size({"width": width, "height": 900})
                 coordinator.goto(base + path)
                 wide = coordinator.evaluate("document.documentElement.scrollWidth")
                 assert wide <= width, (path, width, wide)
+            # On a wide screen no column heading is broken across lines ("Belop|p").
+            broken = coordinator.evaluate(LINES_OF_HEADINGS)
+            assert not broken, (path, broken)
         browser.close()
