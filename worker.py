@@ -24,6 +24,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import i18n
 from activities.notify import Notifier
+from activities.steps import Steps
 from activities.store import Store
 from models.config import Settings, settings
 from models.schedule import dates
@@ -65,6 +66,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
     dates.warm()
     store = Store(config.db_url())
     notifier = Notifier(config)
+    steps = Steps(store, notifier)
     return Worker(
         client,
         task_queue=config.task_queue,
@@ -76,6 +78,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
             store.update_summary,
             notifier.send_email,
             notifier.send_emails,
+            steps.carry_out_step,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_runner=workflow_runner(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from models.effects import EventIn, SaveTerms, Summary
+from models.effects import EventIn, SaveTerms, Step, Summary
 from models.lifecycle import EmailSpec, SendResult
 
 
@@ -44,4 +44,12 @@ class EmailActivities:
 
     @activity.defn(name="send_emails")
     async def send_emails(self, specs: list[EmailSpec]) -> list[SendResult]:
+        raise NotImplementedError
+
+
+class StepActivities:
+    """One step of an agreement: its writes, then its emails."""
+
+    @activity.defn(name="carry_out_step")
+    async def carry_out_step(self, step: Step) -> list[SendResult]:
         raise NotImplementedError

@@ -15,10 +15,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.contracts import StoreActivities
 from models.db import ready, write_lock
-from models.effects import EventIn, SaveTerms, Summary
+from models.effects import STEP_FAILED, EventIn, SaveTerms, Step, Summary
 from models.plan import MilestoneState
 from models.records import (
     AgreementRecord,
@@ -62,6 +63,47 @@ class Store(StoreActivities):
             except IntegrityError:  # written by a concurrent attempt: the same terms
                 session.rollback()
 
+    def write_step(self, step: Step) -> None:
+        """A step's terms, events and summary in one transaction (blocking: the step
+        activity runs it in a thread). Each insert skips a row already there, so a
+        retried step, or two attempts racing, leave the rows of one.
+
+        If that transaction fails, the parts go one by one, so that a read model that
+        refuses does not hold back the record: the terms and events in one transaction,
+        then the summary in another. What fails is raised as a StepFailed that names it."""
+        try:
+            self._write(step, record=True, summary=True)
+        except Exception:
+            for part, record in (("the event log", True), ("the agreement list", False)):
+                try:
+                    self._write(step, record=record, summary=not record)
+                except Exception as error:
+                    raise ApplicationError(
+                        f"{part}: {error}",
+                        part,
+                        type=STEP_FAILED,
+                        non_retryable=getattr(error, "non_retryable", False),
+                    ) from error
+
+    def _write(self, step: Step, record: bool, summary: bool) -> None:
+        dialect = postgresql if self.db.dialect.name == "postgresql" else sqlite
+        with write_lock(self.db), Session(self.db) as session:
+            if record and step.terms:
+                session.execute(
+                    dialect.insert(TermsRecord)
+                    .values([{**t.model_dump(), "created_at": utcnow()} for t in step.terms])
+                    .on_conflict_do_nothing(index_elements=["sha256"])
+                )
+            if record and step.events:
+                session.execute(
+                    dialect.insert(EventRecord)
+                    .values([_event_values(e) for e in step.events])
+                    .on_conflict_do_nothing(index_elements=["event_key"])
+                )
+            if summary and step.summary is not None:
+                self._write_summary(session, step.summary)
+            session.commit()
+
     @activity.defn(name="record_event")
     async def record_event(self, event: EventIn) -> None:
         await asyncio.to_thread(self._record_event, event)
@@ -102,20 +144,21 @@ class Store(StoreActivities):
         """The agreement's row, and in the same transaction its milestone rows that changed
         (upserted); with `milestones_complete` its other milestone rows are deleted. A
         retried attempt writes the same rows again."""
-        values = summary.model_dump(exclude={"milestones", "milestones_complete"})
         with write_lock(self.db), Session(self.db) as session:
-            row = session.get(AgreementRecord, summary.id)
-            if row is None:
-                session.add(AgreementRecord(**values))
-            else:
-                for name, value in values.items():
-                    setattr(row, name, value)
-                row.updated_at = utcnow()
-                session.add(row)
-            self._write_milestones(
-                session, summary.id, summary.milestones, summary.milestones_complete
-            )
+            self._write_summary(session, summary)
             session.commit()
+
+    def _write_summary(self, session: Session, summary: Summary) -> None:
+        values = summary.model_dump(exclude={"milestones", "milestones_complete"})
+        row = session.get(AgreementRecord, summary.id)
+        if row is None:
+            session.add(AgreementRecord(**values))
+        else:
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.updated_at = utcnow()
+            session.add(row)
+        self._write_milestones(session, summary.id, summary.milestones, summary.milestones_complete)
 
     def _write_milestones(
         self, session: Session, agreement_id: str, milestones: list[MilestoneState], complete: bool
@@ -172,12 +215,17 @@ def write_event(db: Engine, event: EventIn) -> None:
 
 
 def event_record(event: EventIn) -> EventRecord:
-    return EventRecord(
-        event_key=event.event_key,
-        agreement_id=event.agreement_id,
-        at=_utc(event.at),
-        kind=event.kind,
-        actor=event.actor,
-        summary=event.summary,
-        data_json=json.dumps(event.data, ensure_ascii=False, sort_keys=True),
-    )
+    return EventRecord.model_validate(_event_values(event))
+
+
+def _event_values(event: EventIn) -> dict[str, object]:
+    return {
+        "event_key": event.event_key,
+        "agreement_id": event.agreement_id,
+        "at": _utc(event.at),
+        "kind": event.kind,
+        "actor": event.actor,
+        "summary": event.summary,
+        "data_json": json.dumps(event.data, ensure_ascii=False, sort_keys=True),
+        "recorded_at": utcnow(),
+    }

@@ -86,3 +86,19 @@ class Effects(Frozen):
             round=other.round or self.round,
             emails=[*self.emails, *other.emails],
         )
+
+
+# The type of a step's failed write; its first detail names the part (the event log, the list).
+STEP_FAILED = "StepFailed"
+
+
+class Step(Frozen):
+    """What one step of an agreement writes and sends, in one activity: new terms, the
+    events, the read model's summary (in one transaction, in that order), then the emails
+    of the moment. Every part is idempotent, so a retried step leaves the same rows and
+    sends no email twice."""
+
+    terms: list[SaveTerms] = Field(default_factory=list)
+    events: list[EventIn] = Field(default_factory=list)
+    summary: Summary | None = None
+    emails: list[EmailSpec] = Field(default_factory=list)

@@ -12,13 +12,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from temporalio import activity
+from sqlmodel import Session
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.notify import Notifier
+from activities.steps import Steps
 from activities.store import Store
 from agreements.simulate import free_port
 from emails.sink import read_mail, start_sink
@@ -102,15 +103,16 @@ def test_a_terminated_round_is_an_outcome_and_a_new_round_can_start(
     assert sent(mail, "signature_failed") == [coordinator], "told once"
 
 
-@activity.defn(name="update_summary")
-async def broken_summary(summary: Summary) -> None:
+class BrokenStore(Store):
     """The read model refuses for good (a stand-in for a schema a migration broke)."""
-    raise ApplicationError("the agreements table is read-only", non_retryable=True)
+
+    def _write_summary(self, session: Session, summary: Summary) -> None:
+        raise ApplicationError("the agreements table is read-only", non_retryable=True)
 
 
 @asynccontextmanager
 async def broken_worker(temporal: Temporal, tmp_path: Path) -> AsyncIterator[tuple[Client, Path]]:
-    """A worker whose `update_summary` always fails; everything else is real."""
+    """A worker whose writes of the agreement list always fail; everything else is real."""
     config = Settings(
         temporal_address=temporal.address,
         temporal_namespace=temporal.namespace,
@@ -124,7 +126,7 @@ async def broken_worker(temporal: Temporal, tmp_path: Path) -> AsyncIterator[tup
     client = await Client.connect(
         temporal.address, namespace=temporal.namespace, data_converter=pydantic_data_converter
     )
-    store = Store(config.db_url())
+    store = BrokenStore(config.db_url())
     notifier = Notifier(config)
     worker = Worker(
         client,
@@ -134,9 +136,10 @@ async def broken_worker(temporal: Temporal, tmp_path: Path) -> AsyncIterator[tup
             store.save_terms,
             store.record_event,
             store.record_events,
-            broken_summary,
+            store.update_summary,
             notifier.send_email,
             notifier.send_emails,
+            Steps(store, notifier).carry_out_step,
         ],
         workflow_runner=workflow_runner(),
     )

@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         WithdrawalOutcome,
     )
     from models.core import AgreementInput, Core
-    from models.effects import Effects, RoundStart, SaveTerms
+    from models.effects import STEP_FAILED, Effects, RoundStart, SaveTerms, Step, Summary
     from models.lifecycle import (
         EmailSpec,
         SendOutcome,
@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import decider
     from workflows.common import (
         Clock,
+        carry_out_step,
         record_all,
         save_summary,
         save_terms,
@@ -62,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
         send_emails,
         wait_until,
     )
-    from workflows.decider import Decision, Refusal, round_workflow_id, workflow_id
+    from workflows.decider import Decision, Outlook, Refusal, round_workflow_id, workflow_id
     from workflows.signing import RoundInput, SignatureRoundWorkflow
 
 __all__ = [
@@ -85,6 +86,9 @@ __all__ = [
 
 T = TypeVar("T")
 RETRY_LATER = timedelta(hours=1)  # work that failed after every retry is tried again then
+# Runs started before it carry out each kind of work in its own activity, and keep doing so
+# until they continue as new (their histories replay that way); runs after it, one per step.
+ONE_ACTIVITY_PER_STEP = "one-activity-per-step"
 
 
 def reject(code: str, message: str, params: dict[str, Any] | None = None) -> ApplicationError:
@@ -93,11 +97,32 @@ def reject(code: str, message: str, params: dict[str, Any] | None = None) -> App
     return ApplicationError(message, code, params or {}, type="Rejected", non_retryable=True)
 
 
+def summary_of(
+    outlook: Outlook, last: Summary | None, written: dict[str, MilestoneState] | None
+) -> Summary | None:
+    """What the read model needs written after the `last` summary and the milestone rows
+    `written` so far in this run; None if nothing changed. The first summary of a run
+    writes every row (and removes any other), as does one after the plan's milestones
+    changed; then only the rows that did."""
+    if written is None or {m.id for m in outlook.milestones} != written.keys():
+        changed, complete = outlook.milestones, True
+    else:
+        changed = [m for m in outlook.milestones if written[m.id] != m]
+        complete = False
+    if outlook.summary == last and not changed:
+        return None
+    return outlook.summary.model_copy(
+        update={"milestones": changed, "milestones_complete": complete}
+    )
+
+
 class Failed(Exception):
     """Work that could not be done after every retry: what it was, and why."""
 
     def __init__(self, what: str, error: BaseException) -> None:
         cause = getattr(error, "cause", None) or error
+        if isinstance(cause, ApplicationError) and cause.type == STEP_FAILED and cause.details:
+            what = str(cause.details[0])  # the part of a step that failed
         super().__init__(f"{what}: {cause}")
         self.what = what
         self.error = str(cause)
@@ -119,6 +144,7 @@ class AgreementWorkflow:
         self.alert: str | None = None  # work that failed and is tried again at `retry_at`
         self.retry_at: dt.datetime | None = None
         self._checked: tuple[Core, Any, Decision] | None = None
+        self.one_step = False  # one activity per step (ONE_ACTIVITY_PER_STEP)
 
     # The decider, called with the workflow's clock ------------------------------------------
 
@@ -301,16 +327,47 @@ class AgreementWorkflow:
             if work.emails:
                 await self.deliver(work.emails)
 
-    async def run_store(self, what: str, job: Any) -> None:
+    async def carry_out_steps(self, summary: Summary | None) -> None:
+        """Do what was decided and write the `summary`, one activity per step (terms,
+        events, summary and the moment's emails together), until nothing is left; raises
+        Failed (with the undone work back in `pending`) when a step fails after every
+        retry. A step that starts a round sends its emails after the round has started."""
+        while self.pending or summary is not None:
+            work, self.pending = self.pending, Effects()
+            emails = [] if work.round is not None else work.emails
+            step = Step(
+                terms=[
+                    SaveTerms(agreement_id=t.id, sha256=terms_sha256(t), terms_json=terms_json(t))
+                    for t in work.terms
+                ],
+                events=work.events,
+                summary=summary,
+                emails=emails,
+            )
+            try:
+                results = await self.run_store("the agreement's step", carry_out_step(step))
+            except Failed:
+                self.pending = work + self.pending
+                raise
+            summary = None
+            if work.round is not None:
+                await self.start_round(work.round)
+                if work.emails:
+                    await self.deliver(work.emails)
+            elif emails:
+                await self.deliver(emails, results)
+
+    async def run_store(self, what: str, job: Any) -> Any:
         try:
-            await job
+            return await job
         except Exception as error:  # ActivityError: every retry spent
             raise Failed(what, error) from None
 
-    async def deliver(self, specs: list[EmailSpec]) -> None:
-        """Send the emails of one moment in one activity, then one by one any that met a
-        passing fault (each with the whole retry policy)."""
-        results = await send_emails(specs)
+    async def deliver(self, specs: list[EmailSpec], sent: list[SendResult] | None = None) -> None:
+        """Send the emails of one moment in one activity (unless the step `sent` them
+        already), then one by one any that met a passing fault (each with the whole retry
+        policy)."""
+        results = sent if sent is not None else await send_emails(specs)
         if results is None:  # the batch itself failed: every email goes alone
             results = [
                 SendResult(key=s.key, outcome=SendOutcome.retry, message_id="", subject="")
@@ -375,12 +432,16 @@ class AgreementWorkflow:
 
     # The life -------------------------------------------------------------------------------
 
-    async def work(self) -> bool:
-        """Carry out what is pending; False (and an alert) if it failed after every retry."""
+    async def work(self, summary: Summary | None = None) -> bool:
+        """Carry out what is pending (and write the `summary`); False (and an alert) if it
+        failed after every retry."""
         if self.retry_at is not None and self.now() < self.retry_at:
             return False
         try:
-            await self.carry_out()
+            if self.one_step:
+                await self.carry_out_steps(summary)
+            else:
+                await self.carry_out()
         except Failed as failed:
             await self.raise_alert(failed)
             return False
@@ -402,6 +463,9 @@ class AgreementWorkflow:
     async def run(self, data: AgreementInput) -> Snapshot:
         if self.core.taken_on is None:
             self.apply(self.pure(decider.take_on, self.now(), self.handed_over(data)), wake=False)
+        if workflow.patched(ONE_ACTIVITY_PER_STEP):
+            self.one_step = True
+            return await self.live()
         last_summary = None
         written: dict[str, MilestoneState] | None = None  # the milestone rows written so far
         while True:
@@ -416,23 +480,47 @@ class AgreementWorkflow:
                 continue
             outlook = self.pure(decider.outlook, self.now())
             rows = {m.id: m for m in outlook.milestones}
-            if written is None or rows.keys() != written.keys():
-                # The first summary of a run writes every row (and removes any other), as
-                # does one after the plan's milestones changed; then only the rows that did.
-                changed, complete = outlook.milestones, True
-            else:
-                changed = [m for m in outlook.milestones if written[m.id] != m]
-                complete = False
-            if outlook.summary != last_summary or changed:
-                summary = outlook.summary.model_copy(
-                    update={"milestones": changed, "milestones_complete": complete}
-                )
+            summary = summary_of(outlook, last_summary, written)
+            if summary is not None:
                 try:
                     await self.run_store("the agreement list", save_summary(summary))
                     last_summary, written = outlook.summary, rows
                 except Failed as failed:
                     await self.raise_alert(failed)
                     continue
+            if outlook.over:
+                break
+            if not self.core.round_open and (
+                workflow.info().is_continue_as_new_suggested()
+                or outlook.periods_done > self.core.run_periods
+            ):
+                await self.close("the agreement is moving on to its next run; try again")
+                workflow.continue_as_new(self.carry_over(outlook.periods_done))
+            await self.sleep_until(outlook.wake)
+        await self.close("the agreement has ended", final=True)
+        return self.snapshot()
+
+    async def live(self) -> Snapshot:
+        """The life, one activity per step: what is due is decided, the summary of the
+        state that follows is worked out, and both are carried out together; then the
+        workflow sleeps until the next thing falls due or a decision wakes it."""
+        last_summary = None
+        written: dict[str, MilestoneState] | None = None  # the milestone rows written so far
+        while True:
+            # Cleared before the work, not before the wait: a decision that arrives while
+            # this loop awaits an activity is never lost.
+            self.changed = False
+            self.apply(self.pure(decider.tick, self.now()), wake=False)
+            outlook = self.pure(decider.outlook, self.now())
+            rows = {m.id: m for m in outlook.milestones}
+            summary = summary_of(outlook, last_summary, written)
+            if not await self.work(summary):
+                await self.sleep_until(self.retry_at)
+                continue
+            if summary is not None:
+                last_summary, written = outlook.summary, rows
+            if self.pending or self.changed:
+                continue  # decided meanwhile, or an email failed: the summary is behind
             if outlook.over:
                 break
             if not self.core.round_open and (

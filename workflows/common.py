@@ -13,8 +13,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import EmailActivities, StoreActivities
-    from models.effects import EventIn, SaveTerms, Summary
+    from activities.contracts import EmailActivities, StepActivities, StoreActivities
+    from models.effects import EventIn, SaveTerms, Step, Summary
     from models.lifecycle import EmailSpec, SendOutcome, SendResult
     from models.schedule import dates
 
@@ -127,6 +127,18 @@ async def save_terms(terms: SaveTerms) -> None:
 
 async def save_summary(summary: Summary) -> None:
     await store(StoreActivities.update_summary, summary)
+
+
+async def carry_out_step(step: Step) -> list[SendResult]:
+    """One step's writes and emails; raises once the store deadline has passed."""
+    result: list[SendResult] = await workflow.execute_activity_method(
+        StepActivities.carry_out_step,
+        step,
+        start_to_close_timeout=STORE_TIMEOUT + timedelta(seconds=len(step.emails)),
+        schedule_to_close_timeout=STORE_DEADLINE,
+        retry_policy=STORE_RETRY,
+    )
+    return result
 
 
 async def record(event: EventIn) -> None:

@@ -24,9 +24,12 @@ from sqlmodel import Session, select
 from temporalio.client import Client
 
 from bench.common import agreement_copy, instants, start_due_soon
+from models.agreement import Agreement
+from models.core import AgreementInput
 from models.db import engine
 from models.plan import PlannedEmail
 from models.records import OutboxRecord
+from workflows import decider
 from workflows.agreement import AgreementWorkflow, workflow_id
 
 __all__ = ["agreement_copy", "instants", "start_due_soon"]
@@ -92,6 +95,16 @@ async def due_by(client: Client, agreement_id: str, instant: dt.datetime) -> lis
     handle = client.get_workflow_handle(workflow_id(agreement_id))
     emails: list[PlannedEmail] = await handle.query(AgreementWorkflow.get_planned_emails)
     return [e for e in emails if e.send_at <= instant]
+
+
+def promised_by(agreement: Agreement, instant: dt.datetime, lead_seconds: float) -> list[str]:
+    """The keys of the emails an agreement started by `start_due_soon` promises up to
+    `instant`, worked out by the decider itself, as the workflow's first step would, for a
+    test that must know them before any worker has run the agreement."""
+    handed_over = instant - dt.timedelta(seconds=lead_seconds)
+    core = AgreementInput(agreement=agreement).core()
+    core = decider.take_on(core, handed_over, handed_over).core
+    return [e.key for e in decider.planned_emails(core, handed_over) if e.send_at <= instant]
 
 
 def delivered(messages: list[Message]) -> Counter[str]:

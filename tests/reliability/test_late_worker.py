@@ -16,8 +16,8 @@ from tests.reliability.harness import (
     WorkerProcess,
     agreement_copy,
     all_sent_and_idle,
-    due_by,
     instants,
+    promised_by,
     start_due_soon,
     tally,
     until,
@@ -46,9 +46,9 @@ async def test_emails_due_before_the_first_task_still_go_out(
         # ... with the agreement never run: started, its first task waiting, nothing more.
         raw = (await handle.describe()).raw_description
         assert raw.workflow_execution_info.history_length == 2, "a worker ran it already"
-        worker.start()
-        planned = [e.key for e in await due_by(client, agreement.id, instant)]
+        planned = promised_by(agreement, instant, 2)
         assert len(planned) >= 2
+        worker.start()
         # Every email out once, its outbox row sent, nothing in flight: the count is final.
         await all_sent_and_idle(client, url, tmp_path / "mail", planned, [handle.id], 60)
     finally:
