@@ -117,8 +117,8 @@ async def store(
     )
 
 
-async def record_all(events: list[EventIn]) -> None:
-    await store(StoreActivities.record_events, events)
+async def record_all(events: list[EventIn], deadline: timedelta | None = STORE_DEADLINE) -> None:
+    await store(StoreActivities.record_events, events, deadline)
 
 
 async def save_terms(terms: SaveTerms) -> None:

@@ -34,13 +34,14 @@ with workflow.unsafe.imports_passed_through():
         RoundInfo,
         RoundOutcome,
         SendOutcome,
+        SendResult,
         SignatureEvent,
         Signer,
         SignerStatus,
     )
     from models.plan import Frozen, Recipient
     from models.schedule.dates import STOCKHOLM
-    from workflows.common import Clock, record, send_email, wait_until
+    from workflows.common import Clock, record, record_all, send_email, send_emails, wait_until
 
 MAX_TOKEN = 200
 MAX_IP = 64
@@ -481,18 +482,31 @@ class SignatureRoundWorkflow:
             people = [*signers, coordinator]
             template = f"signature_{outcome.value}"
         seen: set[str] = set()
-        jobs = []
+        unique = []
         for person in people:
-            if person.email in seen:
-                continue
-            seen.add(person.email)
-            jobs.append(self._mail(person, template, None))
-        await asyncio.gather(*jobs)
+            if person.email not in seen:
+                seen.add(person.email)
+                unique.append(person)
+        if not workflow.patched("round-announce-together"):
+            await asyncio.gather(*(self._mail(person, template, None) for person in unique))
+            return
+        # One activity for all of them; one that met a passing fault goes again on its own.
+        specs = [self._spec(person, template, None) for person in unique]
+        sent = await send_emails(specs)
+        results: list[SendResult | None] = [*sent] if sent is not None else [None] * len(specs)
+        await asyncio.gather(
+            *(
+                self._send(spec)
+                if result is None or result.outcome is SendOutcome.retry
+                else self._sent(spec, result)
+                for spec, result in zip(specs, results, strict=True)
+            )
+        )
 
-    async def _mail(
+    def _spec(
         self, to: Recipient, template: str, signer: Signer | None, suffix: str = "0"
-    ) -> None:
-        spec = EmailSpec(
+    ) -> EmailSpec:
+        return EmailSpec(
             key=f"{self.data.agreement_id}:round-{self.round.number}:{template}:{suffix}:{to.email}",
             agreement_id=self.data.agreement_id,
             terms_sha256=self.round.terms_sha256,
@@ -505,7 +519,19 @@ class SignatureRoundWorkflow:
             or _decline_reason(self.round),
             planned_at=self.clock.now(),
         )
-        result = await send_email(spec)
+
+    async def _mail(
+        self, to: Recipient, template: str, signer: Signer | None, suffix: str = "0"
+    ) -> None:
+        await self._send(self._spec(to, template, signer, suffix))
+
+    async def _send(self, spec: EmailSpec) -> None:
+        await self._sent(spec, await send_email(spec))
+
+    async def _sent(self, spec: EmailSpec, result: SendResult) -> None:
+        """After an email was sent: one that failed for good is reported to the coordinator
+        (unless it was to the coordinator)."""
+        to = spec.to
         if result.outcome is SendOutcome.failed and to.email != self.data.coordinator.email:
             await send_email(
                 EmailSpec(
@@ -520,42 +546,54 @@ class SignatureRoundWorkflow:
             )
 
     async def _log_events(self) -> None:
+        """The round's events since the last look, in the event log: together in one
+        activity (`round-events-together`); one activity each in rounds that began before."""
         new = self.round.events[self.events_logged :]
         self.events_logged = len(self.round.events)
-        for index, event in enumerate(new, start=self.events_logged - len(new)):
-            signer = self._find(event.signer) if event.signer is not None else None
-            data: dict[str, str | int | float | bool | None] = {
-                "method": event.method,
-                "ip": event.ip,
-                "round": self.round.number,
-                # What the log says in words (i18n/events.py): who, for which party, why.
-                "purpose": self.round.purpose,
-                "name": event.name,
-                "party_name": signer.party_name if signer is not None else None,
-                "reason": event.reason,
-            }
-            paper = ""
-            if event.signed_on is not None:
-                data["signed_on"] = event.signed_on.isoformat()
-                paper = f" on paper dated {event.signed_on.isoformat()}"
-            if event.recorded_by is not None:
-                data["recorded_by"] = event.recorded_by
-                paper += f", recorded by {event.recorded_by}"
-            await record(
-                EventIn(
-                    event_key=f"{workflow.info().workflow_id}:{index}",
-                    agreement_id=self.data.agreement_id,
-                    at=event.at,
-                    kind=f"signature.{event.what}",
-                    # Who did it: the signer, or who entered it for them (paper, cancel).
-                    actor=event.recorded_by or event.signer,
-                    summary=f"round {self.round.number}: {event.what}"
-                    + (f" by {event.name}" if event.name else "")
-                    + paper
-                    + (f" ({event.reason})" if event.reason else ""),
-                    data=data,
-                )
-            )
+        events = [
+            self._event_in(index, event)
+            for index, event in enumerate(new, start=self.events_logged - len(new))
+        ]
+        if not events:
+            return
+        if workflow.patched("round-events-together"):
+            await record_all(events, deadline=None)
+            return
+        for one in events:
+            await record(one)
+
+    def _event_in(self, index: int, event: SignatureEvent) -> EventIn:
+        signer = self._find(event.signer) if event.signer is not None else None
+        data: dict[str, str | int | float | bool | None] = {
+            "method": event.method,
+            "ip": event.ip,
+            "round": self.round.number,
+            # What the log says in words (i18n/events.py): who, for which party, why.
+            "purpose": self.round.purpose,
+            "name": event.name,
+            "party_name": signer.party_name if signer is not None else None,
+            "reason": event.reason,
+        }
+        paper = ""
+        if event.signed_on is not None:
+            data["signed_on"] = event.signed_on.isoformat()
+            paper = f" on paper dated {event.signed_on.isoformat()}"
+        if event.recorded_by is not None:
+            data["recorded_by"] = event.recorded_by
+            paper += f", recorded by {event.recorded_by}"
+        return EventIn(
+            event_key=f"{workflow.info().workflow_id}:{index}",
+            agreement_id=self.data.agreement_id,
+            at=event.at,
+            kind=f"signature.{event.what}",
+            # Who did it: the signer, or who entered it for them (paper, cancel).
+            actor=event.recorded_by or event.signer,
+            summary=f"round {self.round.number}: {event.what}"
+            + (f" by {event.name}" if event.name else "")
+            + paper
+            + (f" ({event.reason})" if event.reason else ""),
+            data=data,
+        )
 
 
 def signer_recipient(signer: Signer) -> Recipient:
