@@ -6,14 +6,15 @@ Also `agreements shift`, which moves an example forward to be signed today."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
-import time
 import tomllib
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from temporalio.client import Client
 from typer.testing import CliRunner
 
 from agreements import ops
@@ -21,7 +22,9 @@ from agreements.cli import app, future_text, years_to_future
 from models.agreement import Agreement
 from models.loader import load_agreement, loads_agreement
 from tests.conftest import TOKEN
+from tests.reliability.harness import busy, wait_until
 from tests.test_web import until
+from workflows.agreement import workflow_id
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -177,8 +180,22 @@ def outbox(client: TestClient, agreement_id: str) -> list[dict[str, object]]:
     return rows
 
 
+def idle(service_env: dict[str, str], workflow_id: str) -> bool:
+    """Whether the workflow has nothing in flight (no task, no activity): what it decided so
+    far has been carried out."""
+
+    async def check() -> bool:
+        client = await Client.connect(
+            service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
+            namespace=service_env["AGREEMENTS_TEMPORAL_NAMESPACE"],
+        )
+        return not await busy(client, [workflow_id])
+
+    return asyncio.run(check())
+
+
 def test_the_api_takes_on_an_agreement_under_way_with_signed(
-    web: tuple[TestClient, Path],
+    web: tuple[TestClient, Path], service_env: dict[str, str]
 ) -> None:
     client, _ = web
     text = under_way_text("lund-radrum")
@@ -207,8 +224,9 @@ def test_the_api_takes_on_an_agreement_under_way_with_signed(
     assert created.json()["round"] is None  # no signing round
     active = until(client, "lund-radrum", "active")
     assert active["next"], "its coming milestones"
-    # Nothing is sent for what is past: no email planned before it was taken on.
-    time.sleep(1)
+    # Nothing is sent for what is past: no email planned before it was taken on, once its
+    # first steps are carried out (whatever they sent is in the outbox by then).
+    wait_until(lambda: idle(service_env, workflow_id("lund-radrum")), 30, "its first steps")
     handed_over = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     early = [
         row
