@@ -257,6 +257,11 @@ def update_id_for(update: str, key: str, request: Any = None) -> str:
     return f"{update}:{key}:{digest}"
 
 
+# How long a decision refused with "closing" waits before it is asked again (about 10 s in
+# all); after the last, the refusal is the answer.
+CLOSING_PAUSES: tuple[float | None, ...] = (0.1, 0.2, 0.4, 0.8, 1.5, 3.0, 4.0, None)
+
+
 async def decide(
     client: Client,
     agreement_id: str,
@@ -271,9 +276,18 @@ async def decide(
     changes nothing."""
     handle = client.get_workflow_handle(workflow_id(agreement_id))
     try:
-        result: Snapshot = await handle.execute_update(
-            update, request, id=update_id, result_type=Snapshot
-        )
+        for pause in CLOSING_PAUSES:
+            try:
+                result: Snapshot = await handle.execute_update(
+                    update, request, id=update_id, result_type=Snapshot
+                )
+                break
+            except WorkflowUpdateFailedError as error:
+                # The agreement is moving on to its next run, which takes the decision a
+                # moment later: asked again here, so no person or client has to.
+                if pause is None or refusal(error)[1] != "closing":
+                    raise
+                await asyncio.sleep(pause)
     except WorkflowUpdateFailedError as error:
         raise await refused(config, agreement_id, update, request, *refusal(error)) from None
     except RPCError as error:

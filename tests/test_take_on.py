@@ -6,7 +6,6 @@ Also `agreements shift`, which moves an example forward to be signed today."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 import tomllib
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from temporalio.client import Client
 from typer.testing import CliRunner
 
 from agreements import ops
@@ -22,7 +20,7 @@ from agreements.cli import app, future_text, years_to_future
 from models.agreement import Agreement
 from models.loader import load_agreement, loads_agreement
 from tests.conftest import TOKEN
-from tests.reliability.harness import busy, wait_until
+from tests.reliability.harness import idle, wait_until
 from tests.test_web import until
 from workflows.agreement import workflow_id
 
@@ -180,22 +178,8 @@ def outbox(client: TestClient, agreement_id: str) -> list[dict[str, object]]:
     return rows
 
 
-def idle(service_env: dict[str, str], workflow_id: str) -> bool:
-    """Whether the workflow has nothing in flight (no task, no activity): what it decided so
-    far has been carried out."""
-
-    async def check() -> bool:
-        client = await Client.connect(
-            service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
-            namespace=service_env["AGREEMENTS_TEMPORAL_NAMESPACE"],
-        )
-        return not await busy(client, [workflow_id])
-
-    return asyncio.run(check())
-
-
 def test_the_api_takes_on_an_agreement_under_way_with_signed(
-    web: tuple[TestClient, Path], service_env: dict[str, str]
+    web: tuple[TestClient, Path],
 ) -> None:
     client, _ = web
     text = under_way_text("lund-radrum")
@@ -226,7 +210,8 @@ def test_the_api_takes_on_an_agreement_under_way_with_signed(
     assert active["next"], "its coming milestones"
     # Nothing is sent for what is past: no email planned before it was taken on, once its
     # first steps are carried out (whatever they sent is in the outbox by then).
-    wait_until(lambda: idle(service_env, workflow_id("lund-radrum")), 30, "its first steps")
+    config = client.app.state.config  # type: ignore[attr-defined]
+    wait_until(lambda: idle(config, [workflow_id("lund-radrum")]), 30, "its first steps")
     handed_over = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     early = [
         row

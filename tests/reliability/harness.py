@@ -23,8 +23,10 @@ from typing import Any
 from sqlmodel import Session, select
 from temporalio.client import Client
 
+from agreements import ops
 from bench.common import agreement_copy, instants, start_due_soon
 from models.agreement import Agreement
+from models.config import Settings
 from models.core import AgreementInput
 from models.db import engine
 from models.plan import PlannedEmail
@@ -147,6 +149,16 @@ async def busy(client: Client, workflow_ids: Iterable[str]) -> list[str]:
         if raw.pending_activities or raw.HasField("pending_workflow_task"):
             found.append(wid)
     return found
+
+
+def idle(config: Settings, workflow_ids: Iterable[str]) -> bool:
+    """From plain (not async) code: none of these workflows has anything in flight, so what
+    they decided so far has been carried out, and a count of what they wrote is final."""
+
+    async def check() -> bool:
+        return not await busy(await ops.connect(config), workflow_ids)
+
+    return asyncio.run(check())
 
 
 def unsettled(url: str, keys: Iterable[str]) -> dict[str, str]:
