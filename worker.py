@@ -8,9 +8,11 @@ are running finish (or are retried elsewhere), nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import NoReturn
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.plugin import SimplePlugin
 from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -86,7 +89,23 @@ def build_worker(client: Client, config: Settings) -> Worker:
         # On SIGTERM (a rolling upgrade) an email being sent gets this long to finish
         # before it is cancelled and retried on another worker.
         graceful_shutdown_timeout=timedelta(seconds=config.shutdown_grace_seconds),
+        plugins=[closing(notifier)],
     )
+
+
+def closing(notifier: Notifier) -> SimplePlugin:
+    """Around the worker's run, however it is run (`serve`, `agreements up`, simulate): once
+    it has stopped and its activities are done, the notifier says QUIT to the mail server
+    on each pooled connection (rather than leaving them to be dropped with the process)."""
+
+    @contextlib.asynccontextmanager
+    async def running() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await notifier.close()
+
+    return SimplePlugin("agreements.notifier", run_context=running)
 
 
 async def connect(config: Settings) -> Client:

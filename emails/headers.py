@@ -32,7 +32,19 @@ _PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 _SPECIALS = set('()<>[]:;@\\,."')  # RFC 5322 § 3.2.3: a display name with one is quoted
 
 
+_Q: dict[str, str] = {}  # each character as Q, once it has been written
+
+
 def _q(char: str) -> str:
+    piece = _Q.get(char)
+    if piece is None:
+        piece = _encode_q(char)
+        if len(_Q) < 4096:
+            _Q[char] = piece
+    return piece
+
+
+def _encode_q(char: str) -> str:
     out = []
     for byte in char.encode("utf-8"):
         if byte == 0x20:
@@ -95,6 +107,7 @@ class Header(str):
 
     name: str
     address: tuple[str, str] | None
+    _folded: dict[tuple[bool, str], str]
 
     def __new__(cls, name: str, value: str, address: tuple[str, str] | None = None) -> Header:
         if address is not None:
@@ -104,16 +117,23 @@ class Header(str):
         self = super().__new__(cls, one_line(value))
         self.name = name
         self.address = address
+        self._folded = {}
         return self
 
     def fold(self, *, policy: Policy) -> str:
         utf8 = bool(getattr(policy, "utf8", False))
-        start = f"{self.name}: "
-        if self.address is None:
-            lines = self._text(start, str(self), utf8)
-        else:
-            lines = self._address(start, utf8)
-        return policy.linesep.join(lines) + policy.linesep
+        # Kept: the sender's header is one object, written in every email of the worker.
+        folded = self._folded.get((utf8, policy.linesep))
+        if folded is None:
+            start = f"{self.name}: "
+            if self.address is None:
+                lines = self._text(start, str(self), utf8)
+            else:
+                lines = self._address(start, utf8)
+            folded = self._folded[utf8, policy.linesep] = (
+                policy.linesep.join(lines) + policy.linesep
+            )
+        return folded
 
     @staticmethod
     def _text(start: str, text: str, utf8: bool) -> list[str]:

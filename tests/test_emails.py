@@ -4,10 +4,12 @@ message: one-line subject, text and HTML parts, stable Message-ID, calendar when
 from __future__ import annotations
 
 import datetime as dt
+import re
 from email import message_from_bytes, message_from_string
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.policy import default
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,9 @@ from aiosmtplib.email import flatten_message
 from icalendar import Calendar, vCategory
 
 from emails.calendar import calendar, uid
-from emails.headers import Header
-from emails.message import build, message_id
-from emails.render import TEMPLATES, contribution_terms, render_email
+from emails.headers import Header, address_header
+from emails.message import _calendar, as_bytes, build, message_id
+from emails.render import TEMPLATES, Rendered, contribution_terms, render_email
 from i18n.words import ROUND_EVENTS, round_event, word
 from models.agreement import Agreement, Language, SigningMethod
 from models.lifecycle import (
@@ -288,6 +290,87 @@ def test_names_with_address_specials_are_quoted_or_encoded() -> None:
         for how, raw in wire(message):
             (to,) = read_back(how, raw)["To"].addresses
             assert (to.display_name, to.addr_spec) == (name, s.to.email), how
+
+
+def built_by_python(
+    a: Agreement, s: EmailSpec, rendered: Rendered, mail_from: str, now: dt.datetime
+) -> EmailMessage:
+    """The message as Python's own calls put it together (what `build` did before it was
+    assembled from parts made once per worker)."""
+    msg = EmailMessage()
+    msg["From"] = address_header("From", mail_from)
+    msg["To"] = Header("To", s.to.email, (s.to.name, s.to.email))
+    msg["Subject"] = Header("Subject", rendered.subject)
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id(s.key, mail_from)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Agreement-Id"] = a.id
+    msg["X-Agreement-Email-Key"] = Header("X-Agreement-Email-Key", s.key)
+    msg["X-Agreement-Template"] = s.template
+    if s.planned_at is not None:
+        msg["X-Agreement-Planned-At"] = s.planned_at.isoformat()
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    ics = _calendar(a, s, mail_from, now)
+    if ics is not None:
+        method, data = ics
+        msg.add_alternative(
+            data, maintype="text", subtype="calendar", params={"charset": "utf-8", "method": method}
+        )
+        filename = f"{a.id}.ics"
+        msg.add_attachment(
+            data,
+            maintype="application",
+            subtype="ics",
+            filename=filename,
+            params={"name": filename},
+        )
+    msg["Content-Language"] = s.to.language.value
+    return msg
+
+
+def boundaries_numbered(raw: bytes) -> bytes:
+    """The random boundaries of a message replaced by their order of appearance."""
+    seen: dict[bytes, bytes] = {}
+    return re.sub(
+        rb"={15}\d{19}==", lambda m: seen.setdefault(m[0], b"<boundary %d>" % len(seen)), raw
+    )
+
+
+def test_the_message_is_the_one_pythons_own_calls_make() -> None:
+    """`build` puts each message together from parts made once per worker: on the wire it is
+    the message Python's set_content and add_alternative make, byte for byte (but for the
+    random boundaries), for every email of every life in both languages, a withdrawal's
+    CANCEL, and text that each transfer encoding is chosen for."""
+    cases: list[tuple[Agreement, EmailSpec, Rendered]] = []
+    for path in sorted(EXAMPLE.parent.glob("*.toml")):
+        for language in (Language.sv, Language.en):
+            for a, s in life_specs(path, language):
+                cases.append((a, s, render_email(a, s, link="https://avtal.example.se/sign/x")))
+    a = agreement()
+    s = spec(a, "invoice_reminder", Language.sv)
+    assert s.milestone is not None
+    cancel = s.model_copy(update={"cancel": [s.milestone], "calendar": None, "sequence": 2})
+    cases.append((a, cancel, render_email(a, cancel)))
+    dated = s.model_copy(update={"planned_at": AT})
+    for text_, html in (
+        ("short and ASCII\n", "<p>short</p>"),  # 7bit
+        ("kort och på svenska\n", "<p>på svenska</p>"),  # 8bit
+        ("ж" * 100 + "\n", "<p>" + "ж" * 100 + "</p>"),  # base64
+        ("\n".join(["en rad som är lång " * 6] * 12), "<p>" + "lång " * 40 + "</p>"),  # QP
+        ("", ""),
+    ):
+        cases.append((a, dated, Rendered("Ämne", text_, html)))
+    for a, s, rendered in cases:
+        ours = build(a, s, rendered, SENDER, AT)
+        python = built_by_python(a, s, rendered, SENDER, AT)
+        for (how, raw), (_, expected) in zip(wire(ours), wire(python), strict=True):
+            assert boundaries_numbered(raw) == boundaries_numbered(expected), (how, s.key)
+        # And as the notification activity writes it for the relay, without the generator.
+        for utf8, cte_type in ((False, "7bit"), (False, "8bit"), (True, "8bit")):
+            written = as_bytes(ours, utf8=utf8, cte_type=cte_type)
+            assert written == flatten_message(ours, utf8=utf8, cte_type=cte_type), s.key
+    assert len(cases) > 500
 
 
 # --- calendars: what Outlook, Google and Apple take in ----------------------------------

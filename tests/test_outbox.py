@@ -8,7 +8,10 @@ import asyncio
 import datetime as dt
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -101,9 +104,11 @@ async def test_an_abandoned_claim_lapses_and_is_taken_over(
     migrate(database_url)
     await Store(database_url).save_terms(terms)
     notifier = Notifier(settings)
-    row, claimed = notifier._claim(spec, "subject", "<id@example.se>")
-    assert claimed and row.status == "sending" and row.lease_until is not None
-    _, again = notifier._claim(spec, "subject", "<id@example.se>")
+    lease = dt.timedelta(seconds=90)
+    claim = notifier.outbox.claim([(spec, "subject", "<id@example.se>")], lease)
+    ((row, claimed),) = notifier.outbox.write(claim)
+    assert claimed and row.status == "sending" and row.worker
+    ((_, again),) = notifier.outbox.write(claim)
     assert not again  # the lease holds
     with Session(engine(database_url)) as session:
         held = session.get(OutboxRecord, spec.key)
@@ -120,6 +125,95 @@ async def test_an_abandoned_claim_lapses_and_is_taken_over(
     with Session(engine(database_url)) as session:
         done = session.get(OutboxRecord, spec.key)
     assert done is not None and (done.status, done.attempts) == ("sent", 2)
+
+
+class Transactions:
+    """The writing statements on an engine, by the transaction they ran in."""
+
+    def __init__(self, db: Engine) -> None:
+        self.db = db
+        self.count = 0
+        self.writes: dict[int, list[tuple[str, Any]]] = {}
+        event.listen(db, "begin", self.begin)
+        event.listen(db, "before_cursor_execute", self.execute)
+
+    def begin(self, connection: Connection) -> None:
+        self.count += 1
+        connection.info["transaction"] = self.count
+
+    def execute(self, connection: Connection, _: Any, sql: str, parameters: Any, *__: Any) -> None:
+        if sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            number = connection.info["transaction"]
+            self.writes.setdefault(number, []).append((sql, parameters))
+
+    def close(self) -> None:
+        event.remove(self.db, "begin", self.begin)
+        event.remove(self.db, "before_cursor_execute", self.execute)
+
+
+async def test_the_emails_of_a_moment_are_claimed_in_one_transaction(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A batch writes its outbox rows, claimed, in one transaction and its results in
+    another; in between, each email's `handed` mark is a transaction of its own, right
+    before its content goes. Three transactions per email before."""
+    port = free_port()
+    sink = start_sink(tmp_path / "mail", port=port)
+    settings = Settings(database_url=database_url, smtp_port=port, data_dir=tmp_path)
+    terms, emails = specs(6)
+    migrate(database_url)
+    await Store(database_url).save_terms(terms)
+    notifier = Notifier(settings)
+    seen = Transactions(engine(database_url))
+    try:
+        results = await ActivityEnvironment().run(notifier.send_emails, emails)
+    finally:
+        seen.close()
+        sink.stop()
+    assert [r.outcome for r in results] == [SendOutcome.sent] * len(emails)
+    assert len(read_mail(tmp_path / "mail")) == len(emails)
+    keys = {spec.key for spec in emails}
+    claims = [w for w in seen.writes.values() if any("INSERT" in sql for sql, _ in w)]
+    assert len(claims) == 1  # every row written, claimed, in one transaction
+    ((sql, parameters),) = claims[0]  # one statement, with every row's values
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    assert "outbox" in sql and keys <= set(values)
+    handed = [w for w in seen.writes.values() if len(w) == 1 and "'handed'" in str(w)]
+    assert len(handed) == len(emails)  # one each, as the content goes
+    assert len(seen.writes) == len(emails) + 2  # the claim, the marks, the results
+    with Session(engine(database_url)) as session:
+        rows = session.exec(select(OutboxRecord)).all()
+    assert {(r.key, r.status, r.attempts, r.lease_until) for r in rows} == {
+        (key, "sent", 1, None) for key in keys
+    }
+
+
+async def test_a_claim_the_database_refuses_holds_back_no_other(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Claims asked for at the same instant (by the worker's activities) share one
+    transaction; one that the database refuses (a row without its subject) fails alone,
+    and the other is made as if it had been on its own."""
+    migrate(database_url)
+    settings = Settings(database_url=database_url, smtp_port=free_port(), data_dir=tmp_path)
+    notifier = Notifier(settings)
+    _, (fine, refused) = specs(2)
+    lease = dt.timedelta(seconds=90)
+    good = notifier.outbox.claim([(fine, "subject", "<a@example.se>")], lease)
+    bad = notifier.outbox.claim([(refused, None, "<b@example.se>")], lease)  # type: ignore[list-item]
+    seen = Transactions(engine(database_url))
+    try:
+        made, failed = await asyncio.gather(
+            notifier.writes.write(good), notifier.writes.write(bad), return_exceptions=True
+        )
+    finally:
+        seen.close()
+    assert isinstance(failed, IntegrityError), failed
+    assert isinstance(made, list) and [claimed for _, claimed in made] == [True]
+    assert seen.count == 3  # tried together, then each on its own
+    with Session(engine(database_url)) as session:
+        rows = session.exec(select(OutboxRecord)).all()
+    assert [(r.key, r.status) for r in rows] == [(fine.key, "sending")]
 
 
 async def test_store_writes_are_idempotent(database_url: str) -> None:

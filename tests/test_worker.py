@@ -13,16 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from typer.testing import CliRunner, Result
 
 from agreements.cli import app
-from agreements.simulate import free_port
+from agreements.simulate import free_port, simulate
+from emails.sink import MaildirHandler, read_mail
 from models.db import migrate
 from models.lifecycle import State
 from models.loader import load_agreement
 from tests.conftest import Temporal
+from tests.reliability.harness import until
 from workflows.agreement import (
     AgreementInput,
     AgreementWorkflow,
@@ -243,3 +247,47 @@ def test_simulate_from_a_day_takes_it_on_signed_and_sends_nothing_before() -> No
     assert over.returncode == 1
     assert "--from 2022-01-01: lund-radrum: its term ran 2019-07-01 – 2021-06-30" in over.stderr
     assert "Traceback" not in over.stderr
+
+
+class Quits(Controller):
+    """The mail sink, counting the connections it was given and the QUITs it was told."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        super().__init__(MaildirHandler(folder), hostname="127.0.0.1", port=port)
+        self.opened = 0
+        self.quits = 0
+
+    def factory(self) -> SMTP:
+        sink = self
+
+        class Counting(SMTP):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sink.opened += 1
+                super().connection_made(transport)
+
+            async def smtp_QUIT(self, arg: str) -> None:
+                sink.quits += 1
+                await super().smtp_QUIT(arg)
+
+        return Counting(self.handler, **self.SMTP_kwargs)
+
+
+async def test_a_worker_that_stops_says_quit_on_every_connection_it_kept(tmp_path: Path) -> None:
+    """The worker reuses its connections to the mail server; when it stops it closes them
+    with QUIT, as a mail client should, rather than leaving them open to be dropped."""
+    port = free_port()
+    sink = Quits(tmp_path / "mail", port)
+    sink.start()
+    sink.opened = 0  # the controller's own check that it listens, which says no QUIT
+    try:
+        agreement = load_agreement(ROOT / "examples" / "kristianstad-gamlegarden.toml")
+        sent, _ = await simulate(agreement, workdir=tmp_path, smtp_port=port)
+        assert sent and sink.opened > 0
+        # Fewer connections than emails: the worker reused them.
+        assert sink.opened < len(sent), (sink.opened, len(sent))
+        await until(
+            lambda: sink.quits == sink.opened, 10, f"a QUIT on each of {sink.opened} connections"
+        )
+    finally:
+        sink.stop()
+    assert len(read_mail(tmp_path / "mail")) == len(sent)
