@@ -39,6 +39,20 @@ class BareLife:
         return done
 
 
+@workflow.defn(name="BenchBareWaiting")
+class BareWaiting:
+    """Waits on one long timer and answers a query, holding nothing else: the least a
+    cached workflow run costs a worker (the memory benchmark's baseline)."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.sleep(timedelta(days=365))
+
+    @workflow.query(name="state")
+    def state(self) -> str:
+        return "waiting"
+
+
 @workflow.defn(name="BenchBareUpdates")
 class BareUpdates:
     """Takes `updates` updates, each running its share of no-op activities, then ends."""

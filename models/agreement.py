@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import weakref
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, NoReturn, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -68,7 +70,118 @@ Months = Annotated[int, Field(ge=1, le=600)]
 Days = Annotated[int, Field(ge=0, le=3650)]
 
 
-class Strict(BaseModel):
+class _Names(set[str]):
+    """The names of a model's fields that were set, one object for every instance with the
+    same ones, so never changed: a copy is a plain set again (pydantic's `model_copy` adds
+    to its copy). A set still, as pydantic's serializer asks for one."""
+
+    __slots__ = ()
+
+    def __copy__(self) -> set[str]:
+        return set(self)
+
+    def _shared(self, *_: object) -> NoReturn:
+        raise TypeError("these names are shared by many models; change a copy")
+
+    add = discard = remove = pop = clear = update = _shared
+    difference_update = intersection_update = symmetric_difference_update = _shared
+    __ior__ = __iand__ = __isub__ = __ixor__ = _shared
+
+
+_NAMES: dict[frozenset[str], _Names] = {}
+_ALL_NAMES: dict[type, _Names] = {}
+
+
+def _shared_names(model: type[BaseModel], names: set[str]) -> _Names:
+    every = _ALL_NAMES.get(model)
+    if every is None:
+        every = _ALL_NAMES.setdefault(model, _shared_names_of(frozenset(model.model_fields)))
+    if len(names) == len(every):  # every field given, as in what our own JSON says
+        return every
+    return _shared_names_of(frozenset(names))
+
+
+def _shared_names_of(key: frozenset[str]) -> _Names:
+    found = _NAMES.get(key)
+    return found if found is not None else _NAMES.setdefault(key, _Names(key))
+
+
+# The parts of the terms this worker holds, each once: two agreements (or two runs of one)
+# with the same coordinator, party, contact, reminders or rules share one object. Held
+# weakly: a part no agreement uses any more is gone.
+_PARTS: weakref.WeakValueDictionary[tuple[Any, ...], Strict] = weakref.WeakValueDictionary()
+_PART_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _holds_parts(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, Strict):
+        return True
+    return any(_holds_parts(inner) for inner in get_args(annotation))
+
+
+def _part_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    found = _PART_FIELDS.get(model)
+    if found is None:
+        found = tuple(n for n, f in model.model_fields.items() if _holds_parts(f.annotation))
+        _PART_FIELDS[model] = found
+    return found
+
+
+def _identity(value: Any) -> Any:
+    """What a part is told apart by: the parts within it by identity (they are the shared
+    ones already), containers by their items, anything else by its type and value."""
+    if isinstance(value, Strict):
+        return id(value)
+    if isinstance(value, list):
+        return (list, *map(_identity, value))
+    if isinstance(value, dict):
+        return (dict, *((k, _identity(v)) for k, v in value.items()))
+    return (type(value), value)
+
+
+def _share(value: Any) -> Any:
+    if isinstance(value, Strict):
+        names = value.__pydantic_fields_set__  # one of the shared sets: the same ones given
+        key = (type(value), id(names), *map(_identity, value.__dict__.values()))
+        try:
+            found = _PARTS.get(key)
+        except TypeError:  # a value that cannot be a key: this part stays its own
+            return value
+        return found if found is not None else _PARTS.setdefault(key, value)
+    if isinstance(value, list):
+        return [_share(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _share(v) for k, v in value.items()}
+    return value
+
+
+class Lean(BaseModel):
+    """A frozen model that a worker keeping a thousand agreements can hold a thousand of.
+
+    Pydantic gives every instance its own set of the names of the fields it was given; for a
+    model of twenty fields that set is larger than the values, and it was more than half of
+    an agreement's terms in memory. The models are frozen, so the set never changes: every
+    instance with the same names shares one. And the parts of the terms it holds (what the
+    agreement file says) are the worker's shared ones where another agreement, or another
+    run, holds the same: the terms do not change, and many agreements share a coordinator,
+    parties, contacts and rules."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        model = type(self)
+        object.__setattr__(
+            self, "__pydantic_fields_set__", _shared_names(model, self.__pydantic_fields_set__)
+        )
+        for name in _part_fields(model):
+            self.__dict__[name] = _share(self.__dict__[name])
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        names = _shared_names(type(copied), copied.__pydantic_fields_set__)
+        object.__setattr__(copied, "__pydantic_fields_set__", names)
+        return copied
+
+
+class Strict(Lean):
     """Base for every table in the file: unknown keys are errors, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)

@@ -10,10 +10,10 @@ from pydantic import Field
 from models.agreement import Agreement
 from models.effects import Effects
 from models.lifecycle import RoundInfo, State
-from models.plan import Decisions, Ending, Frozen
+from models.plan import Compact, Decisions, Ending
 
 
-class Core(Frozen):
+class Core(Compact):
     """Everything the decider decides from; it holds no token and no secret."""
 
     agreement: Agreement

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from models.agreement import Agreement
 from models.lifecycle import EmailSpec, Signer
-from models.plan import Frozen, MilestoneState, Recipient
+from models.plan import Compact, Frozen, MilestoneState, Recipient
 
 
 class SaveTerms(Frozen):
@@ -92,7 +92,7 @@ class Effects(Frozen):
 STEP_FAILED = "StepFailed"
 
 
-class Step(Frozen):
+class Step(Compact):
     """What one step of an agreement writes and sends, in one activity: new terms, the
     events, the read model's summary (in one transaction, in that order), then the emails
     of the moment. Every part is idempotent, so a retried step leaves the same rows and

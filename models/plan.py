@@ -8,14 +8,44 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
-from models.agreement import DateRule, Language
+from models.agreement import DateRule, Language, Lean
 
 
-class Frozen(BaseModel):
+class Frozen(Lean):
     model_config = ConfigDict(frozen=True)
+
+
+class Compact(Frozen):
+    """A payload that a worker keeps while its run is cached (a workflow's input, an
+    activity's argument): as JSON without the values that are the defaults anyway, which
+    is about half of it. The SDK keeps such a payload several times over for as long as the
+    run is cached, so its size is memory per agreement. Read back, it is the same value."""
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        plain = info.include is None and info.exclude is None and not info.exclude_defaults
+        if info.mode_is_json() and plain:
+            return self.model_dump(mode="json", exclude_defaults=True, by_alias=info.by_alias)
+        return handler(self)
+
+
+class Drafted(Frozen):
+    """What the schedule engine makes by the hundred for every plan and drops after it: it
+    keeps pydantic's own set of names (quicker to make than `Lean`'s shared one), and
+    pydantic calls nothing after making one."""
+
+    model_post_init: ClassVar[Any] = BaseModel.model_post_init
 
 
 class MilestoneKind(StrEnum):
@@ -46,7 +76,7 @@ class Scenario(StrEnum):
     recorded = "recorded"
 
 
-class PlannedMilestone(Frozen):
+class PlannedMilestone(Drafted):
     id: str  # stable across re-plans: the calendar UID and the outbox key are built from it
     kind: MilestoneKind
     date: dt.date  # as written (or as derived from the written terms)
@@ -111,7 +141,7 @@ class MilestoneMark(Frozen):
     note: str | None = None  # returned: what is missing; postponed: the new due date
 
 
-class Recipient(Frozen):
+class Recipient(Drafted):
     email: str
     name: str
     party: str | None  # None for the coordinator
@@ -122,6 +152,9 @@ class Recipient(Frozen):
 class MilestoneState(PlannedMilestone):
     """A milestone with where it stands: a row of the read model's milestone table, and what
     the pages, the API, `upcoming`, the finance CSV and the calendar feed show."""
+
+    # Kept by the workflow between steps (the rows it wrote last): lean again.
+    model_post_init: ClassVar[Any] = Lean.model_post_init
 
     status: MilestoneStatus
     status_on: dt.date | None = None  # when it was set (None: nobody set it)
@@ -148,7 +181,7 @@ class MilestoneState(PlannedMilestone):
         )
 
 
-class PlannedEmail(Frozen):
+class PlannedEmail(Drafted):
     key: str  # unique per (agreement, milestone, recipient, template, offset): the outbox key
     milestone_id: str
     template: str

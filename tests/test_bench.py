@@ -41,5 +41,9 @@ async def test_every_benchmark_runs_at_a_tiny_size():
     assert 0 < throughput["bare_update_ms_p50"] <= throughput["bare_update_ms_p95"]
     assert b["email"]["emails"] == 20
     assert b["memory"]["agreements"] == 10
+    # The bare baseline, in its own worker, opened the same number of runs the same way.
+    assert b["memory"]["bare_runs"] == 10
+    assert {"bare_per_agreement_kib", "ratio_vs_bare"} <= b["memory"].keys()
+    assert b["memory"]["bare_rss_after_mib"] > 0
     assert b["burst"]["emails"] == b["burst"]["expected"] == 10
     assert b["burst_rate_limited"]["emails"] == 10

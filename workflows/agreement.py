@@ -98,7 +98,7 @@ def reject(code: str, message: str, params: dict[str, Any] | None = None) -> App
 
 
 def summary_of(
-    outlook: Outlook, last: Summary | None, written: dict[str, MilestoneState] | None
+    outlook: Outlook, last: Summary | None, written: dict[str, bytes] | None
 ) -> Summary | None:
     """What the read model needs written after the `last` summary and the milestone rows
     `written` so far in this run; None if nothing changed. The first summary of a run
@@ -107,7 +107,7 @@ def summary_of(
     if written is None or {m.id for m in outlook.milestones} != written.keys():
         changed, complete = outlook.milestones, True
     else:
-        changed = [m for m in outlook.milestones if written[m.id] != m]
+        changed = [m for m in outlook.milestones if written[m.id] != decider.fingerprint(m)]
         complete = False
     if outlook.summary == last and not changed:
         return None
@@ -467,7 +467,7 @@ class AgreementWorkflow:
             self.one_step = True
             return await self.live()
         last_summary = None
-        written: dict[str, MilestoneState] | None = None  # the milestone rows written so far
+        written: dict[str, bytes] | None = None  # the milestone rows written so far
         while True:
             # Cleared before the work, not before the wait: a decision that arrives while
             # this loop awaits an activity is never lost.
@@ -479,7 +479,7 @@ class AgreementWorkflow:
             if self.pending:
                 continue
             outlook = self.pure(decider.outlook, self.now())
-            rows = {m.id: m for m in outlook.milestones}
+            rows = {m.id: decider.fingerprint(m) for m in outlook.milestones}
             summary = summary_of(outlook, last_summary, written)
             if summary is not None:
                 try:
@@ -505,14 +505,14 @@ class AgreementWorkflow:
         state that follows is worked out, and both are carried out together; then the
         workflow sleeps until the next thing falls due or a decision wakes it."""
         last_summary = None
-        written: dict[str, MilestoneState] | None = None  # the milestone rows written so far
+        written: dict[str, bytes] | None = None  # the milestone rows written so far
         while True:
             # Cleared before the work, not before the wait: a decision that arrives while
             # this loop awaits an activity is never lost.
             self.changed = False
             self.apply(self.pure(decider.tick, self.now()), wake=False)
             outlook = self.pure(decider.outlook, self.now())
-            rows = {m.id: m for m in outlook.milestones}
+            rows = {m.id: decider.fingerprint(m) for m in outlook.milestones}
             summary = summary_of(outlook, last_summary, written)
             if not await self.work(summary):
                 await self.sleep_until(self.retry_at)
@@ -529,7 +529,9 @@ class AgreementWorkflow:
             ):
                 await self.close("the agreement is moving on to its next run; try again")
                 workflow.continue_as_new(self.carry_over(outlook.periods_done))
-            await self.sleep_until(outlook.wake)
+            wake = outlook.wake
+            del outlook, rows, summary
+            await self.sleep_until(wake)
         await self.close("the agreement has ended", final=True)
         return self.snapshot()
 
