@@ -590,21 +590,31 @@ def upcoming_csv(
         parties = terms.get(a.id)
         writer.writerow(
             [
-                a.title,
-                a.reference or "",
+                inert(a.title),
+                inert(a.reference or ""),
                 m.date.isoformat(),
                 m.effective_date.isoformat(),
                 word_for(language, MilestoneKind, m.kind),
-                m.title,
+                inert(m.title),
                 m.amount if m.amount is not None else "",
-                party_name(parties, m.payer),
-                party_name(parties, m.payee),
+                inert(party_name(parties, m.payer)),
+                inert(party_name(parties, m.payee)),
                 word_for(language, MilestoneStatus, m.status),
                 m.status_on.isoformat() if m.status_on else "",
-                m.number or "",
+                inert(m.number or ""),
             ]
         )
     return buffer.getvalue()
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def inert(value: str) -> str:
+    """Text someone typed (a title, a reference, a party, an invoice number), as a
+    spreadsheet shows it and never runs it: one that would start a formula gets an
+    apostrophe first, which Excel, LibreOffice and Google Sheets take as "this is text"."""
+    return f"'{value}" if value.startswith(FORMULA_START) else value
 
 
 def party_name(terms: Agreement | None, key: str | None) -> str:

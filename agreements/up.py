@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from temporalio.client import Client
@@ -29,6 +30,7 @@ from models.db import ready as schema_ready
 from worker import build_worker
 
 LOOPBACK = "127.0.0.1"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class WebServer(uvicorn.Server):
@@ -101,6 +103,46 @@ def uses_sink(config: Settings) -> bool:
     )
 
 
+MIN_SECRET = 32  # characters of a token or secret the service takes outside loopback
+
+
+def refuse_weak_secrets(config: Settings) -> None:
+    """Listening beyond this machine, the service will not run on the default token or
+    signing secret, nor on one short enough to guess; on loopback (a trial) it warns."""
+    if config.web_host in LOOPBACK_HOSTS:
+        return
+    for name, value in (
+        ("AGREEMENTS_API_TOKEN", config.api_token),
+        ("AGREEMENTS_SIGNING_SECRET", config.signing_secret),
+    ):
+        secret = value.get_secret_value()
+        if "change-me" in secret or len(secret) < MIN_SECRET:
+            raise OperationError(
+                f"{name} is the default or shorter than {MIN_SECRET} characters, and the "
+                f"service would listen on {config.web_host}: set it to a long random value "
+                "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'), or listen "
+                "on 127.0.0.1 only",
+                "weak-secret",
+                name=name,
+                size=MIN_SECRET,
+                host=config.web_host,
+            )
+
+
+def web_config(config: Settings, app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=config.web_host,
+        port=config.web_port,
+        log_level="warning",
+        lifespan="on",
+        # A client's address from X-Forwarded-For only when it comes from a proxy named in
+        # AGREEMENTS_TRUSTED_PROXIES; else the address that connected.
+        proxy_headers=bool(config.trusted_proxies),
+        forwarded_allow_ips=config.trusted_proxies or None,
+    )
+
+
 async def up(
     config: Settings,
     ready: asyncio.Event | None = None,
@@ -112,11 +154,16 @@ async def up(
     server, `web=False` a worker. Only the whole service migrates the database and runs
     its own Temporal dev server and mail sink; a part expects them (docs/deploy.md)."""
     whole = worker and web
+    if web:
+        refuse_weak_secrets(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    # The database, the mail and the dev server's history hold personal data: the service's
+    # own user only.
+    config.data_dir.chmod(0o700)
     server = None
     if whole and config.embedded_temporal():
         server = start_dev_server(config, config.data_dir / "temporal.log")
@@ -135,15 +182,7 @@ async def up(
             if worker:
                 await stack.enter_async_context(build_worker(client, config))
             if web:
-                server_web = WebServer(
-                    uvicorn.Config(
-                        create_app(config, client),
-                        host=config.web_host,
-                        port=config.web_port,
-                        log_level="warning",
-                        lifespan="on",
-                    )
-                )
+                server_web = WebServer(web_config(config, create_app(config, client)))
                 serving = asyncio.create_task(server_web.serve())
 
                 async def stop_web() -> None:

@@ -67,7 +67,10 @@ def make_link(
 
 def read_link(secret: str, value: str, now: dt.datetime) -> SigningLink:
     payload, _, mac = value.partition(".")
-    if not payload or not mac or not hmac.compare_digest(mac, _mac(secret, payload)):
+    # Compared as bytes: a link of any text is refused, never an error (compare_digest
+    # takes no str with non-ASCII characters).
+    given = mac.encode("utf-8", "surrogatepass")
+    if not payload or not mac or not hmac.compare_digest(given, _mac(secret, payload).encode()):
         raise LinkError("The link is not valid.", "link-invalid")
     try:
         link = SigningLink.model_validate(json.loads(_unb64(payload)))

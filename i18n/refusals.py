@@ -130,6 +130,11 @@ REFUSALS: dict[str, str] = {
     # A signing link (emails/links.py LinkError)
     "link-invalid": N_("The link is not valid."),
     "link-expired": N_("The link has expired: signing is closed. Contact the coordinator."),
+    "too-large": N_("The request is too large: at most %(size)s KiB is taken."),
+    "weak-secret": N_(
+        "%(name)s is the default or shorter than %(size)s characters, and the service would "
+        "listen on %(host)s: set it to a long random value, or listen on 127.0.0.1 only."
+    ),
 }
 
 # Parameters that are an enum's value, shown as its word.

@@ -112,6 +112,8 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
     with service(env, tmp_path):
         health = httpx.get(f"http://127.0.0.1:{env['AGREEMENTS_WEB_PORT']}/healthz", timeout=10)
         assert health.text == "ok"
+        # The data folder (database, mail, Temporal's history) is the service user's only.
+        assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
         if Path("/proc/net/tcp").exists():  # Linux: what listens, and where
             for name, port in env.items():
                 where = listening(int(port))

@@ -82,7 +82,7 @@ def test_api_needs_the_token_and_explains_refusals(web: tuple[TestClient, Path])
     assert (
         client.get("/api/agreements", headers={"Authorization": "Bearer nope"}).status_code == 401
     )
-    assert client.get("/openapi.json").json()["info"]["title"] == "Avtalstjänsten"
+    assert client.get("/openapi.json", headers=AUTH).json()["info"]["title"] == "Avtalstjänsten"
     bad = client.post("/api/agreements", content='id = "x"\n', headers=ENGLISH)
     assert bad.status_code == 422 and "request: coordinator: missing" in bad.json()["detail"]
     start(client)

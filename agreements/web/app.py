@@ -23,8 +23,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import fastapi_offline
 from fastapi import Depends, FastAPI, Form, Header, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -32,11 +34,13 @@ from fastapi.responses import (
     RedirectResponse,
     Response,
 )
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import Field, ValidationError
 from temporalio.client import Client
 
 from agreements import ops
+from agreements.web.security import MAX_BODY, Guard, Scope, same
 from emails.calendar import calendar
 from emails.links import LinkError, SigningLink, read_link
 from emails.render import contribution_terms, day, kronor
@@ -97,6 +101,9 @@ from workflows.signing import (
 )
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+# Swagger UI's files, as fastapi-offline packages them (kept current with Swagger UI 5,
+# which reads the OpenAPI 3.1 that FastAPI writes).
+SWAGGER_UI = Path(fastapi_offline.__file__).parent / "static"
 COOKIE = "avtal_session"
 # The statuses a person sets through `record_milestone` (invoiced, paid, held, approved,
 # returned), in the order models.plan.SETTABLE names them.
@@ -290,8 +297,23 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         title="Avtalstjänsten",
         description="Agreement lifecycles for IOP and grant agreements.",
         lifespan=lifespan,
+        # Served below, behind login, with Swagger UI from this service (no CDN).
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.config = config
+
+    def too_large(scope: Scope) -> bytes:
+        refusal = ops.OperationError("request too large", "too-large", size=MAX_BODY // 1024)
+        message = explain(api_language(Request(scope)), refusal)
+        body = {"detail": message, "code": refusal.code, "params": refusal.params}
+        return json.dumps(body, ensure_ascii=False).encode()
+
+    app.add_middleware(
+        Guard, https=config.public_base_url.startswith("https://"), too_large=too_large
+    )
+    app.mount("/static/docs", StaticFiles(directory=SWAGGER_UI), name="docs-static")
     secret = config.signing_secret.get_secret_value()
     api_token = config.api_token.get_secret_value()
 
@@ -316,7 +338,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     def bearer(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {api_token}"
-        if authorization is None or not hmac.compare_digest(authorization, expected):
+        if not same(authorization, expected):
             raise Refused(
                 401,
                 text(
@@ -328,7 +350,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     def logged_in(request: Request) -> bool:
         cookie = request.cookies.get(COOKIE, "")
-        return hmac.compare_digest(cookie, session_value())
+        return same(cookie, session_value())
 
     def page_language(request: Request, language: str | None = None) -> str:
         """Swedish first; `?lang=en` switches (and is remembered), a signer's page follows
@@ -582,7 +604,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     @app.get("/a/{agreement_id}/calendar.ics")
     async def feed(agreement_id: str, key: str, request: Request) -> Response:
         not_found = Refused(404, text(api_language(request), "Not found."), code="not-found")
-        if not hmac.compare_digest(key, feed_key(agreement_id)):
+        if not same(key, feed_key(agreement_id)):
             raise not_found
         # From the read model only: a calendar program polls the feed, Temporal is not asked.
         try:
@@ -720,7 +742,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.post("/login")
     def login(request: Request, token: Annotated[str, Form()]) -> Response:
-        if not hmac.compare_digest(token, api_token):
+        if not same(token, api_token):
             wrong = text(page_language(request), "Wrong key.")
             return page(request, "login.html", status=401, error=wrong)
         response = RedirectResponse("/", status_code=303)
@@ -733,13 +755,34 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     def forged(request: Request, csrf: str) -> HTMLResponse | None:
         """A page refusing a form that is not from this service (CSRF check), or None."""
-        if hmac.compare_digest(csrf, csrf_value()):
+        if same(csrf, csrf_value()):
             return None
         lang = page_language(request)
         message = text(lang, "The form is not from this service: open the page again and retry.")
         return problem(request, message, 403)
 
     pages = [Depends(require_login)]
+
+    def reader(request: Request) -> None:
+        """A coordinator logged in on the pages, or a client with the API token."""
+        if not logged_in(request) and not same(
+            request.headers.get("authorization"), f"Bearer {api_token}"
+        ):
+            raise HTTPException(303, headers={"Location": "/login"})
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(reader)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(reader)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Avtalstjänsten – API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )
 
     @app.get("/", response_class=HTMLResponse, dependencies=pages)
     def index(request: Request) -> HTMLResponse:

@@ -1,0 +1,138 @@
+"""What every answer of the web service carries, and what every request is held to:
+
+- credentials compared in constant time whatever a client sends (`same`: any text, also
+  non-ASCII, is a refusal, never an error);
+- security headers on every response: no framing, no sniffing, no referrer (a signing link
+  is a key, and must not leak to the next site through the Referer header), nothing kept
+  in caches, a content security policy that lets the pages run no script at all (the API
+  pages, which need theirs, get a policy of their own), and HSTS when the service is
+  reached over HTTPS;
+- a bound on a request's body: a larger one is refused with 413 and a sentence saying
+  so, before it is read.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_BODY = 1024 * 1024  # an agreement file is a few KiB; a form or a decision less
+PAGE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# The OpenAPI page runs Swagger UI from this service (never from a CDN), started by a
+# short inline script.
+DOCS_POLICY = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+DOCS_PATHS = ("/docs", "/static/docs/")
+
+
+def same(given: str | None, expected: str) -> bool:
+    """Whether a credential a client sent is the expected one, in constant time. Any text
+    is compared as UTF-8 bytes (`hmac.compare_digest` refuses non-ASCII str with an
+    error); nothing sent is not the same."""
+    if given is None:
+        return False
+    try:
+        return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: not any credential of ours
+        return False
+
+
+def headers_for(path: str, https: bool) -> list[tuple[bytes, bytes]]:
+    policy = DOCS_POLICY if path.startswith(DOCS_PATHS) else PAGE_POLICY
+    found = [
+        (b"content-security-policy", policy.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    ]
+    if not path.startswith("/static/"):
+        found.append((b"cache-control", b"no-store"))
+    if https:
+        found.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+    return found
+
+
+class Guard:
+    """ASGI middleware: the headers above on every HTTP response, and requests with a body
+    larger than `max_body` bytes refused with 413 (by their Content-Length, or while the
+    body streams in when none is given)."""
+
+    def __init__(
+        self, app: App, https: bool, too_large: Callable[[Scope], bytes], max_body: int = MAX_BODY
+    ) -> None:
+        self.app = app
+        self.https = https
+        self.too_large = too_large
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = headers_for(scope.get("path", ""), self.https)
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((n, v) for n, v in extra if n not in names),
+                ]
+            await send(message)
+
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await self._refuse(scope, send_with_headers)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send_with_headers)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(scope, send_with_headers)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        body = self.too_large(scope)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
