@@ -490,12 +490,7 @@ class AgreementWorkflow:
                     continue
             if outlook.over:
                 break
-            if not self.core.round_open and (
-                workflow.info().is_continue_as_new_suggested()
-                or outlook.periods_done > self.core.run_periods
-            ):
-                await self.close("the agreement is moving on to its next run; try again")
-                workflow.continue_as_new(self.carry_over(outlook.periods_done))
+            await self.next_run_if_due(outlook)
             await self.sleep_until(outlook.wake)
         await self.close("the agreement has ended", final=True)
         return self.snapshot()
@@ -523,17 +518,22 @@ class AgreementWorkflow:
                 continue  # decided meanwhile, or an email failed: the summary is behind
             if outlook.over:
                 break
-            if not self.core.round_open and (
-                workflow.info().is_continue_as_new_suggested()
-                or outlook.periods_done > self.core.run_periods
-            ):
-                await self.close("the agreement is moving on to its next run; try again")
-                workflow.continue_as_new(self.carry_over(outlook.periods_done))
+            await self.next_run_if_due(outlook)
             wake = outlook.wake
             del outlook, rows, summary
             await self.sleep_until(wake)
         await self.close("the agreement has ended", final=True)
         return self.snapshot()
+
+    async def next_run_if_due(self, outlook: Outlook) -> None:
+        """Go on as a new run at a period's end, or when the history has grown long; never
+        while a signature round is open (it is this run's child)."""
+        if not self.core.round_open and (
+            workflow.info().is_continue_as_new_suggested()
+            or outlook.periods_done > self.core.run_periods
+        ):
+            await self.close("the agreement is moving on to its next run; try again")
+            workflow.continue_as_new(self.carry_over(outlook.periods_done))
 
     async def sleep_until(self, moment: dt.datetime | None) -> None:
         if moment is None:
