@@ -130,6 +130,9 @@ REFUSALS: dict[str, str] = {
     # A signing link (emails/links.py LinkError)
     "link-invalid": N_("The link is not valid."),
     "link-expired": N_("The link has expired: signing is closed. Contact the coordinator."),
+    "too-many-attempts": N_(
+        "Too many failed attempts from here: try again in %(minutes)s minutes."
+    ),
     "too-large": N_("The request is too large: at most %(size)s KiB is taken."),
     "weak-secret": N_(
         "%(name)s is the default or shorter than %(size)s characters, and the service would "

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from agreements import ops
 from agreements.simulate import free_port
 from agreements.up import refuse_weak_secrets, web_config
+from agreements.web.app import create_app
 from agreements.web.security import MAX_BODY, same
 from models.config import Settings
 from models.plan import MilestoneKind, MilestoneState, MilestoneStatus
@@ -194,3 +195,33 @@ def test_no_start_beyond_loopback_on_a_default_or_short_secret() -> None:
         refuse_weak_secrets(Settings(web_host="0.0.0.0", api_token=strong, signing_secret="kort"))
     assert short.value.params["name"] == "AGREEMENTS_SIGNING_SECRET"
     refuse_weak_secrets(Settings(web_host="0.0.0.0", api_token=strong, signing_secret=strong))
+
+
+def test_failed_sign_ins_are_slowed_and_logged_without_what_was_sent(
+    service_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Five wrong keys from one address within a quarter of an hour, and the sixth try is
+    refused whatever it sends (the right key too), with when to try again; the API's
+    token counts the same way. Each failure is logged by address, never the key."""
+    config = Settings(
+        temporal_address=service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
+        temporal_namespace=service_env["AGREEMENTS_TEMPORAL_NAMESPACE"],
+        data_dir=Path(service_env["AGREEMENTS_DATA_DIR"]),
+        api_token=TOKEN,
+    )
+    caplog.set_level("WARNING", logger="agreements.web")
+    app = create_app(config)
+    with TestClient(app) as client:
+        for n in range(5):
+            assert client.post("/login", data={"token": f"gissning-{n}"}).status_code == 401
+        blocked = client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+        assert blocked.status_code == 429
+        assert "För många misslyckade försök härifrån: försök igen om 15 minuter." in blocked.text
+        assert 840 < int(blocked.headers["retry-after"]) <= 900
+        api = client.get("/api/agreements", headers=AUTH)  # the right token, same address
+        assert api.status_code == 429 and api.json()["code"] == "too-many-attempts"
+    with TestClient(app, client=("192.0.2.7", 50000)) as elsewhere:  # another address
+        assert elsewhere.get("/api/agreements", headers=AUTH).status_code == 200
+    failures = [r.getMessage() for r in caplog.records if "failed login" in r.getMessage()]
+    assert failures[-1] == "failed login from testclient (5 in 15 min)"
+    assert not any("gissning" in r.getMessage() for r in caplog.records)

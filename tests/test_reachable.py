@@ -235,7 +235,6 @@ def rendered_actions(
         feed="/feed",
         csrf="c",
         form_key="k",
-        temporal_ui="http://127.0.0.1:8233",
         lang="sv",
     )
     forms = re.findall(r"<form\b[^>]*>.*?</form>", html, flags=re.S)

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +41,7 @@ from pydantic import Field, ValidationError
 from temporalio.client import Client
 
 from agreements import ops
-from agreements.web.security import MAX_BODY, Guard, Scope, same
+from agreements.web.security import MAX_BODY, Guard, Scope, Throttle, same
 from emails.calendar import calendar
 from emails.links import LinkError, SigningLink, read_link
 from emails.render import contribution_terms, day, kronor
@@ -336,9 +337,30 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         result: Client = request.app.state.client
         return result
 
+    throttle = Throttle()
+
+    def throttled(request: Request, address: str) -> None:
+        wait = throttle.wait(address)
+        if wait:
+            minutes = math.ceil(wait / 60)
+            refusal = ops.OperationError(
+                "too many failed attempts", "too-many-attempts", minutes=minutes
+            )
+            raise Refused(
+                429,
+                explain(api_language(request), refusal),
+                code=refusal.code,
+                params=refusal.params,
+                headers={"Retry-After": str(wait)},
+            )
+
     def bearer(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {api_token}"
+        address = request.client.host if request.client else "unknown"
+        throttled(request, address)
         if not same(authorization, expected):
+            if authorization is not None:
+                throttle.failed(address, "API token")
             raise Refused(
                 401,
                 text(
@@ -367,8 +389,6 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     ) -> HTMLResponse:
         lang = page_language(request, language)
         values.setdefault("csrf", csrf_value())
-        values.setdefault("temporal_ui", f"http://127.0.0.1:{config.temporal_ui_port}")
-        values.setdefault("temporal_namespace", config.temporal_namespace)
         values["lang"] = lang
         response = templates(lang).TemplateResponse(request, name, values, status_code=status)
         asked = request.query_params.get("lang")
@@ -742,7 +762,18 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.post("/login")
     def login(request: Request, token: Annotated[str, Form()]) -> Response:
+        address = request.client.host if request.client else "unknown"
+        wait = throttle.wait(address)
+        if wait:
+            lang = page_language(request)
+            refusal = ops.OperationError(
+                "too many failed attempts", "too-many-attempts", minutes=math.ceil(wait / 60)
+            )
+            refused = page(request, "login.html", status=429, error=explain(lang, refusal))
+            refused.headers["Retry-After"] = str(wait)
+            return refused
         if not same(token, api_token):
+            throttle.failed(address, "login")
             wrong = text(page_language(request), "Wrong key.")
             return page(request, "login.html", status=401, error=wrong)
         response = RedirectResponse("/", status_code=303)

@@ -8,12 +8,17 @@
   pages, which need theirs, get a policy of their own), and HSTS when the service is
   reached over HTTPS;
 - a bound on a request's body: a larger one is refused with 413 and a sentence saying
-  so, before it is read.
+  so, before it is read;
+- failed sign-ins throttled per client address, and logged.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+import math
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -22,6 +27,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("agreements.web")
 
 MAX_BODY = 1024 * 1024  # an agreement file is a few KiB; a form or a decision less
 PAGE_POLICY = (
@@ -136,3 +143,42 @@ class Guard:
 
 class _TooLarge(Exception):
     pass
+
+
+class Throttle:
+    """Failed sign-ins per client address: after `limit` failures within `window` seconds
+    the address is refused until the oldest of them is that old, whatever it sends, so a
+    key cannot be guessed at speed. Every failure is logged (the address and the count,
+    never what was sent). Held in memory, for at most `addresses` addresses (the oldest
+    forgotten first): a web server restarted forgets, which costs an attacker a restart."""
+
+    def __init__(
+        self, limit: int = 5, window: float = 900.0, addresses: int = 10_000, clock: Any = None
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.addresses = addresses
+        self.clock = clock or time.monotonic
+        self.failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def wait(self, address: str) -> int:
+        """Seconds until `address` may try again; 0 if it may now."""
+        now = self.clock()
+        found = self.failures.get(address)
+        if found is None:
+            return 0
+        while found and found[0] <= now - self.window:
+            found.popleft()
+        if len(found) < self.limit:
+            return 0
+        return max(1, math.ceil(found[0] + self.window - now))
+
+    def failed(self, address: str, what: str) -> None:
+        found = self.failures.pop(address, None) or deque(maxlen=self.limit)
+        found.append(self.clock())
+        self.failures[address] = found
+        while len(self.failures) > self.addresses:
+            self.failures.popitem(last=False)
+        log.warning(
+            "failed %s from %s (%d in %d min)", what, address, len(found), self.window // 60
+        )
