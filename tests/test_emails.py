@@ -154,7 +154,14 @@ def test_the_facts_each_reader_needs() -> None:
     assert "https://l.example.se/s/1" in request and "ab" * 32 in request
     completed = text("signature_completed")
     assert "2024-04-17 08:38:00 CEST (Europe/Stockholm)" in completed
-    assert "Saul Sagnia – undertecknad, signeringslänk, IP 192.0.2.7" in completed
+    # The signers' IP addresses go to the coordinator only, not to every party's contacts.
+    assert "Saul Sagnia – undertecknad, signeringslänk" in completed
+    assert "192.0.2.7" not in completed
+    to_coordinator = spec(a, "signature_completed", Language.sv)
+    to_coordinator = to_coordinator.model_copy(
+        update={"to": to_coordinator.to.model_copy(update={"role": "coordinator"})}
+    )
+    assert "undertecknad, signeringslänk, IP 192.0.2.7" in render_email(a, to_coordinator).text
     assert "Saul Sagnia – inbjudan skickad" in completed
     assert "Beloppet måste beslutas i nämnden" in text("signature_declined")
     ended = text("agreement_ended")
