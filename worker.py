@@ -29,6 +29,7 @@ import i18n
 from activities.notify import Notifier
 from activities.steps import Steps
 from activities.store import Store
+from models.codec import data_converter, read_keys
 from models.config import Settings, settings
 from models.schedule import dates
 from workflows.agreement import AgreementWorkflow
@@ -121,10 +122,16 @@ async def connect(config: Settings) -> Client:
     return await Client.connect(
         config.temporal_target(),
         namespace=config.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(pydantic_data_converter, payload_keys(config)),
         tls=tls,
         api_key=config.temporal_api_key.get_secret_value() if config.temporal_api_key else None,
     )
+
+
+def payload_keys(config: Settings) -> list[bytes]:
+    """The keys that seal what this service stores in Temporal (models/codec.py); none
+    when AGREEMENTS_PAYLOAD_KEYS is not set."""
+    return read_keys(config.payload_keys.get_secret_value()) if config.payload_keys else []
 
 
 def _read(path: Path | None) -> bytes | None:

@@ -31,6 +31,7 @@ from activities.store import write_event
 from i18n import text
 from i18n.words import word_for
 from models.agreement import Agreement
+from models.codec import PayloadKeyError
 from models.config import Settings
 from models.db import SchemaError, ready
 from models.effects import EventIn
@@ -77,6 +78,8 @@ async def connect(config: Settings) -> Client:
 
     try:
         return await connect_client(config)
+    except PayloadKeyError as error:
+        raise OperationError(str(error), "payload-key", problem=str(error)) from None
     except (RuntimeError, OSError) as error:
         raise OperationError(
             f"cannot reach Temporal at {config.temporal_target()}: is the service running "

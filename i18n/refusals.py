@@ -130,6 +130,7 @@ REFUSALS: dict[str, str] = {
     # A signing link (emails/links.py LinkError)
     "link-invalid": N_("The link is not valid."),
     "link-expired": N_("The link has expired: signing is closed. Contact the coordinator."),
+    "payload-key": N_("The keys for Temporal's payloads are not right: %(problem)s"),
     "too-many-attempts": N_(
         "Too many failed attempts from here: try again in %(minutes)s minutes."
     ),

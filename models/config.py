@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"  # behind a reverse proxy in a deployment; 0.0.0.0 to listen on all
     web_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
+    # Keys that seal every payload the service stores in Temporal (models/codec.py):
+    # base64 keys of 32 bytes, comma-separated, the first one sealing. Unset: not sealed.
+    payload_keys: SecretStr | None = None
     # The proxies whose X-Forwarded-For names the client (comma-separated addresses, as
     # uvicorn takes them); empty: none, a client is the address that connected.
     trusted_proxies: str = ""
