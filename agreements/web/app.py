@@ -339,25 +339,28 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     throttle = Throttle()
 
-    def throttled(request: Request, address: str) -> None:
+    def held_back(request: Request) -> tuple[str, int, ops.OperationError | None]:
+        """The client's address; while too many sign-ins from it have failed, also how
+        many seconds it waits and the refusal that says so."""
+        address = request.client.host if request.client else "unknown"
         wait = throttle.wait(address)
-        if wait:
-            minutes = math.ceil(wait / 60)
-            refusal = ops.OperationError(
-                "too many failed attempts", "too-many-attempts", minutes=minutes
-            )
-            raise Refused(
-                429,
-                explain(api_language(request), refusal),
-                code=refusal.code,
-                params=refusal.params,
-                headers={"Retry-After": str(wait)},
-            )
+        if not wait:
+            return address, 0, None
+        minutes = math.ceil(wait / 60)
+        held = ops.OperationError("too many failed attempts", "too-many-attempts", minutes=minutes)
+        return address, wait, held
 
     def bearer(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {api_token}"
-        address = request.client.host if request.client else "unknown"
-        throttled(request, address)
+        address, wait, held = held_back(request)
+        if held is not None:
+            raise Refused(
+                429,
+                explain(api_language(request), held),
+                code=held.code,
+                params=held.params,
+                headers={"Retry-After": str(wait)},
+            )
         if not same(authorization, expected):
             if authorization is not None:
                 throttle.failed(address, "API token")
@@ -762,14 +765,10 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.post("/login")
     def login(request: Request, token: Annotated[str, Form()]) -> Response:
-        address = request.client.host if request.client else "unknown"
-        wait = throttle.wait(address)
-        if wait:
-            lang = page_language(request)
-            refusal = ops.OperationError(
-                "too many failed attempts", "too-many-attempts", minutes=math.ceil(wait / 60)
-            )
-            refused = page(request, "login.html", status=429, error=explain(lang, refusal))
+        address, wait, held = held_back(request)
+        if held is not None:
+            error = explain(page_language(request), held)
+            refused = page(request, "login.html", status=429, error=error)
             refused.headers["Retry-After"] = str(wait)
             return refused
         if not same(token, api_token):
