@@ -158,6 +158,12 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
             signer.goto(link)
             assert "registrerad" in signer.inner_text("#result")
             assert not signer.is_visible("#sign")
+            # The answer on a phone: the terms' fingerprint (64 characters in one word)
+            # wraps instead of making the page 517 px wide.
+            signer.set_viewport_size({"width": 390, "height": 900})
+            signer.goto(link)
+            assert signer.evaluate("document.documentElement.scrollWidth") <= 390
+            signer.set_viewport_size({"width": 1280, "height": 900})
 
         for _ in range(100):
             coordinator.goto(f"{base}/a/webbavtal")
