@@ -1,4 +1,5 @@
-"""The Temporal worker: agreement workflows, signature rounds, persistence and email.
+"""The Temporal worker: agreement workflows, signature rounds, persistence and email, and
+gallring (weeding) of the signers' IP addresses and user agents on a daily schedule.
 
 `python worker.py` runs it against the configured Temporal server (the embedded dev server
 on localhost by default) until SIGTERM or Ctrl-C, then shuts down cleanly: activities that
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -18,10 +20,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.plugin import SimplePlugin
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -29,11 +44,15 @@ import i18n
 from activities.notify import Notifier
 from activities.steps import Steps
 from activities.store import Store
+from activities.weeding import Weeder
 from models.codec import data_converter, read_keys
 from models.config import Settings, settings
 from models.schedule import dates
 from workflows.agreement import AgreementWorkflow
 from workflows.signing import SignatureRoundWorkflow
+from workflows.weeding import WeedingInput, WeedingWorkflow
+
+log = logging.getLogger("agreements.worker")
 
 # Deterministic code shared by every workflow run is imported once, outside the sandbox: the
 # schedule engine and models (pure by design), and the libraries they load lazily.
@@ -63,7 +82,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-WORKFLOWS = [AgreementWorkflow, SignatureRoundWorkflow]
+WORKFLOWS = [AgreementWorkflow, SignatureRoundWorkflow, WeedingWorkflow]
 
 
 def build_worker(client: Client, config: Settings) -> Worker:
@@ -71,6 +90,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
     store = Store(config.db_url())
     notifier = Notifier(config)
     steps = Steps(store, notifier)
+    weeder = Weeder(config.db_url(), config.signing_secret.get_secret_value())
     return Worker(
         client,
         task_queue=config.task_queue,
@@ -83,6 +103,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
             notifier.send_email,
             notifier.send_emails,
             steps.carry_out_step,
+            weeder.weed_signer_traces,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_runner=workflow_runner(),
@@ -90,7 +111,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
         # On SIGTERM (a rolling upgrade) an email being sent gets this long to finish
         # before it is cancelled and retried on another worker.
         graceful_shutdown_timeout=timedelta(seconds=config.shutdown_grace_seconds),
-        plugins=[closing(notifier)],
+        plugins=[closing(notifier), scheduling(client, config)],
     )
 
 
@@ -107,6 +128,100 @@ def closing(notifier: Notifier) -> SimplePlugin:
             await notifier.close()
 
     return SimplePlugin("agreements.notifier", run_context=running)
+
+
+def scheduling(client: Client, config: Settings) -> SimplePlugin:
+    """As the worker starts, however it is run: the daily weeding schedule as configured
+    (`weeding_schedule`), set beside the worker's start so that a Temporal that is slow to
+    answer never holds the worker up. A worker that cannot set it runs on and says so in
+    its log: weeding is only late, and the next worker to start sets it."""
+
+    async def set_schedule() -> None:
+        try:
+            done = await weeding_schedule(client, config)
+        except Exception as error:  # RPCError, or a server that went away meanwhile
+            log.warning("weeding schedule %s not set: %s", WEEDING_SCHEDULE, error)
+            return
+        log.info("weeding schedule %s: %s", WEEDING_SCHEDULE, done)
+
+    @contextlib.asynccontextmanager
+    async def starting() -> AsyncIterator[None]:
+        setting = asyncio.create_task(set_schedule())
+        try:
+            yield
+        finally:
+            setting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await setting
+
+    return SimplePlugin("agreements.weeding", run_context=starting)
+
+
+WEEDING_SCHEDULE = "agreements-weeding"  # the schedule's id, and its workflows' id prefix
+WEEDING_HOUR = 3  # daily at 03:00 in Stockholm (daylight-saving time or not)
+
+
+def weeding(config: Settings) -> Schedule:
+    """The schedule that starts `Weeding` daily at 03:00 Europe/Stockholm on the task queue.
+    Its note names the settings it was made with, so a worker knows whether to update it.
+    A run still going when the next is due means that day's is skipped, and a server that
+    was away makes up a missed day once it is back (within a day): each run weeds all that
+    is due, so nothing is left behind."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            WeedingWorkflow.run,
+            WeedingInput(retention_days=config.retention_days),
+            id=WEEDING_SCHEDULE,
+            task_queue=config.task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(WEEDING_HOUR)])],
+            time_zone_name="Europe/Stockholm",
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)),
+        state=ScheduleState(
+            note=f"retention {config.retention_days} days, task queue {config.task_queue}"
+        ),
+    )
+
+
+async def weeding_schedule(client: Client, config: Settings) -> str:
+    """Create the weeding schedule, or bring an existing one up to the settings (several
+    workers starting at once: the first creates it, the others find it as it should be).
+    With AGREEMENTS_RETENTION_DAYS=0 nothing is weeded: an existing schedule is deleted.
+    Says what it did: created, updated, unchanged, deleted, off, or unsupported (the
+    time-skipping test server has no schedules)."""
+    handle = client.get_schedule_handle(WEEDING_SCHEDULE)
+    try:
+        if config.retention_days <= 0:
+            try:
+                await handle.delete()
+            except RPCError as error:
+                if error.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                return "off"
+            return "deleted"
+        wanted = weeding(config)
+        try:
+            await client.create_schedule(WEEDING_SCHEDULE, wanted)
+            return "created"
+        except ScheduleAlreadyRunningError:
+            pass
+        changed = False
+
+        def update(current: ScheduleUpdateInput) -> ScheduleUpdate | None:
+            nonlocal changed
+            if current.description.schedule.state.note == wanted.state.note:
+                return None
+            changed = True
+            return ScheduleUpdate(schedule=wanted)
+
+        await handle.update(update)
+        return "updated" if changed else "unchanged"
+    except RPCError as error:
+        if error.status is RPCStatusCode.UNIMPLEMENTED:
+            return "unsupported"
+        raise
 
 
 async def connect(config: Settings) -> Client:

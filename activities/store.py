@@ -2,6 +2,11 @@
 of the terms, and the event log.
 
 Each one is idempotent: retried after a crash, it leaves the same rows as one run.
+
+An event's data never keeps a signer's IP address or user agent: the append-only log
+could never weed them. Every way an event is written here takes them out of its data and
+writes them, in the same transaction, to the event's `SignerTrace` row, which gallring
+pseudonymises after the retention period (activities/weeding.py).
 """
 
 from __future__ import annotations
@@ -25,12 +30,22 @@ from models.records import (
     AgreementRecord,
     EventRecord,
     MilestoneRecord,
+    SignerTrace,
     TermsRecord,
     milestone_values,
     utcnow,
 )
 
-__all__ = ["EventIn", "SaveTerms", "Store", "Summary", "event_record", "write_event"]
+__all__ = [
+    "TRACED",
+    "EventIn",
+    "SaveTerms",
+    "Store",
+    "Summary",
+    "event_record",
+    "trace_record",
+    "write_event",
+]
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -100,6 +115,13 @@ class Store(StoreActivities):
                     .values([_event_values(e) for e in step.events])
                     .on_conflict_do_nothing(index_elements=["event_key"])
                 )
+                traces = [t for t in map(_trace_values, step.events) if t is not None]
+                if traces:
+                    session.execute(
+                        dialect.insert(SignerTrace)
+                        .values(traces)
+                        .on_conflict_do_nothing(index_elements=["event_key"])
+                    )
             if summary and step.summary is not None:
                 self._write_summary(session, step.summary)
             session.commit()
@@ -127,7 +149,7 @@ class Store(StoreActivities):
             )
             for event in events:
                 if event.event_key not in written:
-                    session.add(event_record(event))
+                    _add(session, event)
             try:
                 session.commit()
                 return
@@ -207,18 +229,39 @@ def write_event(db: Engine, event: EventIn) -> None:
         ).first()
         if exists is not None:
             return
-        session.add(event_record(event))
+        _add(session, event)
         try:
             session.commit()
         except IntegrityError:
             session.rollback()
 
 
+def _add(session: Session, event: EventIn) -> None:
+    """The event's row and, if it has one, its trace's row, to the session's transaction."""
+    session.add(event_record(event))
+    trace = trace_record(event)
+    if trace is not None:
+        session.add(trace)
+
+
+TRACED = ("ip", "user_agent")  # what an event's data never keeps: its trace row does
+MAX_IP = 64
+MAX_USER_AGENT = 300
+
+
 def event_record(event: EventIn) -> EventRecord:
+    """The event's row, without any IP address or user agent in its data."""
     return EventRecord.model_validate(_event_values(event))
 
 
+def trace_record(event: EventIn) -> SignerTrace | None:
+    """The event's trace row (its IP address and user agent), or None if it has neither."""
+    values = _trace_values(event)
+    return SignerTrace.model_validate(values) if values is not None else None
+
+
 def _event_values(event: EventIn) -> dict[str, object]:
+    data = {key: value for key, value in event.data.items() if key not in TRACED}
     return {
         "event_key": event.event_key,
         "agreement_id": event.agreement_id,
@@ -226,6 +269,24 @@ def _event_values(event: EventIn) -> dict[str, object]:
         "kind": event.kind,
         "actor": event.actor,
         "summary": event.summary,
-        "data_json": json.dumps(event.data, ensure_ascii=False, sort_keys=True),
+        "data_json": json.dumps(data, ensure_ascii=False, sort_keys=True),
         "recorded_at": utcnow(),
+    }
+
+
+def _trace_values(event: EventIn) -> dict[str, object] | None:
+    ip, agent = event.data.get("ip"), event.data.get("user_agent")
+    if not ip and not agent:
+        return None
+    return {
+        "event_key": event.event_key,
+        "agreement_id": event.agreement_id,
+        "at": _utc(event.at),
+        "kind": event.kind,
+        # A signature event's actor is its signer; a refusal (a link that was refused)
+        # names no signer, only the link.
+        "signer": event.actor if event.kind.startswith("signature.") else None,
+        "ip": str(ip)[:MAX_IP] if ip else None,
+        "user_agent": str(agent)[:MAX_USER_AGENT] if agent else None,
+        "weeded_at": None,
     }

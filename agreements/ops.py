@@ -48,6 +48,7 @@ from models.records import (
     EventRecord,
     MilestoneRecord,
     OutboxRecord,
+    SignerTrace,
     TermsRecord,
     utcnow,
 )
@@ -394,8 +395,9 @@ async def refused(
     """The error for a refused decision on an agreement that exists, after writing the
     refusal to its event log (kind `refused`: what was asked, by whom, and why not, with the
     refusal's code and parameters), so the coordinator's timeline shows attempts that
-    changed nothing. A signer's token is never written. Recording is best effort: the person
-    asking is told the reason either way."""
+    changed nothing. A signer's token is never written; their IP address and user agent go
+    to the event's trace (`signer_traces`). Recording is best effort: the person asking is
+    told the reason either way."""
     params = params or {}
     if code in ("no-round-yet", "round-ended"):
         params = {"agreement": agreement_id, **params}
@@ -406,8 +408,12 @@ async def refused(
         data = {"decision": decision, "reason": reason, "code": code}
         if params:
             data["params"] = json.dumps(params, ensure_ascii=False, sort_keys=True)
-        if getattr(request, "ip", None):
-            data["ip"] = request.ip
+        # A signer's IP address and user agent go to the event's trace, not to the log
+        # itself (activities/store.py `write_event`), where gallring can weed them.
+        for traced in ("ip", "user_agent"):
+            value = getattr(request, traced, None)
+            if isinstance(value, str) and value:
+                data[traced] = value
         try:
             await asyncio.to_thread(_record_refusal, config, agreement_id, actor, data)
         except (SQLAlchemyError, OperationError) as error:
@@ -418,6 +424,8 @@ async def refused(
 def _record_refusal(
     config: Settings, agreement_id: str, actor: str | None, data: dict[str, str]
 ) -> None:
+    """The refusal in the event log; `write_event` takes an "ip" or "user_agent" out of
+    its data into the event's SignerTrace row, in the same transaction."""
     event = EventIn(
         event_key=f"{agreement_id}:refused:{uuid.uuid4().hex}",
         agreement_id=agreement_id,
@@ -483,6 +491,19 @@ def events(config: Settings, agreement_id: str) -> list[EventRecord]:
             select(EventRecord)
             .where(EventRecord.agreement_id == agreement_id)
             .order_by(col(EventRecord.id))
+        )
+        return list(session.exec(query))
+
+
+def signer_traces(config: Settings, agreement_id: str) -> list[SignerTrace]:
+    """Where the agreement's signers' requests came from, for its coordinator: one row per
+    event that had an IP address or user agent (opened, signed, declined, a refused link),
+    oldest first. `ip` reads "pseud:…" and `user_agent` None once weeded (`weeded_at`)."""
+    with Session(_db(config)) as session:
+        query = (
+            select(SignerTrace)
+            .where(SignerTrace.agreement_id == agreement_id)
+            .order_by(col(SignerTrace.at), col(SignerTrace.id))
         )
         return list(session.exec(query))
 

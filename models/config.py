@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASK_QUEUE = "agreements"
@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # uvicorn takes them); empty: none, a client is the address that connected.
     trusted_proxies: str = ""
     signing_secret: SecretStr = SecretStr("change-me-in-production")
+    # Gallring: the signers' IP addresses and user agents (the `signer_trace` table) are
+    # pseudonymised this many days after their event, by the daily `Weeding` workflow
+    # (workflows/weeding.py; pseudonyms are keyed with the signing secret). 0: never.
+    retention_days: int = Field(default=730, ge=0, le=36500)
     api_token: SecretStr = SecretStr("change-me-in-production")
 
     def temporal_target(self) -> str:

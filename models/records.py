@@ -1,5 +1,6 @@
 """Database tables (SQLModel): the agreements' read model and their milestones, the terms of
-every version, the append-only event log, and the email outbox.
+every version, the append-only event log, the signers' traces (IP address, user agent)
+beside it, and the email outbox.
 
 Only the persistence and notification activities and the interfaces touch these rows;
 workflows never see them. Times are stored in UTC.
@@ -124,6 +125,27 @@ class EventRecord(SQLModel, table=True):
     summary: str
     data_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
     recorded_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class SignerTrace(SQLModel, table=True):
+    """Where a signer's request came from (IP address, browser user agent) for one event
+    of the log, kept apart from the append-only log so that it can be weeded (gallring):
+    `weed_signer_traces` (activities/weeding.py) pseudonymises both after the configured
+    retention period and sets `weeded_at`. Written with its event, in the same
+    transaction; `event_key` names that event (and makes writing it idempotent)."""
+
+    __tablename__ = "signer_trace"
+    __table_args__ = (UniqueConstraint("event_key", name="uq_signer_trace_event_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_key: str = Field(max_length=300)
+    agreement_id: str = Field(index=True, max_length=64)
+    at: dt.datetime = Field(index=True)  # the event's moment (UTC): what weeding counts from
+    kind: str = Field(max_length=64)  # the event's kind: signature.signed, refused, …
+    signer: str | None = Field(default=None, max_length=320)  # the signer's email, if known
+    ip: str | None = Field(default=None, max_length=64)  # "pseud:…" once weeded
+    user_agent: str | None = Field(default=None, max_length=300)  # None once weeded
+    weeded_at: dt.datetime | None = None
 
 
 class OutboxRecord(SQLModel, table=True):

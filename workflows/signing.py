@@ -93,7 +93,9 @@ class RoundInput(Frozen):
 class SignRequest(Frozen):
     token: str = Field(max_length=MAX_TOKEN)
     ip: Ip = None
-    user_agent: UserAgent = None  # kept in the update's input in history, shown nowhere
+    # In the update's input in history and in the event's trace (the coordinator's page),
+    # shown nowhere else.
+    user_agent: UserAgent = None
 
 
 class DeclineRequest(Frozen):
@@ -140,6 +142,9 @@ class SignatureRoundWorkflow:
         self.last_contact: dict[str, dt.datetime] = {}
         self.receipted: set[str] = set()  # signers whose signature has had its receipt
         self.receipts: list[asyncio.Task[None]] = []  # receipts on their way
+        # The user agent of each event a signer's request made (by its index in the round's
+        # events), for the event log's trace only: never part of the round as shown.
+        self.user_agents: dict[int, str] = {}
 
     # The round as it stands -----------------------------------------------------------
 
@@ -210,8 +215,11 @@ class SignatureRoundWorkflow:
         what: str,
         signer: Signer | None = None,
         at: dt.datetime | None = None,
+        user_agent: str | None = None,
         **fields: object,
     ) -> None:
+        if user_agent:
+            self.user_agents[len(self.round.events)] = user_agent
         event = SignatureEvent(
             at=at or self.clock.now(),
             signer=signer.email if signer else None,
@@ -240,7 +248,7 @@ class SignatureRoundWorkflow:
     def open(self, request: SignRequest) -> RoundAnswer:
         signer = self._signer(request.token)
         self._replace(signer, status=SignerStatus.opened)
-        self._event("opened", signer, method="link", ip=request.ip)
+        self._event("opened", signer, method="link", ip=request.ip, user_agent=request.user_agent)
         return self._answer(signer)
 
     @open.validator
@@ -265,7 +273,7 @@ class SignatureRoundWorkflow:
     def sign(self, request: SignRequest) -> RoundAnswer:
         signer = self._signer(request.token)
         self._replace(signer, status=SignerStatus.signed, signed_at=self.clock.now())
-        self._event("signed", signer, method="link", ip=request.ip)
+        self._event("signed", signer, method="link", ip=request.ip, user_agent=request.user_agent)
         return self._answer(signer)
 
     @sign.validator
@@ -277,7 +285,14 @@ class SignatureRoundWorkflow:
     def decline(self, request: DeclineRequest) -> RoundAnswer:
         signer = self._signer(request.token)
         self._replace(signer, status=SignerStatus.declined)
-        self._event("declined", signer, method="link", ip=request.ip, reason=request.reason)
+        self._event(
+            "declined",
+            signer,
+            method="link",
+            ip=request.ip,
+            user_agent=request.user_agent,
+            reason=request.reason,
+        )
         return self._answer(signer)
 
     @decline.validator
@@ -574,6 +589,11 @@ class SignatureRoundWorkflow:
             "party_name": signer.party_name if signer is not None else None,
             "reason": event.reason,
         }
+        # The store moves the IP address and user agent to the event's trace, which
+        # gallring weeds (activities/store.py): the event log itself keeps neither.
+        agent = self.user_agents.get(index)
+        if agent:
+            data["user_agent"] = agent
         paper = ""
         if event.signed_on is not None:
             data["signed_on"] = event.signed_on.isoformat()

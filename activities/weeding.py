@@ -1,0 +1,68 @@
+"""Gallring: the signers' IP addresses and user agents (`signer_trace`) pseudonymised once
+they are older than the retention period (AGREEMENTS_RETENTION_DAYS). The `Weeding`
+workflow (workflows/weeding.py) runs the activity daily, on a Temporal schedule the worker
+creates.
+
+An address becomes "pseud:" and the first 16 hex digits of HMAC-SHA256(signing secret,
+address): two rows of the same address still match each other, the address itself is gone
+(and cannot be found again by trying addresses without the secret). A user agent is
+removed. Idempotent: a row weeded once is never touched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+
+from sqlmodel import Session, col, select
+from temporalio import activity
+
+from models.db import ready, write_lock
+from models.records import SignerTrace, utcnow
+
+PSEUDONYM = "pseud:"
+BATCH = 500  # rows per transaction: a long backlog never holds the database for long
+
+
+def pseudonym(secret: bytes, ip: str) -> str:
+    digest = hmac.new(secret, ip.encode(), hashlib.sha256).hexdigest()
+    return PSEUDONYM + digest[:16]
+
+
+class Weeder:
+    """The weeding activity, bound to one database URL and the signing secret."""
+
+    def __init__(self, url: str, secret: str) -> None:
+        self.url = url
+        self.secret = secret.encode()
+
+    @activity.defn(name="weed_signer_traces")
+    async def weed_signer_traces(self, before: dt.datetime) -> int:
+        """Pseudonymise the traces of events before `before` not weeded yet; how many."""
+        return await asyncio.to_thread(self.weed, before)
+
+    def weed(self, before: dt.datetime) -> int:
+        db = ready(self.url)
+        before = before.astimezone(dt.UTC)
+        done = 0
+        while True:
+            with write_lock(db), Session(db) as session:
+                rows = session.exec(
+                    select(SignerTrace)
+                    .where(col(SignerTrace.at) < before, col(SignerTrace.weeded_at).is_(None))
+                    .order_by(col(SignerTrace.id))
+                    .limit(BATCH)
+                ).all()
+                now = utcnow()
+                for row in rows:
+                    if row.ip and not row.ip.startswith(PSEUDONYM):
+                        row.ip = pseudonym(self.secret, row.ip)
+                    row.user_agent = None
+                    row.weeded_at = now
+                    session.add(row)
+                session.commit()
+            done += len(rows)
+            if len(rows) < BATCH:
+                return done
