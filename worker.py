@@ -45,7 +45,7 @@ from activities.notify import Notifier
 from activities.steps import Steps
 from activities.store import Store
 from activities.weeding import Weeder
-from models.codec import data_converter, read_keys
+from models.codec import data_converter, keys_for
 from models.config import Settings, settings
 from models.schedule import dates
 from workflows.agreement import AgreementWorkflow
@@ -244,9 +244,9 @@ async def connect(config: Settings) -> Client:
 
 
 def payload_keys(config: Settings) -> list[bytes]:
-    """The keys that seal what this service stores in Temporal (models/codec.py); none
-    when AGREEMENTS_PAYLOAD_KEYS is not set."""
-    return read_keys(config.payload_keys.get_secret_value()) if config.payload_keys else []
+    """The keys that seal what this service stores in Temporal (models/codec.py
+    `keys_for`): the setting's, or the embedded default's own."""
+    return keys_for(config)
 
 
 def _read(path: Path | None) -> bytes | None:

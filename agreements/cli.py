@@ -20,7 +20,7 @@ from emails.calendar import calendar
 from emails.render import kronor, reference, render_subject
 from i18n import N_, language_of, plural, text
 from i18n.refusals import explain
-from i18n.words import actor, word, word_for
+from i18n.words import actor, role_word, word, word_for
 from models.agreement import Agreement, SigningMethod, SigningMode
 from models.lifecycle import State
 from models.loader import AgreementFileError, load_agreement, loads_agreement
@@ -645,7 +645,9 @@ def create(
     day = parse_day("--signed", signed)
     flag = "--signed YYYY-MM-DD"
     _read(lambda: ops.taken_on(agreement, day, flag=flag))  # refused before connecting
-    snapshot = _run(_with_client(lambda c: ops.create(c, _settings(), agreement, day, flag=flag)))
+    snapshot = _run(
+        _with_client(lambda c: ops.create(c, _settings(), agreement, day, flag=flag, by=operator()))
+    )
     _emit(_snapshot_json(snapshot), as_json)
     if not as_json:
         _print_snapshot(snapshot)
@@ -766,11 +768,33 @@ IdempotencyKey = Annotated[
 ]
 
 
+def operator() -> str:
+    """Who the event log names for a decision made here: the command line and the account
+    that ran it (`cli:anna`), written by the command, not typed by the person."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "?"
+    return f"cli:{user}"[:200]
+
+
+def stamped(request: Any) -> Any:
+    """The request with the operator as who made it (a `--by` given for a milestone stays:
+    it names the person whose decision the operator enters)."""
+    for name in ("by", "recorded_by"):
+        if name in type(request).model_fields and getattr(request, name) in (None, "coordinator"):
+            return request.model_copy(update={name: operator()})
+    return request
+
+
 def _decision(
     agreement_id: str, update: str, request: Any, as_json: bool, key: str | None = None
 ) -> None:
     from agreements import ops
 
+    request = stamped(request)
     update_id = None
     if key is not None:
         try:
@@ -845,7 +869,7 @@ def sign_cancel(
     from workflows.signing import MAX_REASON, CancelRequest
 
     try:
-        request = CancelRequest(reason=reason, by="coordinator")
+        request = CancelRequest(reason=reason, by=operator())
     except ValidationError:
         raise fail(
             _("--reason: say why, in at most %(most)s characters", most=MAX_REASON)
@@ -883,7 +907,7 @@ def sign_paper(
     except ValueError:
         raise fail(not_a_date("--date", date)) from None
     try:
-        request = PaperSignature(signer=signer, signed_on=signed_on, recorded_by="coordinator")
+        request = PaperSignature(signer=signer, signed_on=signed_on, recorded_by=operator())
     except ValueError:
         raise fail(
             _("--signer: %(value)s is not a signer's email", value=repr(signer[:80]))
@@ -1170,3 +1194,132 @@ def migrate() -> None:
     config = _settings()
     run_migrations(config.db_url())
     out.print(_("The database is up to date: %(url)s", url=shown(config.db_url())), highlight=False)
+
+
+# --- people -----------------------------------------------------------------------------------
+
+people_app = typer.Typer(
+    help="Organisationer, personer och roller. / Organisations, people and their roles.",
+    no_args_is_help=True,
+)
+app.add_typer(people_app, name="people")
+
+
+def _people_db() -> Any:
+    from agreements import ops
+
+    return _read(lambda: ops.database(_settings()))
+
+
+def _people(work: Any) -> Any:
+    """A people command; what cannot be done is one line in the reader's language."""
+    from agreements.access import AccessError
+
+    try:
+        return work(_people_db())
+    except AccessError as error:
+        raise fail(explain(language(), error)) from None
+
+
+@people_app.command("org")
+def people_org(
+    organisation_id: Annotated[str, typer.Argument(metavar="ID", help="e.g. kultur")],
+    name: Annotated[str, typer.Argument(help="e.g. Kultur- och fritidsnämnden")],
+) -> None:
+    """Add an organisation (a committee or an administration), or rename it."""
+    from agreements import access
+
+    _people(lambda db: access.add_organisation(db, organisation_id, name))
+    out.print(f"{organisation_id}: {name}", highlight=False)
+
+
+@people_app.command("grant")
+def people_grant(
+    email: Annotated[str, typer.Argument(help="The address the person's account has")],
+    organisation_id: Annotated[str, typer.Argument(metavar="ORGANISATION")],
+    role: Annotated[str, typer.Argument(help="administrator, coordinator, finance or reader")],
+    name: Annotated[str | None, typer.Option(help="The person's name")] = None,
+) -> None:
+    """Give a person a role in an organisation (adds the person when new); their first
+    sign-in through the identity provider binds their account to them."""
+    from agreements import access
+
+    if role not in access.PersonRole.__members__:
+        raise fail(
+            _(
+                "role: %(value)s is not one of %(allowed)s",
+                value=repr(role[:40]),
+                allowed=", ".join(access.PersonRole.__members__),
+            )
+        )
+    by = operator()
+    _people(
+        lambda db: access.grant(
+            db, email, organisation_id, access.PersonRole(role), name=name, by=by
+        )
+    )
+    out.print(f"{email.strip().lower()}: {role_word(language(), role)} ({organisation_id})")
+
+
+@people_app.command("remove")
+def people_remove(
+    email: str, organisation_id: Annotated[str, typer.Argument(metavar="ORGANISATION")]
+) -> None:
+    """Take a person out of an organisation."""
+    from agreements import access
+
+    _people(lambda db: access.remove(db, email, organisation_id))
+
+
+@people_app.command("deactivate")
+def people_deactivate(email: str) -> None:
+    """A person who has left: no sign-in, every session ended, every token revoked."""
+    from agreements import access
+
+    ended = _people(lambda db: access.deactivate(db, email))
+    out.print(
+        _("%(email)s deactivated (%(count)s sessions and tokens ended)", email=email, count=ended)
+    )
+
+
+@people_app.command("list")
+def people_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Everyone with their roles."""
+    from agreements import access
+
+    rows = _people(access.people)
+    table = Table(header_style="bold")
+    for column in (_("Email"), _("Name"), _("Roles"), _("Last signed in")):
+        table.add_column(column)
+    data = []
+    for person, memberships in rows:
+        roles = ", ".join(
+            f"{m.organisation_id}: {role_word(language(), m.role)}" for m in memberships
+        )
+        last = _when(person.last_sign_in_at) if person.last_sign_in_at else ""
+        table.add_row(person.email, person.name or "", roles, last)
+        data.append(
+            {
+                "email": person.email,
+                "name": person.name,
+                "active": person.active,
+                "roles": {m.organisation_id: m.role for m in memberships},
+                "last_sign_in_at": last or None,
+            }
+        )
+    _emit(data, as_json, table)
+
+
+@people_app.command("assign")
+def people_assign(
+    agreement_id: Annotated[str, typer.Argument(metavar="AGREEMENT")],
+    organisation_id: Annotated[str, typer.Argument(metavar="ORGANISATION")],
+) -> None:
+    """Make an agreement an organisation's (one made before organisations existed, or
+    moved to another administration): its people see it and decide on it."""
+    from agreements import access, ops
+
+    _read(lambda: ops.agreement(_settings(), agreement_id))
+    by = operator()
+    _people(lambda db: access.assign(db, agreement_id, organisation_id, by))
+    out.print(f"{agreement_id}: {organisation_id}", highlight=False)

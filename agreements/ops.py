@@ -177,14 +177,18 @@ async def create(
     agreement: Agreement,
     signed: dt.date | None = None,
     flag: str = SIGNED_FLAG,
+    by: str | None = None,
 ) -> Snapshot:
     """Start the agreement's workflow as a draft, or as signed when it already is
-    (`signed`, or the file's `signing.signed`); `taken_on` says what is refused."""
+    (`signed`, or the file's `signing.signed`); `taken_on` says what is refused. `by` is
+    who hands it over, as the event log names them."""
     agreement = taken_on(agreement, signed, flag=flag)
     try:
         handle = await client.start_workflow(
             AgreementWorkflow.run,
-            AgreementInput(agreement=agreement, handed_over_at=dt.datetime.now(dt.UTC)),
+            AgreementInput(
+                agreement=agreement, handed_over_at=dt.datetime.now(dt.UTC), created_by=by
+            ),
             id=workflow_id(agreement.id),
             task_queue=config.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -459,6 +463,12 @@ def _db(config: Settings) -> Engine:
         return ready(config.db_url())
     except SchemaError as error:
         raise OperationError(str(error), "database", error=str(error)) from None
+
+
+def database(config: Settings) -> Engine:
+    """The service's database at the newest schema; OperationError (code `database`) with
+    what to run when it is not."""
+    return _db(config)
 
 
 def agreements(config: Settings) -> list[AgreementRecord]:

@@ -24,6 +24,7 @@ from temporalio.client import Client
 from agreements.ops import OperationError, connect
 from agreements.web.app import create_app
 from emails.sink import start_sink
+from models.codec import make_key_file
 from models.config import Settings, binary
 from models.db import SchemaError, migrate, shown
 from models.db import ready as schema_ready
@@ -164,6 +165,8 @@ async def up(
     # The database, the mail and the dev server's history hold personal data: the service's
     # own user only.
     config.data_dir.chmod(0o700)
+    if whole:  # the embedded default seals what it stores in Temporal with a key of its own
+        make_key_file(config)
     server = None
     if whole and config.embedded_temporal():
         server = start_dev_server(config, config.data_dir / "temporal.log")

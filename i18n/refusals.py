@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from i18n import N_, text
-from i18n.words import word_for
+from i18n.words import PERSON_ROLES, role_word, scope_word, word_for
 from models.lifecycle import RoundOutcome, SignerStatus, State
 from models.plan import EndingKind, MilestoneKind, MilestoneStatus
 from models.prerequisites import CHECKLIST
@@ -135,6 +135,16 @@ REFUSALS: dict[str, str] = {
         "Too many failed attempts from here: try again in %(minutes)s minutes."
     ),
     "too-large": N_("The request is too large: at most %(size)s KiB is taken."),
+    # Who may do what (agreements/access.py, agreements/web/app.py)
+    "not-allowed": N_("your role (%(role)s) does not allow this on agreement %(agreement)s"),
+    "organisation-needed": N_("say which organisation the agreement belongs to: %(organisations)s"),
+    "other-organisation": N_("an agreement with id %(agreement)s belongs to another organisation"),
+    "organisation-id": N_("an organisation's id is 1 to 64 letters or digits (a-z), not %(value)s"),
+    "not-an-email": N_("%(value)s is not an email address"),
+    "no-organisation": N_("there is no organisation %(organisation)s"),
+    "not-a-member": N_("%(email)s is not in %(organisation)s"),
+    "no-person": N_("there is nobody with the email address %(email)s"),
+    "token-scope": N_("a token's scope is one of %(scopes)s, not %(scope)s"),
     "weak-secret": N_(
         "%(name)s is the default or shorter than %(size)s characters, and the service would "
         "listen on %(host)s: set it to a long random value, or listen on 127.0.0.1 only."
@@ -160,6 +170,11 @@ def _shown(language: object, name: str, value: object) -> object:
             text(language, CHECKLIST[k].text).rstrip(".") if k in CHECKLIST else str(k)
             for k in keys
         )
+    if name == "role":  # a person's roles (or a token's scope), in words
+        values = value if isinstance(value, list) else [value]
+        return ", ".join(
+            role_word(language, v) if v in PERSON_ROLES else scope_word(language, v) for v in values
+        ) or text(language, "nothing")
     kind = ENUMS.get(name)
     if isinstance(value, list):
         if not value:

@@ -120,7 +120,30 @@ ACTORS: dict[str, str] = {
     "api": N_("through the API"),
     "coordinator": N_("by the coordinator"),
     "cli": N_("on the command line"),
+    "local-key": N_("with the local key"),
+    "signer link": N_("through the signing link"),
 }
+# A person's role in an organisation (agreements.access.PersonRole) and a token's scope.
+PERSON_ROLES: dict[str, str] = {
+    "administrator": N_("administrator"),
+    "coordinator": N_("coordinator"),
+    "finance": N_("finance"),
+    "reader": N_("reader"),
+}
+SCOPES: dict[str, str] = {
+    "read": N_("read only"),
+    "decide": N_("read and decide"),
+}
+
+
+def role_word(language: object, value: object) -> str:
+    found = PERSON_ROLES.get(str(value))
+    return text(language, found) if found else str(value)
+
+
+def scope_word(language: object, value: object) -> str:
+    found = SCOPES.get(str(value))
+    return text(language, found) if found else str(value)
 
 
 def word(language: object, value: StrEnum) -> str:
@@ -142,6 +165,8 @@ def actor(language: object, by: str | None) -> str | None:
     """How a setter reads when it is one of the service's own interfaces ("via webben");
     None for a person's name or nobody."""
     found = ACTORS.get(by or "")
+    if found is None and by and by.startswith("cli:"):  # the command line, by an account
+        return f"{text(language, ACTORS['cli'])} ({by.removeprefix('cli:')})"
     return text(language, found) if found else None
 
 

@@ -8,6 +8,10 @@ comma-separated). The first one seals; every one opens, each payload naming the 
 sealed it by a short fingerprint, so a key is rotated by putting a new one first and
 dropping the old once nothing sealed with it is running any more. A payload that is not
 sealed (written before the keys were set) is read as it is.
+
+On the embedded default (`agreements up` with its own dev server) without the setting,
+`up` makes a key of its own under the data folder, beside the database it seals, so a
+trial is sealed too; every command on that machine reads it from there.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter, PayloadCodec
+
+from models.config import Settings
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -94,3 +101,30 @@ def data_converter(base: DataConverter, keys: Sequence[bytes]) -> DataConverter:
     if not keys:
         return base
     return dataclasses.replace(base, payload_codec=Sealed(keys))
+
+
+KEY_FILE = "payload.key"  # under the data folder: the embedded default's own key
+
+
+def keys_for(config: Settings) -> list[bytes]:
+    """The keys that seal what this service stores in Temporal: AGREEMENTS_PAYLOAD_KEYS
+    when set; on the embedded default, the key `agreements up` made under the data folder
+    (beside the dev server's database it seals); otherwise none."""
+    if config.payload_keys is not None:
+        return read_keys(config.payload_keys.get_secret_value())
+    file = config.data_dir / KEY_FILE
+    if config.embedded_temporal() and file.exists():
+        return read_keys(file.read_text(encoding="ascii").strip())
+    return []
+
+
+def make_key_file(config: Settings) -> Path | None:
+    """On the embedded default without AGREEMENTS_PAYLOAD_KEYS: a key of its own, made once
+    and readable by the service's user only. Returns the file when it made one."""
+    file = config.data_dir / KEY_FILE
+    if config.payload_keys is not None or not config.embedded_temporal() or file.exists():
+        return None
+    descriptor = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as out:
+        out.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+    return file

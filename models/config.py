@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # Keys that seal every payload the service stores in Temporal (models/codec.py):
     # base64 keys of 32 bytes, comma-separated, the first one sealing. Unset: not sealed.
     payload_keys: SecretStr | None = None
+    # Where the Temporal Web UI is served (its origin, e.g. https://temporal.kommun.se): the
+    # codec endpoint (/codec/decode) answers its requests for signed-in administrators.
+    # Unset: the embedded dev server's UI on 127.0.0.1 and localhost.
+    temporal_ui_url: str | None = None
     # The proxies whose X-Forwarded-For names the client (comma-separated addresses, as
     # uvicorn takes them); empty: none, a client is the address that connected.
     trusted_proxies: str = ""
@@ -64,7 +68,18 @@ class Settings(BaseSettings):
     # pseudonymised this many days after their event, by the daily `Weeding` workflow
     # (workflows/weeding.py; pseudonyms are keyed with the signing secret). 0: never.
     retention_days: int = Field(default=730, ge=0, le=36500)
+    # The local key: signs in from this machine only (the first administrator, trials).
     api_token: SecretStr = SecretStr("change-me-in-production")
+    # Sign-in through the municipality's identity provider (OpenID Connect: Entra ID, and any
+    # other provider that publishes /.well-known/openid-configuration). Unset: only the
+    # local key signs in. The provider sends people back to <public_base_url>/login/callback.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_name: str | None = None  # how the sign-in button names the provider
+    session_hours: float = 10.0  # a session ends this long after sign-in,
+    session_idle_minutes: float = 60.0  # or after this long without a request
 
     def temporal_target(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"

@@ -41,6 +41,9 @@ class AgreementInput(Core):
     # When the client started it (wall clock); emails due from then on are sent even if the
     # first task runs later. None: from the first task on (simulations, older clients).
     handed_over_at: dt.datetime | None = None
+    # Who handed it over (the person signed in, or the command line's account): the
+    # event log names them on the agreement's first event. None: older clients.
+    created_by: str | None = None
     pending: Effects = Field(default_factory=Effects)  # decided, not yet carried out
 
     def core(self) -> Core:

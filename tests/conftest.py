@@ -267,5 +267,5 @@ def web(service_env: dict[str, str]) -> Iterator[tuple[TestClient, Path]]:
         smtp_port=int(service_env["AGREEMENTS_SMTP_PORT"]),
         api_token=TOKEN,
     )
-    with TestClient(create_app(config)) as client:
+    with TestClient(create_app(config), client=("127.0.0.1", 50000)) as client:
         yield client, config.data_dir / "mail"

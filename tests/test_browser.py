@@ -185,3 +185,75 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
             broken = coordinator.evaluate(LINES_OF_HEADINGS)
             assert not broken, (path, broken)
         browser.close()
+
+
+def test_sign_in_through_the_identity_provider_in_the_browser(tmp_path: Path) -> None:
+    """A coordinator an administrator added on the command line signs in through a real
+    OpenID Connect provider on loopback, adds an agreement for her administration, and the
+    event log names her; she signs out. The pages fit a phone."""
+    import httpx
+    import oidc_provider_mock
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_up import cli
+
+    web_port = free_port()
+    with oidc_provider_mock.run_server_in_thread(require_nonce=True) as provider:
+        issuer = f"http://localhost:{provider.server_port}"
+        env = {
+            "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
+            "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
+            "AGREEMENTS_SMTP_PORT": str(free_port()),
+            "AGREEMENTS_WEB_PORT": str(web_port),
+            "AGREEMENTS_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+            "AGREEMENTS_API_TOKEN": TOKEN,
+            "AGREEMENTS_OIDC_ISSUER": issuer,
+            "AGREEMENTS_OIDC_CLIENT_ID": "avtalstjansten",
+            "AGREEMENTS_OIDC_CLIENT_SECRET": "provider-secret-for-the-browser-test",
+            "AGREEMENTS_OIDC_NAME": "Kommunens inloggning",
+        }
+        base = f"http://127.0.0.1:{web_port}"
+        claims = {"email": "malin@kommun.example.se", "name": "Malin Samordnare"}
+        assert httpx.put(f"{issuer}/users/malin-1", json=claims).status_code == 204
+        with service(env, tmp_path), sync_playwright() as p:
+            for args in (
+                ("people", "org", "kultur", "Kultur- och fritidsnämnden"),
+                ("people", "grant", "malin@kommun.example.se", "kultur", "coordinator"),
+            ):
+                done = cli(env, tmp_path, *args)
+                assert done.returncode == 0, done.stdout + done.stderr
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+            )
+            page = browser.new_page()
+            page.goto(base + "/")
+            assert page.url.endswith("/login")
+            page.click("text=Logga in med Kommunens inloggning")
+            assert page.url.startswith(issuer)  # the provider's own form
+            page.get_by_placeholder("sub").fill("malin-1")
+            page.get_by_role("button", name="Authorize").click()
+            page.wait_for_url(base + "/")
+            assert "Malin Samordnare" in page.inner_text("header")
+            page.click("summary")
+            assert page.inner_text("select[name=organisation]") == "Kultur- och fritidsnämnden"
+            page.fill("textarea[name=terms]", terms())
+            page.click("#create")
+            assert "IOP Webbavtal" in page.inner_text("h1")
+            page.click("text=Bekräfta alla")
+            for _ in range(100):
+                page.goto(f"{base}/a/webbavtal")
+                if "Malin Samordnare (malin@kommun.example.se)" in page.inner_text("main"):
+                    break
+                time.sleep(0.1)
+            assert "Malin Samordnare (malin@kommun.example.se)" in page.inner_text("main")
+            for path in ("/me", "/a/webbavtal", "/"):
+                for width in (390, 1280):
+                    page.set_viewport_size({"width": width, "height": 900})
+                    page.goto(base + path)
+                    wide = page.evaluate("document.documentElement.scrollWidth")
+                    assert wide <= width, (path, width, wide)
+            page.click("header >> text=Logga ut")
+            assert "Du är utloggad." in page.inner_text("main")
+            page.goto(base + "/")
+            assert page.url.endswith("/login")
+            browser.close()

@@ -101,3 +101,60 @@ async def test_a_history_read_from_the_server_holds_no_personal_data_in_clear(
         if e.HasField("workflow_execution_started_event_attributes")
     ]
     assert payloads and payloads[0].metadata["encoding"] == ENCODING
+
+
+async def test_the_web_ui_decodes_through_the_codec_endpoint_for_administrators(
+    tmp_path: Path,
+) -> None:
+    """The Temporal Web UI's remote codec protocol (POST /codec/decode, `{"payloads": …}`)
+    opens sealed payloads for an administrator signed in here, with CORS for the UI's
+    origin; a coordinator, a stranger and another origin get nothing."""
+    import datetime as dt
+
+    from fastapi.testclient import TestClient
+    from google.protobuf import json_format
+    from temporalio.api.common.v1 import Payloads
+
+    from agreements import access
+    from agreements.web.app import create_app
+
+    config = Settings(data_dir=tmp_path, payload_keys=key(), temporal_ui_port=8233)
+    db = migrate(config.db_url())
+    access.add_organisation(db, "kultur", "Kultur")
+    admin = access.grant(db, "ada@lund.se", "kultur", access.PersonRole.administrator)
+    anna = access.grant(db, "anna@lund.se", "kultur", access.PersonRole.coordinator)
+    secret = Payload(metadata={"encoding": b"json/plain"}, data=b'{"email":"saul@example.se"}')
+    sealed = await Sealed(read_keys(config.payload_keys.get_secret_value())).encode([secret])  # type: ignore[union-attr]
+    body = json_format.MessageToDict(Payloads(payloads=sealed))
+    assert "saul@example.se" not in str(body)
+    ui = {"Origin": "http://127.0.0.1:8233", "X-Namespace": "default"}
+    client = TestClient(create_app(config), client=("192.0.2.5", 50000))  # no Temporal needed
+
+    def as_person(person_id: int | None) -> None:
+        client.cookies.clear()
+        if person_id is not None:
+            value = access.open_session(db, person_id, dt.timedelta(hours=1))
+            client.cookies.set("avtal_session", value)
+
+    preflight = client.options("/codec/decode", headers=ui)
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "http://127.0.0.1:8233"
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    as_person(None)
+    assert client.post("/codec/decode", json=body, headers=ui).status_code == 403
+    as_person(anna.id)
+    assert client.post("/codec/decode", json=body, headers=ui).status_code == 403
+    as_person(admin.id)
+    opened = client.post("/codec/decode", json=body, headers=ui)
+    assert opened.status_code == 200
+    assert opened.headers["access-control-allow-origin"] == "http://127.0.0.1:8233"
+    decoded = json_format.ParseDict(opened.json(), Payloads()).payloads
+    assert decoded[0].data == secret.data
+    elsewhere = client.post("/codec/decode", json=body, headers={"Origin": "https://evil.example"})
+    assert elsewhere.status_code == 200 and "access-control-allow-origin" not in elsewhere.headers
+    # A payload sealed with a key the service does not hold: a clear 400, never a 500.
+    stranger = await Sealed([os.urandom(32)]).encode([secret])
+    foreign = json_format.MessageToDict(Payloads(payloads=stranger))
+    broken = client.post("/codec/decode", json=foreign, headers=ui)
+    assert broken.status_code == 400 and "AGREEMENTS_PAYLOAD_KEYS" in broken.json()["detail"]
+    assert client.post("/codec/decode", content=b"{", headers=ui).status_code == 400

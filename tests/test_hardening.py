@@ -214,7 +214,7 @@ def test_failed_sign_ins_are_slowed_and_logged_without_what_was_sent(
     )
     caplog.set_level("WARNING", logger="agreements.web")
     app = create_app(config)
-    with TestClient(app) as client:
+    with TestClient(app, client=("127.0.0.1", 50000)) as client:
         for n in range(5):
             assert client.post("/login", data={"token": f"gissning-{n}"}).status_code == 401
         blocked = client.post("/login", data={"token": TOKEN}, follow_redirects=False)
@@ -223,8 +223,8 @@ def test_failed_sign_ins_are_slowed_and_logged_without_what_was_sent(
         assert 840 < int(blocked.headers["retry-after"]) <= 900
         api = client.get("/api/agreements", headers=AUTH)  # the right token, same address
         assert api.status_code == 429 and api.json()["code"] == "too-many-attempts"
-    with TestClient(app, client=("192.0.2.7", 50000)) as elsewhere:  # another address
+    with TestClient(app, client=("127.0.0.2", 50000)) as elsewhere:  # another address here
         assert elsewhere.get("/api/agreements", headers=AUTH).status_code == 200
     failures = [r.getMessage() for r in caplog.records if "failed login" in r.getMessage()]
-    assert failures[-1] == "failed login from testclient (5 in 15 min)"
+    assert failures[-1] == "failed login from 127.0.0.1 (5 in 15 min)"
     assert not any("gissning" in r.getMessage() for r in caplog.records)

@@ -223,7 +223,12 @@ def instalment(status: MilestoneStatus) -> MilestoneState:
 
 
 def rendered_actions(
-    s: SimpleNamespace, terms: Any, info: Any = None, timeline: list[Any] | None = None
+    s: SimpleNamespace,
+    terms: Any,
+    info: Any = None,
+    timeline: list[Any] | None = None,
+    may_decide: bool = True,
+    may_money: bool = True,
 ) -> set[str]:
     html = TEMPLATES.get_template("agreement.html").render(
         s=s,
@@ -236,6 +241,8 @@ def rendered_actions(
         csrf="c",
         form_key="k",
         lang="sv",
+        may_decide=may_decide,
+        may_money=may_money,
     )
     forms = re.findall(r"<form\b[^>]*>.*?</form>", html, flags=re.S)
     actions = set()
@@ -272,6 +279,13 @@ def test_every_coordinator_update_has_a_form_on_the_agreement_page() -> None:
         if exposed.page is not None:
             wanted = {exposed.page[0], *exposed.more_pages}
             assert wanted <= shown, f"{name}: no form posting to {wanted - shown}"
+    # A reader gets no form at all; finance only the instalment's.
+    for state in ("draft", "signing", "active"):
+        assert (
+            rendered_actions(snapshot(state), plant, round_open, to_invoice, False, False) == set()
+        )
+    money = rendered_actions(snapshot("active"), plant, None, to_invoice, False, True)
+    assert money == {"milestone"}
     # A withdrawal form only where the snapshot says one is waiting.
     assert "withdrawal" not in rendered_actions(snapshot("active"), gamlegarden)
 
@@ -351,7 +365,7 @@ def test_every_command_reaches_its_update(recorder: Recorder, tmp_path: Path) ->
 
 def test_every_api_route_reaches_its_update(recorder: Recorder, tmp_path: Path) -> None:
     text = agreement_file(tmp_path).read_text(encoding="utf-8")
-    with TestClient(create_app(config.settings())) as client:
+    with TestClient(create_app(config.settings()), client=("127.0.0.1", 50000)) as client:
         for name, exposed in {**AGREEMENT, **ROUND}.items():
             if exposed.api is None:
                 continue
@@ -394,7 +408,7 @@ def test_every_api_route_reaches_its_update(recorder: Recorder, tmp_path: Path) 
 
 def test_every_form_reaches_its_update(recorder: Recorder, tmp_path: Path) -> None:
     text = agreement_file(tmp_path).read_text(encoding="utf-8")
-    with TestClient(create_app(config.settings())) as client:
+    with TestClient(create_app(config.settings()), client=("127.0.0.1", 50000)) as client:
         client.post("/login", data={"token": TOKEN})
         found = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/").text)
         assert found is not None

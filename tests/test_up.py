@@ -4,6 +4,7 @@ everything; running it again keeps the agreements."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import signal
@@ -94,6 +95,15 @@ def listening(port: int) -> set[str]:
 LOOPBACK = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
 
 
+async def raw_history(env: dict[str, str], workflow: str) -> bytes:
+    """A workflow's history as the dev server keeps it, read without the service's codec."""
+    from temporalio.client import Client
+
+    client = await Client.connect(f"127.0.0.1:{env['AGREEMENTS_TEMPORAL_PORT']}")
+    history = await client.get_workflow_handle(workflow).fetch_history()
+    return b"".join(e.SerializeToString() for e in history.events)
+
+
 def test_the_dev_server_is_told_to_listen_on_loopback_only(tmp_path: Path) -> None:
     command = dev_server_command(Settings(data_dir=tmp_path))
     for flag in ("--ip", "--ui-ip"):
@@ -114,6 +124,9 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
         assert health.text == "ok"
         # The data folder (database, mail, Temporal's history) is the service user's only.
         assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+        # The embedded default seals what it stores in Temporal with a key of its own.
+        key_file = tmp_path / "data" / "payload.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
         if Path("/proc/net/tcp").exists():  # Linux: what listens, and where
             for name, port in env.items():
                 where = listening(int(port))
@@ -145,6 +158,10 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
             time.sleep(0.1)
         first = read_mail(mail)
         assert len(first) == 6  # one signing link per signatory
+        # Read straight from the dev server (no codec): sealed, no signer's address in clear.
+        raw = asyncio.run(raw_history(env, "agreement-planteringen"))
+        assert b"binary/encrypted" in raw and b"raddabarnen.example.se" not in raw
+        assert first[0]["To"].encode() not in raw
         assert {m["X-Agreement-Template"] for m in first} == {"signature_request"}
         # One already under way: refused until it says when it was signed, then taken on
         # as signed, sending nothing for what is past; one whose term is over is refused.

@@ -4,6 +4,7 @@ feed, against a running service (real dev server, worker process, mail sink)."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 import time
 from pathlib import Path
@@ -190,11 +191,17 @@ def test_pages_need_login_and_forms_need_csrf(
         follow_redirects=False,
     )
     assert cancelled.status_code == 303
-    feed_path = re.search(r'href="(/a/planteringen/calendar\.ics\?key=[0-9a-f]+)"', agreement.text)
+    feed_path = re.search(
+        r'href="(/a/planteringen/calendar\.ics\?p=0&amp;key=[0-9a-f]+)"', agreement.text
+    )
     assert feed_path is not None
-    feed = client.get(feed_path.group(1))
+    feed_url = html.unescape(feed_path.group(1))
+    feed = client.get(feed_url)
     assert feed.status_code == 200 and "BEGIN:VCALENDAR" in feed.text
     assert client.get("/a/planteringen/calendar.ics?key=0000").status_code == 404
+    # The local key's feed (person 0) is read on this machine only.
+    proxied = client.get(feed_url, headers={"X-Forwarded-For": "192.0.2.9"})
+    assert proxied.status_code == 404
 
 
 def test_every_api_decision_endpoint(web: tuple[TestClient, Path]) -> None:
@@ -434,7 +441,7 @@ def test_swedish_pages_show_no_internal_key_in_any_state(web: tuple[TestClient, 
         time.sleep(0.05)
     shown = visible(active)
     assert "Läge: löper" in shown and "fakturerad" in shown
-    assert "av samordnaren" in shown  # the API's default setter, in words
+    assert "med den lokala nyckeln" in shown  # the server names who set it, in words
     assert keys_shown(active, lund_ids, lund_parties) == []
 
     # The finance officer's list and its CSV file: words and party names.

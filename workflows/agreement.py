@@ -462,7 +462,8 @@ class AgreementWorkflow:
     @workflow.run
     async def run(self, data: AgreementInput) -> Snapshot:
         if self.core.taken_on is None:
-            self.apply(self.pure(decider.take_on, self.now(), self.handed_over(data)), wake=False)
+            first = self.pure(decider.take_on, self.now(), self.handed_over(data), data.created_by)
+            self.apply(first, wake=False)
         if workflow.patched(ONE_ACTIVITY_PER_STEP):
             self.one_step = True
             return await self.live()

@@ -154,8 +154,11 @@ def decide(core: Core, command: Command, now: dt.datetime) -> Decision:
     return step.done()
 
 
-def take_on(core: Core, now: dt.datetime, handed_over: dt.datetime) -> Decision:
-    """The first step of a new agreement: from when emails are due, signed on import."""
+def take_on(
+    core: Core, now: dt.datetime, handed_over: dt.datetime, by: str | None = None
+) -> Decision:
+    """The first step of a new agreement: from when emails are due, signed on import;
+    `by` is who handed it over."""
     step = _Step(core, now)
     step.taken_on = now
     step.sent_until = handed_over
@@ -166,14 +169,14 @@ def take_on(core: Core, now: dt.datetime, handed_over: dt.datetime) -> Decision:
         step.log(
             "signed",
             f"imported as signed on {signed}",
-            None,
+            by,
             sha256=step.sha,
             signed_on=signed.isoformat(),
             imported=True,
         )
     step.save_terms(step.agreement)
     step.log(
-        "created", f"taken on as {step.state.value}", None, sha256=step.sha, state=step.state.value
+        "created", f"taken on as {step.state.value}", by, sha256=step.sha, state=step.state.value
     )
     return step.done()
 

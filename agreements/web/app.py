@@ -1,12 +1,12 @@
 """FastAPI application: the JSON API (`/api`, OpenAPI at `/docs`), the coordinators' pages,
 the signing pages reached only through a signer's personal link, and calendar feeds.
 
-Authentication for coordinators is one API token per deployment
-(`AGREEMENTS_API_TOKEN`): `Authorization: Bearer <token>` for the API; for the pages, a
-login form sets an HttpOnly, SameSite=Strict session cookie holding an HMAC of the token,
-and every form carries a CSRF field derived from it. Chosen because a municipality's
-small team shares one service account today and its SSO can front the service later;
-nothing here stores passwords. Signers never log in: their signed link is their key.
+People sign in through the municipality's identity provider (OpenID Connect) and get a
+session kept on the server; integrations use personal API tokens; the deployment's own
+token is the local key, taken from this machine only (agreements/web/gate.py). What a
+person may see and do follows their roles in the organisation that owns each agreement
+(agreements/access.py), and the server names them as the actor of every decision. Signers
+never sign in: their signed link is their key.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-import hashlib
-import hmac
 import json
+import logging
 import math
 import uuid
 from collections.abc import AsyncIterator
@@ -37,10 +36,14 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from google.protobuf import json_format
 from pydantic import Field, ValidationError
+from temporalio.api.common.v1 import Payloads
 from temporalio.client import Client
 
-from agreements import ops
+from agreements import access, ops
+from agreements.access import Right, Who
+from agreements.web.gate import SIGN_IN_COOKIE, SIGN_IN_LASTS, Gate, SignInFailed
 from agreements.web.security import MAX_BODY, Guard, Scope, Throttle, same
 from emails.calendar import calendar
 from emails.links import LinkError, SigningLink, read_link
@@ -48,7 +51,7 @@ from emails.render import contribution_terms, day, kronor
 from i18n import N_, language_of, text, translations
 from i18n.events import event_text
 from i18n.refusals import explain
-from i18n.words import actor, round_event, word_for
+from i18n.words import actor, role_word, round_event, scope_word, word_for
 from models.agreement import (
     Agreement,
     ContributionKind,
@@ -57,6 +60,7 @@ from models.agreement import (
     SigningMethod,
     SigningMode,
 )
+from models.codec import Sealed, keys_for
 from models.config import Settings
 from models.lifecycle import (
     RoundAnswer,
@@ -90,9 +94,11 @@ from workflows.agreement import (
     StartSigning,
     TerminationRequest,
     WithdrawalOutcome,
+    workflow_id,
 )
 from workflows.signing import (
     MAX_IP,
+    MAX_NAME,
     MAX_REASON,
     MAX_USER_AGENT,
     CancelRequest,
@@ -101,11 +107,11 @@ from workflows.signing import (
     SignRequest,
 )
 
+log = logging.getLogger(__name__)
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 # Swagger UI's files, as fastapi-offline packages them (kept current with Swagger UI 5,
 # which reads the OpenAPI 3.1 that FastAPI writes).
 SWAGGER_UI = Path(fastapi_offline.__file__).parent / "static"
-COOKIE = "avtal_session"
 # The statuses a person sets through `record_milestone` (invoiced, paid, held, approved,
 # returned), in the order models.plan.SETTABLE names them.
 SETTABLE_STATUSES = tuple(dict.fromkeys(s for kind in SETTABLE.values() for s in kind))
@@ -193,6 +199,8 @@ def templates(language: str) -> Jinja2Templates:
         word=functools.partial(word_for, lang),
         actor=functools.partial(actor, lang),
         round_event=functools.partial(round_event, lang),
+        role_word=functools.partial(role_word, lang),
+        scope_word=functools.partial(scope_word, lang),
         checklist=functools.partial(checklist_text, lang),
         party_name=ops.party_name,
         event_line=functools.partial(event_line, lang),
@@ -275,6 +283,17 @@ SignedOn = Annotated[
         ),
     ),
 ]
+# The organisation a new agreement belongs to (POST /api/agreements).
+Organisation = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description=(
+            "The id of the organisation the agreement belongs to; needed when the person "
+            "coordinates for more than one."
+        ),
+    ),
+]
 # A client's retry of a decision carries the same key and applies once (service.ops.update_id_for).
 IdempotencyKey = Annotated[
     str | None,
@@ -316,28 +335,13 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     )
     app.mount("/static/docs", StaticFiles(directory=SWAGGER_UI), name="docs-static")
     secret = config.signing_secret.get_secret_value()
-    api_token = config.api_token.get_secret_value()
-
-    def session_value() -> str:
-        return hmac.new(
-            secret.encode(), b"session:" + api_token.encode(), hashlib.sha256
-        ).hexdigest()
-
-    def csrf_value() -> str:
-        return hmac.new(
-            secret.encode(), b"csrf:" + session_value().encode(), hashlib.sha256
-        ).hexdigest()
-
-    def feed_key(agreement_id: str) -> str:
-        return hmac.new(
-            secret.encode(), b"feed:" + agreement_id.encode(), hashlib.sha256
-        ).hexdigest()[:32]
+    throttle = Throttle()
+    gate = Gate(config, throttle)
+    app.state.gate = gate
 
     def temporal(request: Request) -> Client:
         result: Client = request.app.state.client
         return result
-
-    throttle = Throttle()
 
     def held_back(request: Request) -> tuple[str, int, ops.OperationError | None]:
         """The client's address; while too many sign-ins from it have failed, also how
@@ -350,8 +354,9 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         held = ops.OperationError("too many failed attempts", "too-many-attempts", minutes=minutes)
         return address, wait, held
 
-    def bearer(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-        expected = f"Bearer {api_token}"
+    def bearer(request: Request, authorization: Annotated[str | None, Header()] = None) -> Who:
+        """Who an API request comes from: a personal token (`avt_…`), or the local key from
+        this machine; a session cookie too, so the API page works once signed in."""
         address, wait, held = held_back(request)
         if held is not None:
             raise Refused(
@@ -361,7 +366,15 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                 params=held.params,
                 headers={"Retry-After": str(wait)},
             )
-        if not same(authorization, expected):
+        # A session cookie reads (the API page once signed in) but never decides: a
+        # decision carries its token, so no other page can make a browser send one.
+        if authorization:
+            who = gate.from_bearer(request)
+        elif request.method in ("GET", "HEAD"):
+            who = gate.from_cookie(request)
+        else:
+            who = None
+        if who is None:
             if authorization is not None:
                 throttle.failed(address, "API token")
             raise Refused(
@@ -372,10 +385,8 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                 ),
                 code="token-required",
             )
-
-    def logged_in(request: Request) -> bool:
-        cookie = request.cookies.get(COOKIE, "")
-        return same(cookie, session_value())
+        request.state.who = who
+        return who
 
     def page_language(request: Request, language: str | None = None) -> str:
         """Swedish first; `?lang=en` switches (and is remembered), a signer's page follows
@@ -391,7 +402,9 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         request: Request, name: str, status: int = 200, language: str | None = None, **values: Any
     ) -> HTMLResponse:
         lang = page_language(request, language)
-        values.setdefault("csrf", csrf_value())
+        who: Who | None = getattr(request.state, "who", None)
+        values.setdefault("csrf", gate.csrf(who))
+        values.setdefault("me", who)
         values["lang"] = lang
         response = templates(lang).TemplateResponse(request, name, values, status_code=status)
         asked = request.query_params.get("lang")
@@ -438,6 +451,115 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             body["params"] = jsonable_encoder(error.params or {})
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
+    def entitled(request: Request, agreement_id: str, right: Right) -> ops.OperationError | None:
+        """None when the person asking may do `right` on the agreement; otherwise the
+        refusal: `not-allowed` when they may read it but their role does not allow this,
+        `no-agreement` when it is not theirs to see (as if it did not exist)."""
+        who: Who = request.state.who
+        owner = access.owner(gate.db, agreement_id)
+        if who.can(right, owner):
+            return None
+        if right is not Right.read and who.can(Right.read, owner):
+            return ops.OperationError(
+                "your role does not allow this",
+                "not-allowed",
+                agreement=agreement_id,
+                role=role_of(who, owner, right),
+            )
+        return ops.OperationError(
+            f"{agreement_id}: no such agreement", "no-agreement", agreement=agreement_id
+        )
+
+    def role_of(who: Who, organisation: str | None, right: Right) -> list[str]:
+        """What stops `who`: a token's scope when that is it, else their role there."""
+        if who.scope is not None and right not in who.scope:
+            return [scope for scope, rights in access.SCOPES.items() if rights == who.scope]
+        role = who.roles.get(organisation) if organisation else None
+        return [role.value] if role else []
+
+    def may(request: Request, agreement_id: str, right: Right = Right.read) -> None:
+        """The API's check: 404 for an agreement the person may not see, 403 for a decision
+        their role does not allow."""
+        if wrong := entitled(request, agreement_id, right):
+            raise refused(request, 403 if wrong.code == "not-allowed" else 404, wrong)
+
+    def visible(request: Request, rows: list[Any], key: Any = lambda r: r.id) -> list[Any]:
+        """The rows of agreements the person asking may read."""
+        who: Who = request.state.who
+        owned = access.owners(gate.db)
+        return [r for r in rows if who.can(Right.read, owned.get(key(r)))]
+
+    def owned_by(
+        request: Request, agreement_id: str, organisation: str | None
+    ) -> ops.OperationError | None:
+        """Make a new agreement the organisation's (None: done, or no organisation exists
+        yet on a trial with the local key); otherwise the refusal."""
+        who: Who = request.state.who
+        if who.local:
+            choices = [o.id for o in access.organisations(gate.db)]
+        else:
+            choices = who.organisations(Right.create)
+        if organisation is None and len(choices) == 1:
+            organisation = choices[0]
+        if organisation is None and who.local and not choices:
+            return None
+        if organisation is None or not who.can(Right.create, organisation):
+            if organisation is not None and not who.can(Right.read, organisation):
+                organisation = None  # not one of theirs: say which are
+            if not choices:
+                return ops.OperationError(
+                    "your role does not allow this",
+                    "not-allowed",
+                    agreement=agreement_id,
+                    role=sorted({r.value for r in who.roles.values()}),
+                )
+            return ops.OperationError(
+                "name the organisation the agreement belongs to",
+                "organisation-needed",
+                organisations=", ".join(choices),
+            )
+        claimed = access.claim(gate.db, agreement_id, organisation, who.actor)
+        if claimed == "other":
+            return ops.OperationError(
+                f"{agreement_id} belongs to another organisation",
+                "other-organisation",
+                agreement=agreement_id,
+            )
+        request.state.claimed = claimed
+        return None
+
+    async def create_owned(
+        request: Request, agreement: Agreement, signed: dt.date | None, flag: str
+    ) -> Snapshot:
+        """Create the agreement; a claim made for it is released when that fails."""
+        try:
+            by = request.state.who.actor[:MAX_NAME]
+            result: Snapshot = await ops.create(
+                temporal(request), config, agreement, signed, flag=flag, by=by
+            )
+        except BaseException:
+            if getattr(request.state, "claimed", None) == "new":
+                access.release(gate.db, agreement.id)
+            raise
+        return result
+
+    def right_for(update: str, body: Any) -> Right:
+        """Recording an invoice or a payment is finance's; every other decision is a
+        coordinator's."""
+        money = (MilestoneStatus.invoiced, MilestoneStatus.paid)
+        if update == "record_milestone" and getattr(body, "status", None) in money:
+            return Right.money
+        return Right.decide
+
+    def stamped(request: Request, body: Any) -> Any:
+        """The request with the person asking as who made it: the server names the actor,
+        never the client (whatever `by` or `recorded_by` a client sends is replaced)."""
+        who: Who = request.state.who
+        for name in ("by", "recorded_by"):
+            if name in type(body).model_fields:
+                return body.model_copy(update={name: who.actor[:MAX_NAME]})
+        return body
+
     async def run(request: Request, work: Any) -> Any:
         try:
             return await work
@@ -455,14 +577,19 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     api = [Depends(bearer)]
 
     @app.get("/api/agreements", dependencies=api)
-    def api_list() -> list[dict[str, Any]]:
-        return [r.model_dump(mode="json") for r in ops.agreements(config)]
+    def api_list(request: Request) -> list[dict[str, Any]]:
+        """The agreements of the organisations the token's person belongs to."""
+        return [r.model_dump(mode="json") for r in visible(request, ops.agreements(config))]
 
     @app.post("/api/agreements", dependencies=api, status_code=201)
-    async def api_create(request: Request, signed: SignedOn = None) -> Snapshot:
+    async def api_create(
+        request: Request, signed: SignedOn = None, organisation: Organisation = None
+    ) -> Snapshot:
         """The agreement file (TOML) as the body. An agreement whose term has started is
         taken on only with `?signed=YYYY-MM-DD` (or `signing.signed` in the file): as
-        signed, sending nothing for what is past; one whose term is over is refused (422)."""
+        signed, sending nothing for what is past; one whose term is over is refused (422).
+        It belongs to `?organisation=` (needed when the person coordinates for more than
+        one)."""
         body = (await request.body()).decode("utf-8", errors="replace")
         try:
             agreement = loads_agreement(body, source="request")
@@ -470,13 +597,14 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             raise refused(request, 422, error) from None
         flag = "?signed=YYYY-MM-DD"
         ops_run(request, lambda: ops.taken_on(agreement, signed, flag=flag), 422)
-        result: Snapshot = await run(
-            request, ops.create(temporal(request), config, agreement, signed, flag=flag)
-        )
+        if wrong := owned_by(request, agreement.id, organisation):
+            raise refused(request, 403 if wrong.code == "not-allowed" else 422, wrong)
+        result: Snapshot = await run(request, create_owned(request, agreement, signed, flag))
         return result
 
     @app.get("/api/agreements/{agreement_id}", dependencies=api)
     async def api_show(agreement_id: str, request: Request) -> Snapshot:
+        may(request, agreement_id)
         try:
             result: Snapshot = await ops.state(temporal(request), agreement_id)
         except ops.OperationError as error:
@@ -486,6 +614,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     @app.get("/api/agreements/{agreement_id}/milestones", dependencies=api)
     def api_milestones(agreement_id: str, request: Request) -> list[MilestoneState]:
         """Every milestone with its status as of today, from the read model."""
+        may(request, agreement_id)
         ops_run(request, lambda: ops.agreement(config, agreement_id), 404)
         return ops.milestones(config, agreement_id)
 
@@ -496,10 +625,12 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         """Coming milestones across every agreement that has not ended, for one role
         (finance also sees instalments not yet paid), from the read model."""
         rows = ops_run(request, lambda: ops.upcoming_all(config, days, role), 422)
+        rows = visible(request, rows, key=lambda r: r[0].id)
         return [{"agreement": a.id, **m.model_dump(mode="json")} for a, m in rows]
 
     @app.get("/api/agreements/{agreement_id}/outbox", dependencies=api)
-    def api_outbox(agreement_id: str) -> list[dict[str, Any]]:
+    def api_outbox(agreement_id: str, request: Request) -> list[dict[str, Any]]:
+        may(request, agreement_id)
         return [r.model_dump(mode="json") for r in ops.outbox(config, agreement_id)]
 
     def update_id(request: Request, update: str, key: str | None) -> str | None:
@@ -514,10 +645,24 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     async def decide(
         request: Request, agreement_id: str, update: str, body: Any, key: str | None = None
     ) -> Snapshot:
+        may(request, agreement_id, right_for(update, body))
+        body = stamped(request, body)
         uid = update_id(request, update, key)
         result: Snapshot = await run(
             request,
             ops.decide(temporal(request), agreement_id, update, body, config=config, update_id=uid),
+        )
+        return result
+
+    async def round_action(
+        request: Request, agreement_id: str, action: str, body: Any
+    ) -> RoundAnswer:
+        may(request, agreement_id, Right.decide)
+        result: RoundAnswer = await run(
+            request,
+            ops.round_action(
+                temporal(request), agreement_id, action, stamped(request, body), config=config
+            ),
         )
         return result
 
@@ -540,34 +685,27 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         agreement_id: str, request: Request, key: IdempotencyKey = None
     ) -> Snapshot:
         """Replace a draft's terms with the agreement file in the body (TOML, same id)."""
-        draft = EditDraft(agreement=await terms_body(request), by="api")
+        draft = EditDraft(agreement=await terms_body(request), by="-")
         return await decide(request, agreement_id, "edit_draft", draft, key)
 
     @app.post("/api/agreements/{agreement_id}/signing", dependencies=api)
     async def api_sign_start(
         agreement_id: str, request: Request, key: IdempotencyKey = None
     ) -> Snapshot:
-        return await decide(request, agreement_id, "start_signing", StartSigning(by="api"), key)
+        return await decide(request, agreement_id, "start_signing", StartSigning(by="-"), key)
 
     @app.post("/api/agreements/{agreement_id}/signing/cancel", dependencies=api)
     async def api_sign_cancel(
         agreement_id: str, body: CancelRequest, request: Request
     ) -> RoundAnswer:
-        result: RoundAnswer = await run(
-            request,
-            ops.round_action(temporal(request), agreement_id, "cancel", body, config=config),
-        )
-        return result
+        return await round_action(request, agreement_id, "cancel", body)
 
     @app.post("/api/agreements/{agreement_id}/signing/paper", dependencies=api)
     async def api_sign_paper(
         agreement_id: str, body: PaperSignature, request: Request
     ) -> RoundAnswer:
-        result: RoundAnswer = await run(
-            request,
-            ops.round_action(temporal(request), agreement_id, "sign_paper", body, config=config),
-        )
-        return result
+        """`recorded_by` is the person asking, whatever the body says."""
+        return await round_action(request, agreement_id, "sign_paper", body)
 
     @app.post("/api/agreements/{agreement_id}/reports", dependencies=api)
     async def api_report(
@@ -619,15 +757,24 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     async def api_amend(
         agreement_id: str, request: Request, key: IdempotencyKey = None
     ) -> Snapshot:
-        amendment = Amendment(agreement=await terms_body(request), by="api")
+        amendment = Amendment(agreement=await terms_body(request), by="-")
         return await decide(request, agreement_id, "amend", amendment, key)
 
     # --- calendar feed ----------------------------------------------------------------------
 
     @app.get("/a/{agreement_id}/calendar.ics")
-    async def feed(agreement_id: str, key: str, request: Request) -> Response:
+    async def feed(agreement_id: str, key: str, request: Request, p: int = 0) -> Response:
+        """A calendar program's feed: `p` is the person it was given to and `key` binds it
+        to them and the agreement; their right to read the agreement is checked each time,
+        so a person who leaves the organisation (or is deactivated) loses the feed."""
         not_found = Refused(404, text(api_language(request), "Not found."), code="not-found")
-        if not same(key, feed_key(agreement_id)):
+        if not same(key, gate.feed_key(agreement_id, p or None)):
+            raise not_found
+        who = await asyncio.to_thread(access.person_by_id, gate.db, p) if p else None
+        if who is None and not (p == 0 and gate.is_local(request)):
+            raise not_found
+        owner = await asyncio.to_thread(access.owner, gate.db, agreement_id)
+        if who is not None and not who.can(Right.read, owner):
             raise not_found
         # From the read model only: a calendar program polls the feed, Temporal is not asked.
         try:
@@ -760,32 +907,116 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     # --- coordinators' pages ----------------------------------------------------------------
 
     @app.get("/login", response_class=HTMLResponse)
-    def login_page(request: Request) -> HTMLResponse:
-        return page(request, "login.html")
+    def login_page(request: Request, out: int = 0) -> HTMLResponse:
+        return login_form(request, status=200, out=bool(out))
+
+    def login_form(request: Request, status: int, **values: Any) -> HTMLResponse:
+        """The sign-in page: the identity provider's button when one is set, and the local
+        key's form on this machine only."""
+        return page(
+            request,
+            "login.html",
+            status=status,
+            oidc=gate.oidc,
+            oidc_name=config.oidc_name,
+            local=gate.is_local(request),
+            **values,
+        )
+
+    @app.get("/login/oidc")
+    async def login_oidc(request: Request) -> Response:
+        lang = page_language(request)
+        if not gate.oidc:
+            absent = text(lang, "Sign-in through an identity provider is not set up.")
+            return problem(request, absent, 404)
+        cookie: list[str] = []
+        try:
+            redirect: Response = await gate.start(request, cookie)
+        except Exception as error:  # the provider's discovery document could not be read
+            log.warning("sign-in could not start: %r", error)
+            message = text(
+                lang, "The identity provider cannot be reached just now: try again in a while."
+            )
+            return problem(request, message, 503)
+        redirect.set_cookie(
+            SIGN_IN_COOKIE,
+            cookie[0],
+            max_age=int(SIGN_IN_LASTS.total_seconds()),
+            httponly=True,
+            secure=gate.https,
+            samesite="lax",
+            path="/login",
+        )
+        return redirect
+
+    @app.get("/login/callback")
+    async def login_callback(request: Request) -> Response:
+        lang = page_language(request)
+        try:
+            claims = await gate.finish(request)
+        except SignInFailed as error:
+            log.warning("sign-in failed: %s", error)
+            message = text(lang, "The sign-in did not go through: start it again.")
+            return login_form(request, status=400, error=message)
+        issuer = str(claims.get("iss") or config.oidc_issuer)
+        email = claims.get("email") if isinstance(claims.get("email"), str) else None
+        name = claims.get("name") if isinstance(claims.get("name"), str) else None
+        person = await asyncio.to_thread(
+            access.signed_in, gate.db, issuer, str(claims["sub"]), email, name
+        )
+        if person is None:
+            log.warning("sign-in refused: no active person for subject %s", claims["sub"])
+            message = text(
+                lang,
+                "You are signed in with your organisation as %(email)s, but you have no "
+                "access to the agreement service. Ask an administrator to add you.",
+                email=email or str(claims["sub"]),
+            )
+            return login_form(request, status=403, error=message)
+        response = RedirectResponse("/", status_code=303)
+        gate.open(response, person.id)
+        response.delete_cookie(SIGN_IN_COOKIE, path="/login")
+        log.info("signed in: person %s", person.id)
+        return response
 
     @app.post("/login")
     def login(request: Request, token: Annotated[str, Form()]) -> Response:
         address, wait, held = held_back(request)
+        lang = page_language(request)
         if held is not None:
-            error = explain(page_language(request), held)
-            refused = page(request, "login.html", status=429, error=error)
+            refused = login_form(request, status=429, error=explain(lang, held))
             refused.headers["Retry-After"] = str(wait)
             return refused
-        if not same(token, api_token):
+        if not gate.is_local(request):
+            message = text(lang, "The local key is taken on the server itself only.")
+            return login_form(request, status=403, error=message)
+        if not same(token, gate.local_key):
             throttle.failed(address, "login")
-            wrong = text(page_language(request), "Wrong key.")
-            return page(request, "login.html", status=401, error=wrong)
+            return login_form(request, status=401, error=text(lang, "Wrong key."))
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, session_value(), httponly=True, samesite="strict")
+        gate.open(response, None)
+        return response
+
+    @app.post("/logout")
+    def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+        who = gate.from_cookie(request)
+        response = RedirectResponse("/login?out=1", status_code=303)
+        if who is not None:
+            request.state.who = who
+            if wrong := forged(request, csrf):
+                return wrong
+        gate.close(request, response)
         return response
 
     def require_login(request: Request) -> None:
-        if not logged_in(request):
+        who = gate.from_cookie(request)
+        if who is None:
             raise HTTPException(303, headers={"Location": "/login"})
+        request.state.who = who
 
     def forged(request: Request, csrf: str) -> HTMLResponse | None:
         """A page refusing a form that is not from this service (CSRF check), or None."""
-        if same(csrf, csrf_value()):
+        if same(csrf, gate.csrf(request.state.who)) and csrf:
             return None
         lang = page_language(request)
         message = text(lang, "The form is not from this service: open the page again and retry.")
@@ -794,11 +1025,11 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     pages = [Depends(require_login)]
 
     def reader(request: Request) -> None:
-        """A coordinator logged in on the pages, or a client with the API token."""
-        if not logged_in(request) and not same(
-            request.headers.get("authorization"), f"Bearer {api_token}"
-        ):
+        """Someone signed in on the pages, or a client with a token."""
+        who = gate.from_cookie(request) or gate.from_bearer(request)
+        if who is None:
             raise HTTPException(303, headers={"Location": "/login"})
+        request.state.who = who
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(reader)])
     def openapi() -> JSONResponse:
@@ -816,7 +1047,17 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, dependencies=pages)
     def index(request: Request) -> HTMLResponse:
-        return page(request, "list.html", rows=ops.agreements(config))
+        return page(
+            request,
+            "list.html",
+            rows=visible(request, ops.agreements(config)),
+            organisations=creatable(request),
+        )
+
+    def creatable(request: Request) -> list[Any]:
+        """The organisations the person asking may create agreements for."""
+        who: Who = request.state.who
+        return [o for o in access.organisations(gate.db) if who.can(Right.create, o.id)]
 
     @app.post("/create", dependencies=pages)
     async def create_page(
@@ -824,6 +1065,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         csrf: Annotated[str, Form()],
         terms: Annotated[str, Form()],
         signed: Annotated[str, Form()] = "",
+        organisation: Annotated[str, Form()] = "",
     ) -> Response:
         if wrong := forged(request, csrf):
             return wrong
@@ -841,15 +1083,17 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             agreement = ops.taken_on(agreement, day, flag=flag)
         except (AgreementFileError, ops.OperationError) as error:
             return refusal(request, error, 422)
+        if not_theirs := owned_by(request, agreement.id, organisation.strip() or None):
+            return refusal(request, not_theirs, 403 if not_theirs.code == "not-allowed" else 422)
         try:
-            await ops.create(temporal(request), config, agreement, day, flag=flag)
+            await create_owned(request, agreement, day, flag)
         except ops.OperationError as error:
             return refusal(request, error, 409)
         return RedirectResponse(f"/a/{agreement.id}", status_code=303)
 
     async def coming(request: Request, days: int, role: str) -> list[dict[str, Any]]:
         rows = await asyncio.to_thread(ops.upcoming_all, config, days, role)
-        return [{"agreement": a, "m": m} for a, m in rows]
+        return [{"agreement": a, "m": m} for a, m in visible(request, rows, lambda r: r[0].id)]
 
     @app.get("/upcoming", response_class=HTMLResponse, dependencies=pages)
     async def upcoming_page(
@@ -867,6 +1111,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             rows = await asyncio.to_thread(ops.upcoming_all, config, days, role)
         except ops.OperationError as error:
             return refusal(request, error, 422)
+        rows = visible(request, rows, lambda r: r[0].id)
         lang = page_language(request)
         terms = await asyncio.to_thread(ops.terms_of, config, rows)
         name = text(lang, "upcoming") + ".csv"
@@ -878,6 +1123,10 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.get("/a/{agreement_id}", response_class=HTMLResponse, dependencies=pages)
     async def agreement_page(agreement_id: str, request: Request) -> HTMLResponse:
+        if wrong := entitled(request, agreement_id, Right.read):
+            return refusal(request, wrong, 404)
+        who: Who = request.state.who
+        owner = access.owner(gate.db, agreement_id)
         try:
             snapshot = await ops.state(temporal(request), agreement_id)
         except ops.OperationError as error:
@@ -897,10 +1146,28 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             timeline=timeline,
             emails=ops.outbox(config, agreement_id),
             events=ops.events(config, agreement_id),
-            feed=f"/a/{agreement_id}/calendar.ics?key={feed_key(agreement_id)}",
+            feed=f"/a/{agreement_id}/calendar.ics?p={who.person_id or 0}"
+            f"&key={gate.feed_key(agreement_id, who.person_id)}",
+            # Signers' addresses and browsers: for the coordinators, until gallring.
+            traces=ops.signer_traces(config, agreement_id) if who.can(Right.decide, owner) else [],
+            may_decide=who.can(Right.decide, owner),
+            may_money=who.can(Right.money, owner),
+            # Finance sees the money: the instalments, not every report and meeting.
+            money_only=not who.can(Right.decide, owner) and who.can(Right.money, owner),
+            # The Temporal Web UI is a console without sign-in that can cancel a workflow:
+            # linked for the organisation's administrators only, on the embedded default.
+            console=console_link(snapshot) if who.can(Right.administer, owner) else None,
             # One per render, in every decision's form: a double-click or a reloaded POST
             # of the same form applies once (ops.update_id_for).
             form_key=uuid.uuid4().hex,
+        )
+
+    def console_link(snapshot: Snapshot) -> str | None:
+        if not config.embedded_temporal():
+            return None
+        return (
+            f"http://127.0.0.1:{config.temporal_ui_port}/namespaces/"
+            f"{config.temporal_namespace}/workflows/{workflow_id(snapshot.agreement_id)}"
         )
 
     @app.post("/a/{agreement_id}/{action}", dependencies=pages)
@@ -926,6 +1193,10 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     ) -> Response:
         if wrong_form := forged(request, csrf):
             return wrong_form
+        money = action == "milestone" and status in (MilestoneStatus.invoiced, MilestoneStatus.paid)
+        if wrong_right := entitled(request, agreement_id, Right.money if money else Right.decide):
+            return refusal(request, wrong_right, 403 if wrong_right.code == "not-allowed" else 404)
+        by = request.state.who.actor[:MAX_NAME]
         client_ = temporal(request)
         lang = page_language(request)
         source = text(lang, "the agreement file")
@@ -940,22 +1211,22 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                 case "confirm":
                     decision = (
                         "confirm_prerequisites",
-                        ConfirmPrerequisites(keys=keys.split(), by="web"),
+                        ConfirmPrerequisites(keys=keys.split(), by=by),
                     )
                 case "sign-start":
-                    decision = ("start_signing", StartSigning(by="web"))
+                    decision = ("start_signing", StartSigning(by=by))
                 case "edit":
                     draft = loads_agreement(terms, source=source)
-                    decision = ("edit_draft", EditDraft(agreement=draft, by="web"))
+                    decision = ("edit_draft", EditDraft(agreement=draft, by=by))
                 case "amend":
                     amended = loads_agreement(terms, source=source)
-                    decision = ("amend", Amendment(agreement=amended, by="web"))
+                    decision = ("amend", Amendment(agreement=amended, by=by))
                 case "sign-cancel":
                     await ops.round_action(
                         client_,
                         agreement_id,
                         "cancel",
-                        CancelRequest(reason=reason or "-", by="web"),
+                        CancelRequest(reason=reason or "-", by=by),
                         config=config,
                     )
                 case "sign-paper":
@@ -964,19 +1235,19 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         agreement_id,
                         "sign_paper",
                         PaperSignature(
-                            signer=signer, signed_on=dt.date.fromisoformat(date), recorded_by="web"
+                            signer=signer, signed_on=dt.date.fromisoformat(date), recorded_by=by
                         ),
                         config=config,
                     )
                 case "report":
                     decision = (
                         "record_report",
-                        ReportDecision(report=report, occurrence=period, by="web"),
+                        ReportDecision(report=report, occurrence=period, by=by),
                     )
                 case "notice" | "approve":
                     decision = (
                         "decide_renewal",
-                        RenewalRequest(party=party, renew=action == "approve", by="web"),
+                        RenewalRequest(party=party, renew=action == "approve", by=by),
                     )
                 case "terminate" | "withdraw" | "rescind":
                     kind = {
@@ -987,7 +1258,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                     decision = (
                         "terminate",
                         TerminationRequest(
-                            kind=kind, party=party or None, reason=reason or "-", by="web"
+                            kind=kind, party=party or None, reason=reason or "-", by=by
                         ),
                     )
                 case "withdrawal":
@@ -1000,7 +1271,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         return problem(request, choose, 400)
                     decision = (
                         "withdrawal_outcome",
-                        WithdrawalOutcome(end_all=end_all == "yes", by="web"),
+                        WithdrawalOutcome(end_all=end_all == "yes", by=by),
                     )
                 case "milestone":
                     wrong = milestone_form_problem(lang, status, date, number, note)
@@ -1014,7 +1285,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                             on=dt.date.fromisoformat(date) if date else None,
                             number=number.strip() or None,
                             note=note.strip() or None,
-                            by="web",
+                            by=by,
                         ),
                     )
                 case _:
@@ -1031,6 +1302,181 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             problem_text = text(lang, "Check the fields: %(problem)s", problem=explain(lang, error))
             return problem(request, problem_text, 400)
         return RedirectResponse(f"/a/{agreement_id}", status_code=303)
+
+    # --- a person's own page, and the administrators' page --------------------------------
+
+    def organisation_names() -> dict[str, str]:
+        return {o.id: o.name for o in access.organisations(gate.db)}
+
+    def my_page(request: Request, status: int = 200, **values: Any) -> HTMLResponse:
+        who: Who = request.state.who
+        mine = access.tokens(gate.db, who.person_id) if who.person_id is not None else []
+        return page(
+            request,
+            "me.html",
+            status=status,
+            names=organisation_names(),
+            tokens=mine,
+            scopes=list(access.SCOPES),
+            **values,
+        )
+
+    @app.get("/me", response_class=HTMLResponse, dependencies=pages)
+    def me_page(request: Request) -> HTMLResponse:
+        return my_page(request)
+
+    @app.post("/me/tokens", response_class=HTMLResponse, dependencies=pages)
+    def make_token(
+        request: Request,
+        csrf: Annotated[str, Form()],
+        name: Annotated[str, Form(max_length=200)] = "",
+        scope: Annotated[str, Form()] = "read",
+    ) -> HTMLResponse:
+        if wrong := forged(request, csrf):
+            return wrong
+        who: Who = request.state.who
+        lang = page_language(request)
+        if who.person_id is None:
+            return problem(request, text(lang, "The local key has no personal tokens."), 400)
+        if scope not in access.SCOPES:
+            return problem(request, text(lang, "Unknown scope."), 400)
+        row, token = access.make_token(gate.db, who.person_id, name, scope)
+        log.info("API token %s made by person %s", row.id, who.person_id)
+        return my_page(request, status=201, new_token=token, new_row=row)
+
+    @app.post("/me/tokens/{token_id}/revoke", dependencies=pages)
+    def revoke_token(request: Request, token_id: str, csrf: Annotated[str, Form()]) -> Response:
+        if wrong := forged(request, csrf):
+            return wrong
+        who: Who = request.state.who
+        if who.person_id is not None:
+            access.revoke_token(gate.db, who.person_id, token_id)
+        return RedirectResponse("/me", status_code=303)
+
+    def administered(request: Request) -> list[str]:
+        who: Who = request.state.who
+        if who.local:
+            return [o.id for o in access.organisations(gate.db)]
+        return who.organisations(Right.administer)
+
+    def people_page_for(request: Request, status: int = 200, **values: Any) -> HTMLResponse:
+        mine = administered(request)
+        rows = [
+            (person, [m for m in memberships if m.organisation_id in mine])
+            for person, memberships in access.people(gate.db)
+        ]
+        return page(
+            request,
+            "people.html",
+            status=status,
+            orgs=[o for o in access.organisations(gate.db) if o.id in mine],
+            rows=[(p, ms) for p, ms in rows if ms],
+            roles=[r.value for r in access.PersonRole],
+            **values,
+        )
+
+    @app.get("/people", response_class=HTMLResponse, dependencies=pages)
+    def people_page(request: Request) -> HTMLResponse:
+        who: Who = request.state.who
+        if not who.anywhere(Right.administer):
+            lang = page_language(request)
+            return problem(request, text(lang, "Only administrators manage people."), 403)
+        return people_page_for(request)
+
+    @app.post("/people/{action}", response_class=HTMLResponse, dependencies=pages)
+    def people_action(
+        request: Request,
+        action: str,
+        csrf: Annotated[str, Form()],
+        email: Annotated[str, Form(max_length=320)] = "",
+        name: Annotated[str, Form(max_length=200)] = "",
+        organisation: Annotated[str, Form(max_length=64)] = "",
+        role: Annotated[str, Form()] = "",
+    ) -> Response:
+        if wrong := forged(request, csrf):
+            return wrong
+        who: Who = request.state.who
+        lang = page_language(request)
+        if action == "organisation":
+            if not who.local:
+                return problem(request, text(lang, "Only the local key adds organisations."), 403)
+        elif organisation not in administered(request):
+            return problem(request, text(lang, "Only administrators manage people."), 403)
+        try:
+            match action:
+                case "organisation":
+                    access.add_organisation(gate.db, organisation, name.strip() or organisation)
+                case "grant":
+                    if role not in access.PersonRole.__members__:
+                        return problem(request, text(lang, "Unknown role."), 400)
+                    access.grant(
+                        gate.db,
+                        email,
+                        organisation,
+                        access.PersonRole(role),
+                        name=name.strip() or None,
+                        by=who.actor,
+                    )
+                case "remove":
+                    access.remove(gate.db, email, organisation)
+                case "end-sessions":
+                    person = access.person_by_email(gate.db, email)
+                    if person is None or organisation not in person.roles:
+                        return problem(request, text(lang, "No such person."), 404)
+                    access.end_sessions(gate.db, person.person_id or 0, "revoked")
+                case _:
+                    return problem(request, text(lang, "Unknown action."), 404)
+        except access.AccessError as error:
+            return refusal(request, error, 400)
+        log.info("people: %s in %s by %s", action, organisation, who.person_id or "local key")
+        return RedirectResponse("/people", status_code=303)
+
+    # --- the codec endpoint for the Temporal Web UI ------------------------------------------
+    # What the service stores in Temporal is sealed (models/codec.py): the Web UI shows it
+    # through this endpoint, for the administrators signed in here in the same browser (the
+    # UI's codec setting "include cross-origin credentials" sends their session cookie).
+
+    ui_origins = (
+        {config.temporal_ui_url.rstrip("/")}
+        if config.temporal_ui_url
+        else {f"http://{host}:{config.temporal_ui_port}" for host in ("127.0.0.1", "localhost")}
+    )
+
+    def cors(request: Request, response: Response) -> Response:
+        origin = request.headers.get("origin")
+        if origin in ui_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "content-type, x-namespace, authorization"
+            )
+            response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    @app.options("/codec/{operation}", include_in_schema=False)
+    def codec_preflight(operation: str, request: Request) -> Response:
+        return cors(request, Response(status_code=204))
+
+    @app.post("/codec/{operation}", include_in_schema=False)
+    async def codec(operation: str, request: Request) -> Response:
+        """Temporal's remote codec protocol: `{"payloads": [...]}` in, the same decoded (or
+        encoded) out. For administrators only: it opens every agreement's data."""
+        who = gate.from_cookie(request) or gate.from_bearer(request)
+        if who is None or not (who.local or who.anywhere(Right.administer)):
+            return cors(request, JSONResponse({"detail": "administrators only"}, 403))
+        keys = keys_for(config)
+        if operation not in ("decode", "encode") or not keys:
+            return cors(request, JSONResponse({"detail": "no codec here"}, 404))
+        try:
+            payloads = json_format.ParseDict(await request.json(), Payloads())
+            sealed = Sealed(keys)
+            work = sealed.decode if operation == "decode" else sealed.encode
+            result = Payloads(payloads=await work(list(payloads.payloads)))
+        except (ValueError, json_format.ParseError) as error:
+            return cors(request, JSONResponse({"detail": str(error)[:200]}, 400))
+        body = json_format.MessageToDict(result)
+        return cors(request, JSONResponse(body))
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def health() -> str:
