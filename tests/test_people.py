@@ -485,3 +485,63 @@ def test_cookies_are_secure_behind_https(service_env: dict[str, str], provider: 
             "redirect_uri=https%3A%2F%2Favtal.lund.se%2Flogin%2Fcallback"
             in started.headers["location"]
         )
+
+
+def test_people_on_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first administrator is added on the server; what cannot be done is one line in
+    Swedish, never a traceback."""
+    from typer.testing import CliRunner
+
+    import models.config as settings_module
+    from agreements.cli import app as cli
+    from models.db import migrate
+
+    monkeypatch.setenv("AGREEMENTS_DATA_DIR", str(tmp_path))
+    settings_module.settings.cache_clear()
+    db = migrate(Settings(data_dir=tmp_path).db_url())
+    run = CliRunner()
+    try:
+        assert (
+            run.invoke(cli, ["people", "org", "kultur", "Kultur- och fritidsnämnden"]).exit_code
+            == 0
+        )
+        granted = run.invoke(
+            cli, ["people", "grant", "Ada@Lund.se", "kultur", "administrator", "--name", "Ada"]
+        )
+        assert granted.exit_code == 0 and "ada@lund.se: administratör (kultur)" in granted.output
+        wrong = run.invoke(cli, ["people", "grant", "x@lund.se", "kultur", "chef"])
+        assert wrong.exit_code == 1 and "är inte en av administrator" in wrong.output
+        nowhere = run.invoke(cli, ["people", "grant", "x@lund.se", "social", "reader"])
+        assert nowhere.exit_code == 1 and "det finns ingen organisation social" in nowhere.output
+        listed = run.invoke(cli, ["people", "list", "--json"])
+        assert json.loads(listed.output)[0]["roles"] == {"kultur": "administrator"}
+        ada = access.person_by_email(db, "ada@lund.se")
+        assert ada is not None and ada.person_id is not None
+        session = access.open_session(db, ada.person_id, dt.timedelta(hours=1))
+        access.make_token(db, ada.person_id, "t", "read")
+        gone = run.invoke(cli, ["people", "deactivate", "ada@lund.se"])
+        assert gone.exit_code == 0 and "2 sessioner och nycklar avslutade" in gone.output
+        assert access.session_person(db, session, dt.timedelta(hours=1)) is None
+        missing = run.invoke(cli, ["people", "assign", "finns-inte", "kultur"])
+        assert missing.exit_code == 1 and "Traceback" not in missing.output
+        assert "finns-inte" in missing.output
+    finally:
+        settings_module.settings.cache_clear()
+
+
+def test_a_provider_that_is_down_gets_a_clear_page(tmp_path: Path) -> None:
+    """The identity provider cannot be reached: a page that says so (503), no traceback."""
+    from agreements.simulate import free_port
+    from models.db import migrate
+
+    config = Settings(
+        data_dir=tmp_path,
+        oidc_issuer=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        oidc_client_id="avtal",
+    )
+    migrate(config.db_url())
+    client = TestClient(create_app(config), client=("192.0.2.90", 50000))  # no Temporal needed
+    down = client.get("/login/oidc", follow_redirects=False)
+    assert down.status_code == 503
+    assert "Identitetsleverantören går inte att nå just nu" in down.text
+    assert "Traceback" not in down.text
