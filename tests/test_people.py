@@ -471,6 +471,32 @@ def test_administrators_add_people_to_their_organisations_only(
         assert bo.get("/people").status_code == 403
 
 
+def test_the_temporal_console_is_linked_for_administrators_only(
+    service_env: dict[str, str], provider: str
+) -> None:
+    """The Web UI can cancel a workflow and has no sign-in: its link is on the agreement
+    page for the organisation's administrators, not for its coordinators."""
+    config = settings_for(service_env, provider, temporal_ui_url="https://temporal.lund.se")
+    app = create_app(config)
+    db = engine(config.db_url())
+    with TestClient(app, client=HERE) as local:
+        access.add_organisation(db, "kultur", "Kultur- och fritidsnämnden")
+        access.grant(db, "ada@lund.se", "kultur", PersonRole.administrator, name="Ada")
+        access.grant(db, "anna@lund.se", "kultur", PersonRole.coordinator, name="Anna")
+        created = local.post("/api/agreements", content=PLANTERINGEN, headers=LOCAL)
+        assert created.status_code == 201, created.text
+    console = "https://temporal.lund.se/namespaces/"
+    with TestClient(app, client=("192.0.2.80", 50000)) as anna:
+        person(anna, provider, "anna")
+        assert console not in settled(anna, "/a/planteringen", "IOP Planteringen")
+    with TestClient(app, client=("192.0.2.81", 50000)) as ada:
+        person(ada, provider, "ada")
+        page = settled(ada, "/a/planteringen", "IOP Planteringen")
+        assert (
+            f'href="{console}{config.temporal_namespace}/workflows/agreement-planteringen"' in page
+        )
+
+
 def test_cookies_are_secure_behind_https(service_env: dict[str, str], provider: str) -> None:
     config = settings_for(service_env, provider, public_base_url="https://avtal.lund.se")
     with TestClient(create_app(config), base_url="https://testserver", client=HERE) as here:

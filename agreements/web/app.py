@@ -1163,11 +1163,17 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         )
 
     def console_link(snapshot: Snapshot) -> str | None:
-        if not config.embedded_temporal():
+        """The agreement's workflow in the Temporal Web UI: AGREEMENTS_TEMPORAL_UI_URL's, or
+        the embedded dev server's; none for a cluster whose UI is not named."""
+        if config.temporal_ui_url:
+            ui = config.temporal_ui_url.rstrip("/")
+        elif config.embedded_temporal():
+            ui = f"http://127.0.0.1:{config.temporal_ui_port}"
+        else:
             return None
         return (
-            f"http://127.0.0.1:{config.temporal_ui_port}/namespaces/"
-            f"{config.temporal_namespace}/workflows/{workflow_id(snapshot.agreement_id)}"
+            f"{ui}/namespaces/{config.temporal_namespace}/workflows/"
+            f"{workflow_id(snapshot.agreement_id)}"
         )
 
     @app.post("/a/{agreement_id}/{action}", dependencies=pages)
