@@ -115,6 +115,16 @@ def csrf_of(page: str) -> str:
     return found.group(1)
 
 
+def made_token(client: TestClient, name: str, scope: str) -> str:
+    """A personal token made on the person's own page, as the page shows it (once)."""
+    made = client.post(
+        "/me/tokens", data={"csrf": csrf_of(client.get("/me").text), "name": name, "scope": scope}
+    )
+    found = re.search(r'<code id="new-token">([^<]+)</code>', made.text)
+    assert made.status_code == 201 and found is not None, made.text[:400]
+    return html.unescape(found.group(1))
+
+
 def settled(client: TestClient, path: str, text: str) -> str:
     for _ in range(100):  # the read model is written by the worker a moment later
         page: str = client.get(path).text
@@ -225,13 +235,7 @@ def test_a_person_sees_and_decides_on_their_organisations_agreements_only(
         assert bo.get("/upcoming?days=3650&role=coordinator").text.count("planteringen") == 0
         assert "planteringen" not in bo.get("/upcoming.csv?days=3650&role=coordinator").text
         # Bo's own token: the API answers as if the agreement did not exist.
-        made = bo.post(
-            "/me/tokens",
-            data={"csrf": csrf_of(bo.get("/me").text), "name": "test", "scope": "decide"},
-        )
-        token = re.search(r'<code id="new-token">([^<]+)</code>', made.text)
-        assert made.status_code == 201 and token is not None
-        header = {"Authorization": f"Bearer {html.unescape(token.group(1))}"}
+        header = {"Authorization": f"Bearer {made_token(bo, 'test', 'decide')}"}
         assert bo.get("/api/agreements", headers=header).json() == []
         api = bo.get("/api/agreements/planteringen", headers=header)
         assert api.status_code == 404 and api.json()["code"] == "no-agreement"
@@ -293,11 +297,7 @@ def test_roles_finance_records_money_and_a_reader_reads(
         page = settled(frida, "/a/planteringen", "IOP Planteringen")
         assert "Du kan registrera fakturor och betalningar" in page
         assert "198.51.100.23" not in page
-        made = frida.post(
-            "/me/tokens", data={"csrf": csrf_of(page), "name": "ekonomi", "scope": "decide"}
-        )
-        token = html.unescape(re.search(r'<code id="new-token">([^<]+)</code>', made.text).group(1))  # type: ignore[union-attr]
-        header = {"Authorization": f"Bearer {token}"}
+        header = {"Authorization": f"Bearer {made_token(frida, 'ekonomi', 'decide')}"}
         start = frida.post("/api/agreements/planteringen/signing", headers=header)
         assert start.status_code == 403 and start.json()["code"] == "not-allowed"
         # Finance may record an invoice: the workflow judges it (not signed yet: 409), the
@@ -319,10 +319,7 @@ def test_personal_tokens_are_shown_once_stored_hashed_scoped_and_revocable(
         person(anna, provider, "anna")
         me = anna.get("/me")
         assert "Kultur- och fritidsnämnden" in me.text and "samordnare" in me.text
-        made = anna.post(
-            "/me/tokens", data={"csrf": csrf_of(me.text), "name": "Diariet", "scope": "read"}
-        )
-        token = html.unescape(re.search(r'<code id="new-token">([^<]+)</code>', made.text).group(1))  # type: ignore[union-attr]
+        token = made_token(anna, "Diariet", "read")
         assert token.startswith("avt_")
         assert token not in anna.get("/me").text  # shown once
         with Session(db) as session:
@@ -354,10 +351,7 @@ def test_the_server_names_who_decided(site: tuple[Settings, FastAPI], provider: 
     db = engine(config.db_url())
     with TestClient(app, client=("192.0.2.50", 50000)) as anna:
         person(anna, provider, "anna")
-        page = anna.get("/me").text
-        made = anna.post("/me/tokens", data={"csrf": csrf_of(page), "name": "i", "scope": "decide"})
-        token = html.unescape(re.search(r'<code id="new-token">([^<]+)</code>', made.text).group(1))  # type: ignore[union-attr]
-        header = {"Authorization": f"Bearer {token}"}
+        header = {"Authorization": f"Bearer {made_token(anna, 'i', 'decide')}"}
         # The client says someone else made the decision; the log names Anna.
         confirm = anna.post(
             "/api/agreements/planteringen/prerequisites",
