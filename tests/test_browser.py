@@ -118,6 +118,8 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
         coordinator.goto(base + "/")
         coordinator.fill("input[name=token]", TOKEN)
         coordinator.click("button[type=submit]")
+        assert coordinator.url.endswith("/todo")  # the first page after signing in
+        coordinator.goto(base + "/")
         coordinator.click("summary")
         coordinator.fill("textarea[name=terms]", terms())
         coordinator.click("#create")
@@ -175,7 +177,7 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
         assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} CES?T", main), "event times"
         # On a phone, with its emails, events and timeline, nothing scrolls sideways (long
         # email addresses in the outbox table once made the page 435 px wide at 390).
-        for path in ("/a/webbavtal", "/", "/upcoming?days=400&role=finance"):
+        for path in ("/a/webbavtal", "/", "/todo", "/upcoming?days=400&role=finance"):
             for width in (390, 1280):
                 coordinator.set_viewport_size({"width": width, "height": 900})
                 coordinator.goto(base + path)
@@ -232,8 +234,12 @@ def test_sign_in_through_the_identity_provider_in_the_browser(tmp_path: Path) ->
             assert page.url.startswith(issuer)  # the provider's own form
             page.get_by_placeholder("sub").fill("malin-1")
             page.get_by_role("button", name="Authorize").click()
-            page.wait_for_url(base + "/")
+            page.wait_for_url(base + "/todo")
             assert "Malin Samordnare" in page.inner_text("header")
+            assert "Inget i dina avtal behöver din uppmärksamhet just nu." in page.inner_text(
+                "main"
+            )
+            page.goto(base + "/")
             page.click("summary")
             assert page.inner_text("select[name=organisation]") == "Kultur- och fritidsnämnden"
             page.fill("textarea[name=terms]", terms())

@@ -105,7 +105,7 @@ def sign_in(client: TestClient, provider: str, sub: str, **claims: str) -> httpx
 
 def person(client: TestClient, provider: str, name: str) -> TestClient:
     done = sign_in(client, provider, f"sub-{name}", email=f"{name}@lund.se", name=name.title())
-    assert done.status_code == 303 and done.headers["location"] == "/", done.text
+    assert done.status_code == 303 and done.headers["location"] == "/todo", done.text
     return client
 
 

@@ -484,3 +484,26 @@ def test_swedish_pages_show_no_internal_key_in_any_state(web: tuple[TestClient, 
     listing = client.get("/").text
     assert "avslutat" in visible(listing) and "under signering" in visible(listing)
     assert keys_shown(listing, lund_ids + plant_ids, lund_parties + parties) == []
+
+
+def test_to_do_is_the_first_page_and_shows_the_open_round(web: tuple[TestClient, Path]) -> None:
+    """After signing in the coordinator lands on Att göra, which says how far the round
+    has come and when it closes, and links to where it is done."""
+    client, _ = web
+    start(client)
+    signed_in = client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    assert signed_in.headers["location"] == "/todo"
+    for _ in range(100):  # the read model says "signing" a moment after the decision
+        todo = client.get("/todo")
+        if "Pågående signering" in todo.text:
+            break
+        time.sleep(0.05)
+    shown = visible(todo.text)
+    assert "Att göra" in shown and "Pågående signering" in shown
+    assert re.search(
+        r"0 av 6 har signerat; omgången stänger \d{4}-\d{2}-\d{2} \d{2}:\d{2} CES?T", shown
+    )
+    assert 'href="/a/planteringen#signing"' in todo.text
+    english = client.get("/todo?lang=en")
+    assert "0 of 6 have signed; the round closes" in visible(english.text)
+    client.get("/todo?lang=sv")

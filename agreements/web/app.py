@@ -43,6 +43,7 @@ from temporalio.client import Client
 
 from agreements import access, ops
 from agreements.access import Right, Who
+from agreements.attention import SOON, Round, Why, attention
 from agreements.web.gate import SIGN_IN_COOKIE, SIGN_IN_LASTS, Gate, SignInFailed
 from agreements.web.security import MAX_BODY, Guard, Scope, Throttle, same
 from emails.calendar import calendar
@@ -973,7 +974,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                 email=email or str(claims["sub"]),
             )
             return login_form(request, status=403, error=message)
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse("/todo", status_code=303)
         gate.open(response, person.id)
         response.delete_cookie(SIGN_IN_COOKIE, path="/login")
         log.info("signed in: person %s", person.id)
@@ -993,7 +994,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         if not same(token, gate.local_key):
             throttle.failed(address, "login")
             return login_form(request, status=401, error=text(lang, "Wrong key."))
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse("/todo", status_code=303)
         gate.open(response, None)
         return response
 
@@ -1044,6 +1045,40 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             swagger_css_url="/static/docs/swagger-ui.css",
             swagger_favicon_url="/static/docs/favicon.png",
         )
+
+    @app.get("/todo", response_class=HTMLResponse, dependencies=pages)
+    async def todo_page(request: Request) -> HTMLResponse:
+        """Att göra: what needs attention today in the person's agreements, each line
+        saying what to do and linking to where it is done."""
+        who: Who = request.state.who
+        owned = await asyncio.to_thread(access.owners, gate.db)
+        listed = await asyncio.to_thread(ops.agreements, config)
+        seen = [a for a in listed if who.can(Right.read, owned.get(a.id))]
+        money_only = {
+            a.id
+            for a in seen
+            if not who.can(Right.decide, owned.get(a.id)) and who.can(Right.money, owned.get(a.id))
+        }
+        rounds = []
+        for a in seen:
+            if a.state != State.signing.value or a.id in money_only:
+                continue
+            try:
+                info = await ops.current_round(temporal(request), a.id)
+            except ops.OperationError:
+                continue
+            if info is not None and info.outcome is RoundOutcome.open:
+                done = sum(1 for x in info.signers if x.status is SignerStatus.signed)
+                rounds.append(Round(a.id, done, len(info.signers), info.expires_at))
+        items = await asyncio.to_thread(
+            attention,
+            gate.db,
+            {a.id for a in seen},
+            ops.stockholm_today(),
+            rounds,
+            money_only,
+        )
+        return page(request, "todo.html", items=items, Why=Why, soon=SOON)
 
     @app.get("/", response_class=HTMLResponse, dependencies=pages)
     def index(request: Request) -> HTMLResponse:
