@@ -125,7 +125,12 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
         coordinator.click("#create")
         assert "IOP Webbavtal" in coordinator.inner_text("h1")
         coordinator.click("text=Bekräfta alla")
+        # Each asks once more, saying what will happen.
+        assert "Förutsättningarna för IOP registreras" in coordinator.inner_text("main")
+        coordinator.click("#confirm")
         coordinator.click("text=Starta signering")
+        assert "Var och en av de 2 undertecknarna får ett mejl" in coordinator.inner_text("main")
+        coordinator.click("#confirm")
         assert "Signering (omgång 1" in coordinator.content()
 
         signer = browser.new_page()
@@ -148,6 +153,7 @@ def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         coordinator.click("text=Starta signering")
+        coordinator.click("#confirm")
         for email in (
             "maria@kommun.example.se",
             SAUL,
@@ -246,6 +252,7 @@ def test_sign_in_through_the_identity_provider_in_the_browser(tmp_path: Path) ->
             page.click("#create")
             assert "IOP Webbavtal" in page.inner_text("h1")
             page.click("text=Bekräfta alla")
+            page.click("#confirm")
             for _ in range(100):
                 page.goto(f"{base}/a/webbavtal")
                 if "Malin Samordnare (malin@kommun.example.se)" in page.inner_text("main"):

@@ -157,7 +157,13 @@ def test_the_same_key_applies_once_and_another_key_is_another_decision(
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
     key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page)
     assert csrf is not None and key is not None
-    form = {"csrf": csrf.group(1), "idempotency_key": key.group(1), "report": "arsrapport"}
+    # As the confirmation page posts it (`confirmed`), with the page's idempotency key.
+    form = {
+        "csrf": csrf.group(1),
+        "idempotency_key": key.group(1),
+        "report": "arsrapport",
+        "confirmed": "yes",
+    }
     for _ in range(2):
         posted = client.post(
             "/a/samverkan/report", data={**form, "period": "2"}, follow_redirects=False
@@ -200,12 +206,19 @@ def test_a_draft_gets_new_terms_and_a_withdrawal_gets_its_answer(
     # The page: the draft's form replaces the terms; a refusal shows the workflow's reason.
     posted = client.post(
         "/a/utkast/edit",
-        data={"csrf": csrf.group(1), "terms": draft.replace("IOP Utkast", "IOP Utkast 3")},
+        data={
+            "csrf": csrf.group(1),
+            "terms": draft.replace("IOP Utkast", "IOP Utkast 3"),
+            "confirmed": "yes",
+        },
         follow_redirects=False,
     )
     assert posted.status_code == 303, posted.text
     assert client.get(url, headers=AUTH).json()["title"] == "IOP Utkast 3"
-    refused = client.post("/a/utkast/edit", data={"csrf": csrf.group(1), "terms": terms("annat")})
+    refused = client.post(
+        "/a/utkast/edit",
+        data={"csrf": csrf.group(1), "terms": terms("annat"), "confirmed": "yes"},
+    )
     assert (
         refused.status_code == 409 and "villkoren gäller avtal annat, inte utkast" in refused.text
     )

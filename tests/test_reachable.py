@@ -421,7 +421,7 @@ def test_every_form_reaches_its_update(recorder: Recorder, tmp_path: Path) -> No
                 data = {k: text if v == TOML else v for k, v in fields.items()}
                 answer = client.post(
                     f"/a/{ID}/{each}",
-                    data={"csrf": csrf, "idempotency_key": "form-1", **data},
+                    data={"csrf": csrf, "idempotency_key": "form-1", "confirmed": "yes", **data},
                     follow_redirects=False,
                 )
                 assert answer.status_code == 409 and REFUSAL in answer.text, (each, answer.text)
@@ -434,12 +434,15 @@ def test_every_form_reaches_its_update(recorder: Recorder, tmp_path: Path) -> No
         # What is wrong is said, and nothing reaches the workflow.
         forged = client.post(f"/a/{ID}/withdrawal", data={"csrf": "x", "end_all": "no"})
         assert forged.status_code == 403
-        unchosen = client.post(f"/a/{ID}/withdrawal", data={"csrf": csrf})
+        unchosen = client.post(f"/a/{ID}/withdrawal", data={"csrf": csrf, "confirmed": "yes"})
         assert unchosen.status_code == 400 and "Välj om avtalet upphör" in unchosen.text
-        bad_file = client.post(f"/a/{ID}/edit", data={"csrf": csrf, "terms": 'id = "x"'})
+        bad_file = client.post(
+            f"/a/{ID}/edit", data={"csrf": csrf, "terms": 'id = "x"', "confirmed": "yes"}
+        )
         assert bad_file.status_code == 422 and "avtalsfilen:" in bad_file.text
         bad_key = client.post(
-            f"/a/{ID}/sign-start", data={"csrf": csrf, "idempotency_key": "x" * 201}
+            f"/a/{ID}/sign-start",
+            data={"csrf": csrf, "idempotency_key": "x" * 201, "confirmed": "yes"},
         )
         assert bad_key.status_code == 400 and "Idempotency-Key" in bad_key.text
         assert len(recorder.calls) == calls
@@ -448,3 +451,64 @@ def test_every_form_reaches_its_update(recorder: Recorder, tmp_path: Path) -> No
 
         logged = [e for e in ops.events(config.settings(), ID) if e.kind == "refused"]
         assert logged and all(REFUSAL in e.summary for e in logged)
+
+
+def test_choices_come_from_lists_with_labels() -> None:
+    """A report is chosen by its name and due date, a paper signature by the signer's name
+    (only those still to sign); every control has a label."""
+    terms = load_agreement(EXAMPLES / "helsingborg-inva-sam.toml")  # reports
+    report = terms.reports[0]
+    due = MilestoneState(
+        id=f"report:{report.key}:2",
+        kind=MilestoneKind.report_due,
+        date=dt.date(2027, 3, 31),
+        effective_date=dt.date(2027, 3, 31),
+        rule=DateRule.forward,
+        title="Rapport 2",
+        report=report.key,
+        occurrence=2,
+        status=MilestoneStatus.due,
+    )
+    received = due.model_copy(
+        update={"id": "r1", "occurrence": 1, "status": MilestoneStatus.received}
+    )
+
+    def signer(name: str, email: str, status: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            name=name, party_name="Part", email=email, status=SimpleNamespace(value=status)
+        )
+
+    round_open = SimpleNamespace(
+        number=1,
+        method="link",
+        outcome=SimpleNamespace(value="open"),
+        signers=[signer("Sara", "sara@x.se", "signed"), signer("Maria", "maria@x.se", "invited")],
+    )
+    for state, info in (("active", None), ("signing", round_open)):
+        html = TEMPLATES.get_template("agreement.html").render(
+            s=snapshot(state),
+            info=info,
+            terms=terms,
+            timeline=[due, received],
+            emails=[],
+            events=[],
+            feed="/feed",
+            csrf="c",
+            form_key="k",
+            lang="sv",
+            may_decide=True,
+            may_money=True,
+        )
+        if state == "active":
+            option = f'<option value="{report.key}:2">Rapport 2 (2027-03-31 (onsdag))</option>'
+            assert option in html
+            assert f'value="{report.key}:1"' not in html  # received already
+        else:
+            assert '<option value="maria@x.se">Maria (Part)</option>' in html
+            assert 'value="sara@x.se"' not in html  # signed already
+        for control in re.findall(r"<(?:input|select|textarea)\b[^>]*>", html):
+            if 'type="hidden"' in control:
+                continue
+            before = html[: html.index(control)]
+            labelled = before.rfind("<label") > before.rfind("</label>") or "aria-label=" in control
+            assert labelled, control

@@ -185,11 +185,16 @@ def test_pages_need_login_and_forms_need_csrf(
     assert csrf is not None
     forged = client.post("/a/planteringen/sign-cancel", data={"csrf": "x", "reason": "r"})
     assert forged.status_code == 403
-    cancelled = client.post(
-        "/a/planteringen/sign-cancel",
-        data={"csrf": csrf.group(1), "reason": "Fel belopp"},
-        follow_redirects=False,
+    # Cancelling asks once more, saying what will happen, and does nothing until confirmed.
+    asked = client.post(
+        "/a/planteringen/sign-cancel", data={"csrf": csrf.group(1), "reason": "Fel belopp"}
     )
+    assert asked.status_code == 200 and "Är du säker?" in asked.text
+    assert "Signeringsomgången avbryts" in asked.text and "Det går inte att ångra." in asked.text
+    assert "Signering (omgång 1, signeringslänk): pågår" in client.get("/a/planteringen").text
+    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', asked.text))
+    assert fields["confirmed"] == "yes" and fields["reason"] == "Fel belopp"
+    cancelled = client.post("/a/planteringen/sign-cancel", data=fields, follow_redirects=False)
     assert cancelled.status_code == 303
     feed_path = re.search(
         r'href="(/a/planteringen/calendar\.ics\?p=0&amp;key=[0-9a-f]+)"', agreement.text

@@ -419,7 +419,32 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         """A page saying what went wrong (`message` is in the page's language already)."""
         lang = page_language(request, language)
         title = text(lang, "That did not work")
-        return page(request, "message.html", status, language, title=title, message=message)
+        return page(
+            request,
+            "message.html",
+            status,
+            language,
+            title=title,
+            message=message,
+            back=way_back(request),
+        )
+
+    def way_back(request: Request) -> tuple[str, str] | None:
+        """Where an error page leads back to (address, what it is): the agreement, the
+        signing page, the page the form was on, or the start."""
+        path = request.url.path
+        parts = path.strip("/").split("/")
+        if parts[0] == "a" and len(parts) >= 2:
+            return f"/a/{parts[1]}", N_("Back to the agreement")
+        if parts[0] == "sign":  # after an action; a link that does not work leads nowhere
+            if request.method == "POST" and len(parts) >= 2:
+                return f"/sign/{parts[1]}", N_("Back to the signing page")
+            return None
+        if parts[0] in ("people", "me"):
+            return f"/{parts[0]}", N_("Back")
+        if getattr(request.state, "who", None) is None:
+            return "/login", N_("To the sign-in")
+        return "/todo", N_("To your to-do list")
 
     def refusal(
         request: Request, error: BaseException, status: int = 400, language: str | None = None
@@ -1197,6 +1222,28 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             form_key=uuid.uuid4().hex,
         )
 
+    async def confirmation(request: Request, agreement_id: str, action: str) -> HTMLResponse:
+        """Before an action that cannot be undone: what it will do, in words, and the same
+        form once more with `confirmed=yes` (its idempotency key with it, so a double click
+        on the confirmation still decides once)."""
+        form = await request.form()
+        fields = [(k, v) for k, v in form.multi_items() if k != "confirmed" and isinstance(v, str)]
+        values = {k: v for k, v in fields}
+        try:
+            snapshot = await ops.state(temporal(request), agreement_id)
+            terms = ops.stored_terms(config, snapshot.terms_sha256)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+        lang = page_language(request)
+        return page(
+            request,
+            "confirm.html",
+            s=snapshot,
+            action=action,
+            fields=fields,
+            what=consequence(lang, action, values, terms),
+        )
+
     def console_link(snapshot: Snapshot) -> str | None:
         """The agreement's workflow in the Temporal Web UI: AGREEMENTS_TEMPORAL_UI_URL's, or
         the embedded dev server's; none for a cluster whose UI is not named."""
@@ -1231,9 +1278,15 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         number: Annotated[str, Form()] = "",
         note: Annotated[str, Form()] = "",
         idempotency_key: Annotated[str, Form()] = "",
+        confirmed: Annotated[str, Form()] = "",
     ) -> Response:
         if wrong_form := forged(request, csrf):
             return wrong_form
+        if action in CONFIRMED and confirmed != "yes":
+            if not_theirs := entitled(request, agreement_id, Right.decide):
+                code = 403 if not_theirs.code == "not-allowed" else 404
+                return refusal(request, not_theirs, code)
+            return await confirmation(request, agreement_id, action)
         money = action == "milestone" and status in (MilestoneStatus.invoiced, MilestoneStatus.paid)
         if wrong_right := entitled(request, agreement_id, Right.money if money else Right.decide):
             return refusal(request, wrong_right, 403 if wrong_right.code == "not-allowed" else 404)
@@ -1281,9 +1334,14 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         config=config,
                     )
                 case "report":
+                    # "key:number" from the list of reports still to come in; a bare key
+                    # with its number in `period` from older pages.
+                    key, _, number = report.partition(":")
                     decision = (
                         "record_report",
-                        ReportDecision(report=report, occurrence=period, by=by),
+                        ReportDecision(
+                            report=key, occurrence=int(number) if number else period, by=by
+                        ),
                     )
                 case "notice" | "approve":
                     decision = (
@@ -1524,6 +1582,127 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return "ok"
 
     return app
+
+
+# The agreement page's actions that cannot be undone: each asks once more, saying what it
+# will do (`consequence`).
+CONFIRMED = frozenset(
+    {
+        "confirm",
+        "sign-start",
+        "sign-cancel",
+        "sign-paper",
+        "notice",
+        "approve",
+        "terminate",
+        "withdraw",
+        "rescind",
+        "withdrawal",
+        "amend",
+        "edit",
+        "report",
+    }
+)
+
+
+def consequence(language: str, action: str, form: dict[str, str], terms: Agreement) -> list[str]:
+    """What an action will do, in `language`, as sentences for the confirmation page."""
+    signatories = [
+        c
+        for p in terms.parties.values()
+        if p.signs
+        for c in p.contacts
+        if Role.signatory in c.roles
+    ]
+    everyone = {c.email.lower() for p in terms.parties.values() for c in p.contacts}
+    party = terms.parties.get(form.get("party", ""))
+    party_name = party.name if party else ""
+    lasting = text(language, "This cannot be undone.")
+    match action:
+        case "confirm":
+            return [
+                text(language, "The IOP prerequisites are recorded as confirmed, in your name."),
+                lasting,
+            ]
+        case "sign-start":
+            return [
+                text(
+                    language,
+                    "Each of the %(count)s signatories gets an email with a personal link to "
+                    "sign the terms.",
+                    count=len(signatories),
+                )
+            ]
+        case "sign-cancel":
+            return [
+                text(
+                    language,
+                    "The signature round is cancelled: the links stop working, and everyone "
+                    "invited is told by email.",
+                ),
+                lasting,
+            ]
+        case "sign-paper":
+            signer = next(
+                (c.name for c in signatories if c.email.lower() == form.get("signer", "").lower()),
+                form.get("signer", ""),
+            )
+            return [
+                text(
+                    language,
+                    "%(name)s is recorded as having signed on paper on %(date)s, entered by you.",
+                    name=signer,
+                    date=form.get("date", ""),
+                ),
+                lasting,
+            ]
+        case "notice":
+            return [
+                text(
+                    language,
+                    "%(party)s gives notice: the agreement is not extended. All %(count)s "
+                    "contacts are told by email.",
+                    party=party_name,
+                    count=len(everyone),
+                ),
+                lasting,
+            ]
+        case "approve":
+            return [text(language, "%(party)s approves the extension.", party=party_name), lasting]
+        case "terminate" | "withdraw" | "rescind":
+            kind = {
+                "terminate": N_("The agreement is terminated by %(party)s."),
+                "withdraw": N_("%(party)s withdraws from the agreement."),
+                "rescind": N_("The agreement is rescinded by %(party)s."),
+            }[action]
+            return [
+                text(language, kind, party=party_name),
+                text(language, "All %(count)s contacts are told by email.", count=len(everyone)),
+                lasting,
+            ]
+        case "withdrawal":
+            ends = form.get("end_all") == "yes"
+            return [
+                text(language, "The agreement ends altogether.")
+                if ends
+                else text(language, "The agreement goes on without the party that withdraws."),
+                text(language, "All %(count)s contacts are told by email.", count=len(everyone)),
+                lasting,
+            ]
+        case "amend":
+            return [
+                text(
+                    language,
+                    "The amended terms are sent for signing: each of the %(count)s "
+                    "signatories gets an email with a personal link.",
+                    count=len(signatories),
+                )
+            ]
+        case "edit":
+            return [text(language, "The draft's terms are replaced by the file you gave.")]
+        case "report":
+            return [text(language, "The report is recorded as received, in your name."), lasting]
+    return []
 
 
 def milestone_form_problem(
