@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"  # behind a reverse proxy in a deployment; 0.0.0.0 to listen on all
     web_port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
+    # The accessibility statement (/accessibility): who is responsible, and where to report
+    # a problem (default: the service's own sender address).
+    accessibility_organisation: str = "Kommunen"
+    accessibility_contact: str | None = None
     # Keys that seal every payload the service stores in Temporal (models/codec.py):
     # base64 keys of 32 bytes, comma-separated, the first one sealing. Unset: not sealed.
     payload_keys: SecretStr | None = None

@@ -270,3 +270,188 @@ def test_sign_in_through_the_identity_provider_in_the_browser(tmp_path: Path) ->
             page.goto(base + "/")
             assert page.url.endswith("/login")
             browser.close()
+
+
+# The WCAG 2.1 A and AA rules of axe-core (bundled with axe-playwright-python).
+WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+
+
+def test_every_page_meets_wcag_2_1_aa(tmp_path: Path) -> None:
+    """axe-core over every page, in Swedish and English, in the states that matter: signed
+    out, to-do, the list, a draft, a round under way, an agreement under way with what is
+    overdue, one that is ending, a confirmation, an error page, the signing page and its
+    answer, the upcoming list, the person's page and the administrators' page."""
+    import httpx
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_web import under_way
+
+    web_port = free_port()
+    env = {
+        "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
+        "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
+        "AGREEMENTS_SMTP_PORT": str(free_port()),
+        "AGREEMENTS_WEB_PORT": str(web_port),
+        "AGREEMENTS_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+        "AGREEMENTS_API_TOKEN": TOKEN,
+    }
+    base = f"http://127.0.0.1:{web_port}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    mail = tmp_path / "data" / "mail"
+    failures: list[str] = []
+    axe = Axe()
+    with service(env, tmp_path), sync_playwright() as p:
+        api = httpx.Client(base_url=base, headers=auth, timeout=30)
+        draft = terms()
+        assert api.post("/api/agreements", content=draft).status_code == 201
+        signing = draft.replace('id = "webbavtal"', 'id = "signering"')
+        assert api.post("/api/agreements", content=signing).status_code == 201
+        missing = api.get("/api/agreements/signering").json()["prerequisites_missing"]
+        assert api.post(
+            "/api/agreements/signering/prerequisites", json={"keys": missing}
+        ).is_success
+        started = api.post("/api/agreements/signering/signing")
+        assert started.status_code == 200, started.text
+        text, signed_on = under_way("lund-radrum")  # reports and instalments overdue
+        taken = api.post(f"/api/agreements?signed={signed_on}", content=text)
+        assert taken.status_code == 201, taken.text
+        ending = draft.replace('id = "webbavtal"', 'id = "upphor"')
+        today = dt.datetime.now(STOCKHOLM).date().isoformat()
+        assert api.post(f"/api/agreements?signed={today}", content=ending).status_code == 201
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        # axe runs inside the page: the pages' own policy runs no script, so it is bypassed
+        # for the checker only.
+        context = browser.new_context(bypass_csp=True)
+        page = context.new_page()
+
+        def check(name: str) -> None:
+            if page.query_selector('footer a[href="/accessibility"]') is None:
+                failures.append(f"{name}: no link to the accessibility statement")
+            results = axe.run(page, options=WCAG)
+            for v in results.response["violations"]:
+                targets = [n["target"] for n in v["nodes"]][:3]
+                failures.append(f"{name}: {v['id']} ({v['impact']}) {v['help']} {targets}")
+
+        for lang in ("sv", "en"):
+            page.goto(f"{base}/login?lang={lang}")
+            check(f"login {lang}")
+            page.goto(f"{base}/accessibility?lang={lang}")  # open to everyone
+            check(f"accessibility statement {lang}")
+        assert "Tillgänglighetsredogörelse" not in page.inner_text("main")  # English now
+        page.goto(f"{base}/accessibility?lang=sv")
+        assert "lag (2018:1937)" in page.inner_text("main")
+        page.goto(base + "/login?lang=sv")
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+        for _ in range(100):
+            page.goto(base + "/")
+            if page.inner_text("main").count("IOP") >= 3:
+                break
+            time.sleep(0.1)
+        paths = [
+            "/todo",
+            "/",
+            "/a/webbavtal",
+            "/a/signering",
+            "/a/lund-radrum",
+            "/upcoming?days=400&role=coordinator",
+            "/upcoming?days=400&role=finance",
+            "/me",
+            "/people",
+            "/a/finns-inte",
+        ]
+        for lang in ("sv", "en"):
+            page.goto(f"{base}/?lang={lang}")
+            for path in paths:
+                page.goto(base + path)
+                check(f"{path} {lang}")
+            page.goto(base + "/a/webbavtal")
+            page.click("text=Start signing" if lang == "en" else "text=Starta signering")
+            check(f"confirmation {lang}")
+        page.goto(base + "/?lang=sv")
+        # Ending: terminated today by the municipality.
+        page.goto(base + "/a/upphor")
+        page.fill("#end input[name=reason]", "Verksamheten läggs ned")
+        page.click("#end >> text=Säg upp")
+        page.click("#confirm")
+        page.goto(base + "/a/upphor")
+        check("/a/upphor sv (ending)")
+        # The signer's pages, in the signer's language.
+        signer = context.new_page()
+        for _ in range(100):
+            if len(signing_requests(mail)) >= 2:
+                break
+            time.sleep(0.1)
+        link = link_for(mail, SAUL, 1)
+        page = signer
+        signer.goto(link)
+        check("signing page")
+        signer.click("#sign")
+        check("signed page")
+        signer.goto(link[:-4] + "AAAA")
+        check("invalid link page")
+        browser.close()
+    assert not failures, "\n".join(failures)
+
+
+def test_keyboard_only(tmp_path: Path) -> None:
+    """With the keyboard alone: sign in, draft an agreement, confirm its prerequisites,
+    start signing, and sign from the link in the email. Every step is reached with Tab."""
+    from playwright.sync_api import Locator, Page, sync_playwright
+
+    web_port = free_port()
+    env = {
+        "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
+        "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
+        "AGREEMENTS_SMTP_PORT": str(free_port()),
+        "AGREEMENTS_WEB_PORT": str(web_port),
+        "AGREEMENTS_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+        "AGREEMENTS_API_TOKEN": TOKEN,
+    }
+    base = f"http://127.0.0.1:{web_port}"
+    mail = tmp_path / "data" / "mail"
+
+    def tab_to(page: Page, target: Locator) -> None:
+        """Press Tab until `target` has the focus (at most 80 times)."""
+        for _ in range(80):
+            if target.evaluate("e => e === document.activeElement"):
+                return
+            page.keyboard.press("Tab")
+        raise AssertionError(f"{target} is not reached with Tab")
+
+    def press(page: Page, target: Locator) -> None:
+        tab_to(page, target)
+        page.keyboard.press("Enter")
+        page.wait_for_load_state()
+
+    with service(env, tmp_path), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(base + "/login")
+        tab_to(page, page.locator("input[name=token]"))
+        page.keyboard.type(TOKEN)
+        page.keyboard.press("Enter")
+        page.wait_for_url(base + "/todo")
+        press(page, page.locator("header a", has_text="Avtal"))
+        press(page, page.locator("summary"))
+        tab_to(page, page.locator("textarea[name=terms]"))
+        page.keyboard.insert_text(terms())
+        press(page, page.locator("#create"))
+        assert "IOP Webbavtal" in page.inner_text("h1")
+        press(page, page.locator("button", has_text="Bekräfta alla"))
+        press(page, page.locator("#confirm"))
+        press(page, page.locator("button", has_text="Starta signering"))
+        press(page, page.locator("#confirm"))
+        assert "Signering (omgång 1" in page.inner_text("main")
+        for _ in range(100):
+            if len(signing_requests(mail)) >= 2:
+                break
+            time.sleep(0.1)
+        for email in ("maria@kommun.example.se", SAUL):
+            page.goto(link_for(mail, email, 1))
+            press(page, page.locator("#sign"))
+            assert "registrerad" in page.inner_text("#result")
+        browser.close()

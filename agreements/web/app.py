@@ -1577,6 +1577,18 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         body = json_format.MessageToDict(result)
         return cors(request, JSONResponse(body))
 
+    @app.get("/accessibility", response_class=HTMLResponse)
+    def accessibility(request: Request) -> HTMLResponse:
+        """The accessibility statement (tillgänglighetsredogörelse) DOS-lagen asks for,
+        linked from every page, open to everyone."""
+        return page(
+            request,
+            "accessibility.html",
+            organisation=config.accessibility_organisation,
+            contact=config.accessibility_contact or config.mail_from,
+            reviewed=ACCESSIBILITY_REVIEWED,
+        )
+
     @app.get("/healthz", response_class=PlainTextResponse)
     def health() -> str:
         return "ok"
@@ -1584,6 +1596,8 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     return app
 
 
+# When the accessibility statement was last reviewed against the pages (update with it).
+ACCESSIBILITY_REVIEWED = "2026-11-26"
 # The agreement page's actions that cannot be undone: each asks once more, saying what it
 # will do (`consequence`).
 CONFIRMED = frozenset(
