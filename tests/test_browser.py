@@ -330,6 +330,11 @@ def test_every_page_meets_wcag_2_1_aa(tmp_path: Path) -> None:
         def check(name: str) -> None:
             if page.query_selector('footer a[href="/accessibility"]') is None:
                 failures.append(f"{name}: no link to the accessibility statement")
+            page.set_viewport_size({"width": 390, "height": 900})  # a phone: no sideways scroll
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            if wide > 390:
+                failures.append(f"{name}: {wide} px wide on a 390 px phone")
+            page.set_viewport_size({"width": 1280, "height": 900})
             results = axe.run(page, options=WCAG)
             for v in results.response["violations"]:
                 targets = [n["target"] for n in v["nodes"]][:3]

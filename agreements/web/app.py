@@ -37,6 +37,7 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from google.protobuf import json_format
+from markupsafe import Markup
 from pydantic import Field, ValidationError
 from temporalio.api.common.v1 import Payloads
 from temporalio.client import Client
@@ -45,6 +46,7 @@ from agreements import access, ops
 from agreements.access import Right, Who
 from agreements.attention import SOON, Round, Why, attention
 from agreements.web.gate import SIGN_IN_COOKIE, SIGN_IN_LASTS, Gate, SignInFailed
+from agreements.web.picture import Words, timeline_svg
 from agreements.web.security import MAX_BODY, Guard, Scope, Throttle, same
 from emails.calendar import calendar
 from emails.links import LinkError, SigningLink, read_link
@@ -113,6 +115,14 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 # Swagger UI's files, as fastapi-offline packages them (kept current with Swagger UI 5,
 # which reads the OpenAPI 3.1 that FastAPI writes).
 SWAGGER_UI = Path(fastapi_offline.__file__).parent / "static"
+# The picture's lanes (agreements/web/picture.py LANES), as the page names them.
+LANE_NAMES = {
+    "money": N_("Money"),
+    "reports": N_("Reports"),
+    "meetings": N_("Meetings"),
+    "decisions": N_("Decisions"),
+    "end": N_("Periods end"),
+}
 # The statuses a person sets through `record_milestone` (invoiced, paid, held, approved,
 # returned), in the order models.plan.SETTABLE names them.
 SETTABLE_STATUSES = tuple(dict.fromkeys(s for kind in SETTABLE.values() for s in kind))
@@ -1197,15 +1207,19 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             timeline = await ops.timeline(temporal(request), agreement_id)
         except ops.OperationError as error:
             return refusal(request, error, 503)
+        events = ops.events(config, agreement_id)
+        money_only = not who.can(Right.decide, owner) and who.can(Right.money, owner)
+        shown = [m for m in timeline if m.kind is MilestoneKind.invoice] if money_only else timeline
         return page(
             request,
             "agreement.html",
+            glance=glance(request, snapshot, shown, events),
             s=snapshot,
             info=info,
             terms=terms,
             timeline=timeline,
             emails=ops.outbox(config, agreement_id),
-            events=ops.events(config, agreement_id),
+            events=events,
             feed=f"/a/{agreement_id}/calendar.ics?p={who.person_id or 0}"
             f"&key={gate.feed_key(agreement_id, who.person_id)}",
             # Signers' addresses and browsers: for the coordinators, until gallring.
@@ -1213,7 +1227,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             may_decide=who.can(Right.decide, owner),
             may_money=who.can(Right.money, owner),
             # Finance sees the money: the instalments, not every report and meeting.
-            money_only=not who.can(Right.decide, owner) and who.can(Right.money, owner),
+            money_only=money_only,
             # The Temporal Web UI is a console without sign-in that can cancel a workflow:
             # linked for the organisation's administrators only, on the embedded default.
             console=console_link(snapshot) if who.can(Right.administer, owner) else None,
@@ -1243,6 +1257,31 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             fields=fields,
             what=consequence(lang, action, values, terms),
         )
+
+    def glance(
+        request: Request, snapshot: Snapshot, timeline: list[Any], events: list[EventRecord]
+    ) -> Markup:
+        """The agreement at a glance (agreements/web/picture.py), in the page's language."""
+        lang = page_language(request)
+        today = ops.stockholm_today()
+
+        def status(m: Any) -> str:
+            return word_for(lang, MilestoneStatus, m.status) if m.status else ""
+
+        words = Words(
+            title=text(lang, "%(title)s at a glance", title=snapshot.title),
+            lanes={key: text(lang, name) for key, name in LANE_NAMES.items()},
+            today=text(lang, "Today"),
+            amended=text(lang, "Amended"),
+            status=status,
+            day=functools.partial(day, language=lang),
+        )
+        amended = [
+            (e.at if e.at.tzinfo else e.at.replace(tzinfo=dt.UTC)).astimezone(STOCKHOLM).date()
+            for e in events
+            if e.kind == "amendment.signed"
+        ]
+        return timeline_svg(timeline, snapshot.start, snapshot.end, today, words, amended)
 
     def console_link(snapshot: Snapshot) -> str | None:
         """The agreement's workflow in the Temporal Web UI: AGREEMENTS_TEMPORAL_UI_URL's, or
