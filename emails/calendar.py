@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from icalendar import Calendar, Event, vCalAddress, vText
+from icalendar import Alarm, Calendar, Event, vCalAddress, vText
 
 from emails.render import one_line
 from i18n import text
@@ -129,5 +129,35 @@ def calendar(
         if method == "CANCEL":
             item.add("status", "CANCELLED")
         cal.add_component(item)
+    data: bytes = cal.to_ical()
+    return data
+
+
+ALARM_DAYS = 3  # a personal feed's reminder: this many days before each milestone
+
+
+def personal_calendar(
+    name: str,
+    entries: Iterable[tuple[Agreement, Iterable[PlannedMilestone]]],
+    stamp: dt.datetime,
+) -> bytes:
+    """One person's feed: the coming milestones of all their agreements, each with an
+    alarm ALARM_DAYS before it (the same UIDs as each agreement's own feed, so a calendar
+    that holds both shows each milestone once)."""
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("x-wr-calname", one_line(name))
+    for agreement, milestones in entries:
+        for milestone in milestones:
+            item = event(agreement, milestone, stamp)
+            alarm = Alarm()
+            alarm.add("action", "DISPLAY")
+            alarm.add("description", one_line(f"{milestone.title} – {agreement.title}"))
+            alarm.add("trigger", dt.timedelta(days=-ALARM_DAYS))
+            item.add_component(alarm)
+            cal.add_component(item)
     data: bytes = cal.to_ical()
     return data

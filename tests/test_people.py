@@ -565,3 +565,32 @@ def test_a_provider_that_is_down_gets_a_clear_page(tmp_path: Path) -> None:
     assert down.status_code == 503
     assert "Identitetsleverantören går inte att nå just nu" in down.text
     assert "Traceback" not in down.text
+
+
+def test_a_personal_calendar_follows_the_persons_roles(
+    site: tuple[Settings, FastAPI], provider: str
+) -> None:
+    """Each person's own feed holds the coming milestones of the agreements they may read,
+    with an alarm; Social's coordinator gets none of Kultur's; leaving Kultur empties it."""
+    from icalendar import Calendar
+
+    config, app = site
+    db = engine(config.db_url())
+    with TestClient(app, client=("192.0.2.100", 50000)) as anna:
+        person(anna, provider, "anna")
+        settled(anna, "/a/planteringen", "IOP Planteringen")
+        link = re.search(r'href="(/me/calendar\.ics\?[^"]+)"', anna.get("/me").text)
+        assert link is not None
+        feed = html.unescape(link.group(1))
+        events = Calendar.from_ical(anna.get(feed).content).walk("VEVENT")
+        assert events and all("IOP Planteringen" in str(e["summary"]) for e in events)
+        assert all(e.walk("VALARM") for e in events)
+        assert anna.get(feed.replace("key=", "key=0")).status_code == 404
+        access.remove(db, "anna@lund.se", "kultur")
+        assert Calendar.from_ical(anna.get(feed).content).walk("VEVENT") == []
+        access.grant(db, "anna@lund.se", "kultur", PersonRole.coordinator)
+    with TestClient(app, client=("192.0.2.101", 50000)) as bo:
+        person(bo, provider, "bo")
+        link = re.search(r'href="(/me/calendar\.ics\?[^"]+)"', bo.get("/me").text)
+        assert link is not None
+        assert Calendar.from_ical(bo.get(html.unescape(link.group(1))).content).walk("VEVENT") == []

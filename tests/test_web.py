@@ -512,3 +512,33 @@ def test_to_do_is_the_first_page_and_shows_the_open_round(web: tuple[TestClient,
     english = client.get("/todo?lang=en")
     assert "0 of 6 have signed; the round closes" in visible(english.text)
     client.get("/todo?lang=sv")
+
+
+def test_the_list_is_searched_and_filtered(web: tuple[TestClient, Path]) -> None:
+    """Search by title, reference or id; filter by state and by a year the term touches."""
+    client, _ = web
+    assert client.post("/api/agreements", content=PLANTERINGEN, headers=AUTH).status_code == 201
+    lund, signed_on = under_way("lund-radrum")
+    taken = client.post(f"/api/agreements?signed={signed_on}", content=lund, headers=AUTH)
+    assert taken.status_code == 201, taken.text
+    client.post("/login", data={"token": TOKEN})
+    for _ in range(100):  # the read model is written a moment later
+        if "IOP RådRum Lund" in client.get("/").text and "IOP Planteringen" in client.get("/").text:
+            break
+        time.sleep(0.05)
+
+    def titles(query: str) -> set[str]:
+        page = client.get("/?" + query).text
+        return {t for t in ("IOP Planteringen", "IOP RådRum Lund") if t in page}
+
+    assert titles("") == {"IOP Planteringen", "IOP RådRum Lund"}
+    assert titles("q=rådrum") == {"IOP RådRum Lund"}
+    assert titles("q=planteringen+iop") == {"IOP Planteringen"}
+    assert titles("state=draft") == {"IOP Planteringen"}
+    assert titles("state=active") == {"IOP RådRum Lund"}
+    start = loads_agreement(PLANTERINGEN).term.start.year
+    assert "IOP Planteringen" in titles(f"year={start}")
+    assert titles("year=1999") == set()
+    assert "Inget avtal matchar." in client.get("/?q=finns-inte").text
+    # Odd input is a filter that matches nothing, never an error.
+    assert client.get("/?state=x&year=abcd&q=%00").status_code == 200

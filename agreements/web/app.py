@@ -48,7 +48,7 @@ from agreements.attention import SOON, Round, Why, attention
 from agreements.web.gate import SIGN_IN_COOKIE, SIGN_IN_LASTS, Gate, SignInFailed
 from agreements.web.picture import Words, timeline_svg
 from agreements.web.security import MAX_BODY, Guard, Scope, Throttle, same
-from emails.calendar import calendar
+from emails.calendar import calendar, personal_calendar
 from emails.links import LinkError, SigningLink, read_link
 from emails.render import contribution_terms, day, kronor
 from i18n import N_, language_of, text, translations
@@ -827,6 +827,40 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         body = calendar(terms, coming, dt.datetime.now(dt.UTC))
         return Response(body, media_type="text/calendar; charset=utf-8")
 
+    @app.get("/me/calendar.ics")
+    async def my_feed(key: str, request: Request, p: int = 0) -> Response:
+        """A person's own feed: the coming milestones of every agreement they may read now
+        (finance: the instalments), each with an alarm. Bound to the person like an
+        agreement's feed; it follows their roles at every fetch."""
+        not_found = Refused(404, text(api_language(request), "Not found."), code="not-found")
+        if not p or not same(key, gate.feed_key("*", p)):
+            raise not_found
+        who = await asyncio.to_thread(access.person_by_id, gate.db, p)
+        if who is None:
+            raise not_found
+        today = ops.stockholm_today()
+        owned = await asyncio.to_thread(access.owners, gate.db)
+        entries = []
+        for record in await asyncio.to_thread(ops.agreements, config):
+            owner = owned.get(record.id)
+            if record.state == State.ended.value or not who.can(Right.read, owner):
+                continue
+            try:
+                terms = ops.stored_terms(config, record.terms_sha256)
+            except ops.OperationError:
+                continue  # its terms are written a moment after it starts: next fetch
+            rows = await asyncio.to_thread(ops.milestones, config, record.id, today)
+            money_only = not who.can(Right.decide, owner)
+            coming = [
+                m
+                for m in rows
+                if m.effective_date >= today and (not money_only or m.kind is MilestoneKind.invoice)
+            ]
+            entries.append((terms, coming))
+        name = text(api_language(request), "Agreements: %(name)s", name=who.name or who.email)
+        body = personal_calendar(name, entries, dt.datetime.now(dt.UTC))
+        return Response(body, media_type="text/calendar; charset=utf-8")
+
     # --- signing pages ----------------------------------------------------------------------
     # A signing link is read-only until the signer acts: a GET reads the round through
     # queries and records "opened" only while the signer is still just invited (the round
@@ -1116,12 +1150,41 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return page(request, "todo.html", items=items, Why=Why, soon=SOON)
 
     @app.get("/", response_class=HTMLResponse, dependencies=pages)
-    def index(request: Request) -> HTMLResponse:
+    def index(
+        request: Request,
+        q: Annotated[str, Query(max_length=200)] = "",
+        organisation: Annotated[str, Query(max_length=64)] = "",
+        state: Annotated[str, Query(max_length=16)] = "",
+        year: Annotated[str, Query(max_length=4)] = "",
+    ) -> HTMLResponse:
+        """The person's agreements, searched (title, reference, id) and filtered by
+        organisation, state and a year the term touches."""
+        rows = visible(request, ops.agreements(config))
+        owned = access.owners(gate.db)
+        mine = sorted({owned[r.id] for r in rows if r.id in owned})
+        words = q.casefold().split()
+        if words:
+            rows = [
+                r
+                for r in rows
+                if all(w in f"{r.title} {r.reference or ''} {r.id}".casefold() for w in words)
+            ]
+        if organisation:
+            rows = [r for r in rows if owned.get(r.id) == organisation]
+        if state in State.__members__:
+            rows = [r for r in rows if r.state == state]
+        if year.isdigit():
+            rows = [r for r in rows if r.start.year <= int(year) <= r.end.year]
+        names = organisation_names()
         return page(
             request,
             "list.html",
-            rows=visible(request, ops.agreements(config)),
+            rows=rows,
             organisations=creatable(request),
+            filters={"q": q, "organisation": organisation, "state": state, "year": year},
+            owners=[(o, names.get(o, o)) for o in mine],
+            states=list(State),
+            filtered=bool(words or organisation or state or year),
         )
 
     def creatable(request: Request) -> list[Any]:
@@ -1449,10 +1512,16 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     def my_page(request: Request, status: int = 200, **values: Any) -> HTMLResponse:
         who: Who = request.state.who
         mine = access.tokens(gate.db, who.person_id) if who.person_id is not None else []
+        feed = (
+            f"/me/calendar.ics?p={who.person_id}&key={gate.feed_key('*', who.person_id)}"
+            if who.person_id is not None
+            else None
+        )
         return page(
             request,
             "me.html",
             status=status,
+            feed=feed,
             names=organisation_names(),
             tokens=mine,
             scopes=list(access.SCOPES),
