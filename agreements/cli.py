@@ -662,6 +662,20 @@ def create(
             )
 
 
+@app.command("export")
+def export(agreement_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Print an agreement's current terms as an agreement file (TOML): `create` or `edit`
+    reads it back to the same terms."""
+    from agreements import ops
+    from models.loader import dumps_agreement
+
+    config = _settings()
+    terms = _read(
+        lambda: ops.stored_terms(config, ops.agreement(config, agreement_id).terms_sha256)
+    )
+    sys.stdout.write(dumps_agreement(terms))
+
+
 @app.command("list")
 def list_agreements(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every agreement with its state and next milestone."""

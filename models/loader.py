@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import tomllib
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from pydantic import ValidationError
 
 from models.agreement import Agreement
@@ -96,3 +98,29 @@ def load_agreement(path: str | Path) -> Agreement:
             source, [Problem("", f"not UTF-8 text (byte {error.start})")]
         ) from None
     return loads_agreement(text, source)
+
+
+def _plain(value: Any) -> Any:
+    """A dumped model as TOML holds it: enums as their values, nothing None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value if v is not None]
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def dumps_agreement(agreement: Agreement) -> str:
+    """The agreement as an agreement file (TOML) that `loads_agreement` reads back to the
+    same terms: what the file says, without the defaults it need not say."""
+    data = agreement.model_dump(mode="python", by_alias=True, exclude_defaults=True)
+    return tomli_w.dumps(_plain(data))
+
+
+def template_from(agreement: Agreement, new_id: str, title: str) -> str:
+    """An earlier agreement as the start of a new one: its file with a new id and title,
+    and not marked as signed (the new one is signed on its own)."""
+    signing = agreement.signing.model_copy(update={"signed": None, "planned": None})
+    copy = agreement.model_copy(update={"id": new_id, "title": title, "signing": signing})
+    return dumps_agreement(copy)

@@ -23,7 +23,7 @@ from agreements.simulate import free_port
 from agreements.up import dev_server_command
 from emails.sink import read_mail
 from models.config import Settings
-from models.loader import load_agreement
+from models.loader import load_agreement, loads_agreement
 
 ROOT = Path(__file__).resolve().parent.parent
 AGREEMENTS = str(Path(sys.executable).parent / "agreements")
@@ -194,6 +194,12 @@ def test_up_runs_the_service_and_keeps_agreements(tmp_path: Path) -> None:
         assert "Läge: löper" in shown.stdout, shown.stdout + shown.stderr
         assert "E-post: 0 skickade" in shown.stdout
         assert len(read_mail(mail)) == 6  # nothing more
+        # Its terms as a file, read back to the same terms.
+        exported = cli(env, tmp_path, "export", "helsingborg-inva-sam")
+        assert exported.returncode == 0, exported.stderr
+        assert loads_agreement(exported.stdout).id == "helsingborg-inva-sam"
+        missing = cli(env, tmp_path, "export", "finns-inte")
+        assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert (tmp_path / "data" / "temporal.db").exists()
     with service(env, tmp_path):
         listed = cli(env, tmp_path, "show", "planteringen")

@@ -542,3 +542,30 @@ def test_the_list_is_searched_and_filtered(web: tuple[TestClient, Path]) -> None
     assert "Inget avtal matchar." in client.get("/?q=finns-inte").text
     # Odd input is a filter that matches nothing, never an error.
     assert client.get("/?state=x&year=abcd&q=%00").status_code == 200
+
+
+def test_an_agreement_is_exported_and_starts_a_new_one(web: tuple[TestClient, Path]) -> None:
+    """The agreement file of an agreement, and a new draft from it: same terms but the id,
+    title and signing date; created from the form as it comes."""
+    client, _ = web
+    lund, signed_on = under_way("lund-radrum")
+    taken = client.post(f"/api/agreements?signed={signed_on}", content=lund, headers=AUTH)
+    assert taken.status_code == 201, taken.text
+    client.post("/login", data={"token": TOKEN})
+    for _ in range(100):  # its terms are stored a moment after it starts
+        exported = client.get("/a/lund-radrum/terms.toml")
+        if exported.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert exported.status_code == 200
+    assert 'filename="lund-radrum.toml"' in exported.headers["content-disposition"]
+    assert loads_agreement(exported.text) == loads_agreement(lund).model_copy(
+        update={"signing": loads_agreement(exported.text).signing}
+    )
+    page = client.get("/?copy=lund-radrum").text
+    draft = re.search(r'<textarea name="terms"[^>]*>([^<]*)</textarea>', page)
+    assert draft is not None
+    copy = loads_agreement(html.unescape(draft.group(1)))
+    assert copy.id == "lund-radrum-2" and copy.title == "IOP RådRum Lund (kopia)"
+    assert copy.signing.signed is None and copy.parties == loads_agreement(lund).parties
+    assert client.get("/a/finns-inte/terms.toml").status_code == 404

@@ -73,7 +73,7 @@ from models.lifecycle import (
     SignerStatus,
     State,
 )
-from models.loader import AgreementFileError, loads_agreement
+from models.loader import AgreementFileError, dumps_agreement, loads_agreement, template_from
 from models.plan import (
     SETTABLE,
     EndingKind,
@@ -1156,6 +1156,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         organisation: Annotated[str, Query(max_length=64)] = "",
         state: Annotated[str, Query(max_length=16)] = "",
         year: Annotated[str, Query(max_length=4)] = "",
+        copy: Annotated[str, Query(max_length=64)] = "",
     ) -> HTMLResponse:
         """The person's agreements, searched (title, reference, id) and filtered by
         organisation, state and a year the term touches."""
@@ -1176,9 +1177,20 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         if year.isdigit():
             rows = [r for r in rows if r.start.year <= int(year) <= r.end.year]
         names = organisation_names()
+        draft = ""
+        if copy and not entitled(request, copy, Right.read):
+            try:
+                earlier = ops.stored_terms(config, ops.agreement(config, copy).terms_sha256)
+            except ops.OperationError:
+                earlier = None
+            if earlier is not None:
+                lang = page_language(request)
+                title = text(lang, "%(title)s (copy)", title=earlier.title)
+                draft = template_from(earlier, f"{earlier.id}-2"[:64], title)
         return page(
             request,
             "list.html",
+            draft=draft,
             rows=rows,
             organisations=creatable(request),
             filters={"q": q, "organisation": organisation, "state": state, "year": year},
@@ -1358,6 +1370,21 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return (
             f"{ui}/namespaces/{config.temporal_namespace}/workflows/"
             f"{workflow_id(snapshot.agreement_id)}"
+        )
+
+    @app.get("/a/{agreement_id}/terms.toml", dependencies=pages)
+    def terms_file(agreement_id: str, request: Request) -> Response:
+        """The agreement's current terms as an agreement file, to keep or to edit."""
+        if wrong := entitled(request, agreement_id, Right.read):
+            return refusal(request, wrong, 404)
+        try:
+            terms = ops.stored_terms(config, ops.agreement(config, agreement_id).terms_sha256)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+        return Response(
+            dumps_agreement(terms).encode(),
+            media_type="application/toml; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{agreement_id}.toml"'},
         )
 
     @app.post("/a/{agreement_id}/{action}", dependencies=pages)
