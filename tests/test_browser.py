@@ -79,6 +79,22 @@ budget-plan = true
 """
 
 
+def settings_here(**more: str) -> tuple[dict[str, str], str]:
+    """The settings of `agreements up` on free loopback ports, and the pages' address."""
+    web_port = free_port()
+    base = f"http://127.0.0.1:{web_port}"
+    env = {
+        "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
+        "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
+        "AGREEMENTS_SMTP_PORT": str(free_port()),
+        "AGREEMENTS_WEB_PORT": str(web_port),
+        "AGREEMENTS_PUBLIC_BASE_URL": base,
+        "AGREEMENTS_API_TOKEN": TOKEN,
+        **more,
+    }
+    return env, base
+
+
 def link_for(mail: Path, email: str, round_number: int) -> str:
     for _ in range(200):
         found = [url for _, signer, url in signing_requests(mail) if signer == email]
@@ -91,16 +107,7 @@ def link_for(mail: Path, email: str, round_number: int) -> str:
 def test_coordinator_and_signers_in_the_browser(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    web_port = free_port()
-    env = {
-        "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
-        "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
-        "AGREEMENTS_SMTP_PORT": str(free_port()),
-        "AGREEMENTS_WEB_PORT": str(web_port),
-        "AGREEMENTS_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
-        "AGREEMENTS_API_TOKEN": TOKEN,
-    }
-    base = f"http://127.0.0.1:{web_port}"
+    env, base = settings_here()
     mail = tmp_path / "data" / "mail"
     with service(env, tmp_path), sync_playwright() as p:
         browser = p.chromium.launch(
@@ -205,22 +212,14 @@ def test_sign_in_through_the_identity_provider_in_the_browser(tmp_path: Path) ->
 
     from tests.test_up import cli
 
-    web_port = free_port()
     with oidc_provider_mock.run_server_in_thread(require_nonce=True) as provider:
         issuer = f"http://localhost:{provider.server_port}"
-        env = {
-            "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
-            "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
-            "AGREEMENTS_SMTP_PORT": str(free_port()),
-            "AGREEMENTS_WEB_PORT": str(web_port),
-            "AGREEMENTS_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
-            "AGREEMENTS_API_TOKEN": TOKEN,
-            "AGREEMENTS_OIDC_ISSUER": issuer,
-            "AGREEMENTS_OIDC_CLIENT_ID": "avtalstjansten",
-            "AGREEMENTS_OIDC_CLIENT_SECRET": "provider-secret-for-the-browser-test",
-            "AGREEMENTS_OIDC_NAME": "Kommunens inloggning",
-        }
-        base = f"http://127.0.0.1:{web_port}"
+        env, base = settings_here(
+            AGREEMENTS_OIDC_ISSUER=issuer,
+            AGREEMENTS_OIDC_CLIENT_ID="avtalstjansten",
+            AGREEMENTS_OIDC_CLIENT_SECRET="provider-secret-for-the-browser-test",
+            AGREEMENTS_OIDC_NAME="Kommunens inloggning",
+        )
         claims = {"email": "malin@kommun.example.se", "name": "Malin Samordnare"}
         assert httpx.put(f"{issuer}/users/malin-1", json=claims).status_code == 204
         with service(env, tmp_path), sync_playwright() as p:
@@ -287,16 +286,7 @@ def test_every_page_meets_wcag_2_1_aa(tmp_path: Path) -> None:
 
     from tests.test_web import under_way
 
-    web_port = free_port()
-    env = {
-        "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
-        "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
-        "AGREEMENTS_SMTP_PORT": str(free_port()),
-        "AGREEMENTS_WEB_PORT": str(web_port),
-        "AGREEMENTS_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
-        "AGREEMENTS_API_TOKEN": TOKEN,
-    }
-    base = f"http://127.0.0.1:{web_port}"
+    env, base = settings_here()
     auth = {"Authorization": f"Bearer {TOKEN}"}
     mail = tmp_path / "data" / "mail"
     failures: list[str] = []
@@ -407,16 +397,7 @@ def test_keyboard_only(tmp_path: Path) -> None:
     start signing, and sign from the link in the email. Every step is reached with Tab."""
     from playwright.sync_api import Locator, Page, sync_playwright
 
-    web_port = free_port()
-    env = {
-        "AGREEMENTS_TEMPORAL_PORT": str(free_port()),
-        "AGREEMENTS_TEMPORAL_UI_PORT": str(free_port()),
-        "AGREEMENTS_SMTP_PORT": str(free_port()),
-        "AGREEMENTS_WEB_PORT": str(web_port),
-        "AGREEMENTS_PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
-        "AGREEMENTS_API_TOKEN": TOKEN,
-    }
-    base = f"http://127.0.0.1:{web_port}"
+    env, base = settings_here()
     mail = tmp_path / "data" / "mail"
 
     def tab_to(page: Page, target: Locator) -> None:

@@ -222,19 +222,20 @@ def instalment(status: MilestoneStatus) -> MilestoneState:
     )
 
 
-def rendered_actions(
+def agreement_page(
     s: SimpleNamespace,
     terms: Any,
-    info: Any = None,
-    timeline: list[Any] | None = None,
+    info: Any,
+    timeline: list[Any],
     may_decide: bool = True,
     may_money: bool = True,
-) -> set[str]:
-    html = TEMPLATES.get_template("agreement.html").render(
+) -> str:
+    """The agreement page rendered in Swedish with no emails or events."""
+    html: str = TEMPLATES.get_template("agreement.html").render(
         s=s,
         info=info,
         terms=terms,
-        timeline=timeline or [],
+        timeline=timeline,
         emails=[],
         events=[],
         feed="/feed",
@@ -244,6 +245,18 @@ def rendered_actions(
         may_decide=may_decide,
         may_money=may_money,
     )
+    return html
+
+
+def rendered_actions(
+    s: SimpleNamespace,
+    terms: Any,
+    info: Any = None,
+    timeline: list[Any] | None = None,
+    may_decide: bool = True,
+    may_money: bool = True,
+) -> set[str]:
+    html = agreement_page(s, terms, info, timeline or [], may_decide, may_money)
     forms = re.findall(r"<form\b[^>]*>.*?</form>", html, flags=re.S)
     actions = set()
     for form in forms:
@@ -485,20 +498,7 @@ def test_choices_come_from_lists_with_labels() -> None:
         signers=[signer("Sara", "sara@x.se", "signed"), signer("Maria", "maria@x.se", "invited")],
     )
     for state, info in (("active", None), ("signing", round_open)):
-        html = TEMPLATES.get_template("agreement.html").render(
-            s=snapshot(state),
-            info=info,
-            terms=terms,
-            timeline=[due, received],
-            emails=[],
-            events=[],
-            feed="/feed",
-            csrf="c",
-            form_key="k",
-            lang="sv",
-            may_decide=True,
-            may_money=True,
-        )
+        html = agreement_page(snapshot(state), terms, info, [due, received])
         if state == "active":
             option = f'<option value="{report.key}:2">Rapport 2 (2027-03-31 (onsdag))</option>'
             assert option in html
