@@ -569,3 +569,29 @@ def test_an_agreement_is_exported_and_starts_a_new_one(web: tuple[TestClient, Pa
     assert copy.id == "lund-radrum-2" and copy.title == "IOP RådRum Lund (kopia)"
     assert copy.signing.signed is None and copy.parties == loads_agreement(lund).parties
     assert client.get("/a/finns-inte/terms.toml").status_code == 404
+
+
+def test_nothing_typed_is_lost_when_an_agreement_is_refused(web: tuple[TestClient, Path]) -> None:
+    """A file with mistakes comes back in the form, as it was typed, with what is wrong
+    above it; corrected, it is added."""
+    client, _ = web
+    client.post("/login", data={"token": TOKEN})
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/").text)
+    assert csrf is not None
+    broken = PLANTERINGEN.replace('title = "IOP Planteringen"', 'title = ""') + "\n# <åäö> & mer\n"
+    sent = client.post(
+        "/create", data={"csrf": csrf.group(1), "terms": broken, "signed": "2099-13-01"}
+    )
+    assert sent.status_code == 422
+    assert "Avtalet lades inte till" in sent.text and 'role="alert"' in sent.text
+    kept = re.search(r'<textarea name="terms"[^>]*>(.*?)</textarea>', sent.text, flags=re.S)
+    assert kept is not None and html.unescape(kept.group(1)) == broken
+    assert '<details class="box" open>' in sent.text
+    again = client.post("/create", data={"csrf": csrf.group(1), "terms": broken, "signed": ""})
+    assert again.status_code == 422 and "title" in again.text
+    fixed = client.post(
+        "/create",
+        data={"csrf": csrf.group(1), "terms": PLANTERINGEN, "signed": ""},
+        follow_redirects=False,
+    )
+    assert fixed.status_code == 303 and fixed.headers["location"] == "/a/planteringen"

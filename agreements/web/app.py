@@ -1160,6 +1160,19 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     ) -> HTMLResponse:
         """The person's agreements, searched (title, reference, id) and filtered by
         organisation, state and a year the term touches."""
+        return listing(request, q, organisation, state, year, copy)
+
+    def listing(
+        request: Request,
+        q: str = "",
+        organisation: str = "",
+        state: str = "",
+        year: str = "",
+        copy: str = "",
+        status: int = 200,
+        **kept: Any,
+    ) -> HTMLResponse:
+        """The list page; `kept` holds a form sent back with what was wrong with it."""
         rows = visible(request, ops.agreements(config))
         owned = access.owners(gate.db)
         mine = sorted({owned[r.id] for r in rows if r.id in owned})
@@ -1187,16 +1200,18 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                 lang = page_language(request)
                 title = text(lang, "%(title)s (copy)", title=earlier.title)
                 draft = template_from(earlier, f"{earlier.id}-2"[:64], title)
+        kept.setdefault("draft", draft)
         return page(
             request,
             "list.html",
-            draft=draft,
+            status=status,
             rows=rows,
             organisations=creatable(request),
             filters={"q": q, "organisation": organisation, "state": state, "year": year},
             owners=[(o, names.get(o, o)) for o in mine],
             states=list(State),
             filtered=bool(words or organisation or state or year),
+            **kept,
         )
 
     def creatable(request: Request) -> list[Any]:
@@ -1215,25 +1230,42 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         if wrong := forged(request, csrf):
             return wrong
         lang = page_language(request)
+
+        def again(problems: list[str], status: int) -> HTMLResponse:
+            """The list page with the form as it was sent and what is wrong above it:
+            nothing typed is lost."""
+            return listing(
+                request,
+                status=status,
+                draft=terms,
+                draft_problems=problems,
+                draft_signed=signed.strip()[:10],
+                draft_organisation=organisation,
+            )
+
         try:
             day = dt.date.fromisoformat(signed.strip()) if signed.strip() else None
         except ValueError:
             message = text(
                 lang, "Already signed on: %(value)s is not a date (YYYY-MM-DD).", value=signed[:40]
             )
-            return problem(request, message, 422)
+            return again([message], 422)
         flag = "«" + text(lang, "Already signed on") + "»"
         try:
             agreement = loads_agreement(terms, source=text(lang, "the agreement file"))
             agreement = ops.taken_on(agreement, day, flag=flag)
-        except (AgreementFileError, ops.OperationError) as error:
-            return refusal(request, error, 422)
+        except AgreementFileError as error:
+            return again([str(p) for p in error.problems], 422)
+        except ops.OperationError as error:
+            return again([explain(lang, error)], 422)
         if not_theirs := owned_by(request, agreement.id, organisation.strip() or None):
-            return refusal(request, not_theirs, 403 if not_theirs.code == "not-allowed" else 422)
+            return again(
+                [explain(lang, not_theirs)], 403 if not_theirs.code == "not-allowed" else 422
+            )
         try:
             await create_owned(request, agreement, day, flag)
         except ops.OperationError as error:
-            return refusal(request, error, 409)
+            return again([explain(lang, error)], 409)
         return RedirectResponse(f"/a/{agreement.id}", status_code=303)
 
     async def coming(request: Request, days: int, role: str) -> list[dict[str, Any]]:
