@@ -99,6 +99,10 @@ class Who:
         """The organisations where this person may do `right`, in name order of their ids."""
         return sorted(o for o in self.roles if self.can(right, o))
 
+    def money_only(self, organisation: str | None) -> bool:
+        """Finance there: the agreement's money is what this person sees and records."""
+        return self.can(Right.money, organisation) and not self.can(Right.decide, organisation)
+
     def anywhere(self, right: Right) -> bool:
         return self.local or bool(self.organisations(right))
 

@@ -512,3 +512,20 @@ def test_choices_come_from_lists_with_labels() -> None:
             before = html[: html.index(control)]
             labelled = before.rfind("<label") > before.rfind("</label>") or "aria-label=" in control
             assert labelled, control
+
+
+def test_a_confirmation_counts_whom_the_workflow_will_email() -> None:
+    """Planteringen's round invites six signatories (the six signing emails of the README's
+    quick start); its ending tells every contact and the coordinator once each. A finance
+    person is told of an ending only when money is repaid, so is not counted here."""
+    from agreements.web.app import consequence
+
+    plant = load_agreement(EXAMPLES / "planteringen.toml")
+    start = consequence("sv", "sign-start", {}, plant)
+    assert "Var och en av de 6 undertecknarna" in start[0]
+    told = {
+        c.email.lower() for p in plant.parties.values() for c in p.contacts if "contact" in c.roles
+    }
+    told.add(plant.coordinator.email.lower())
+    ending = consequence("sv", "terminate", {"party": next(iter(plant.parties))}, plant)
+    assert f"Alla {len(told)} kontaktpersoner får veta det via mejl." in ending

@@ -86,6 +86,8 @@ from models.plan import (
 from models.prerequisites import CHECKLIST
 from models.records import EventRecord
 from models.schedule.dates import STOCKHOLM
+from models.schedule.engine import coordinator, recipients
+from models.schedule.engine import everyone as all_contacts
 from workflows.agreement import (
     Amendment,
     ConfirmPrerequisites,
@@ -850,7 +852,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             except ops.OperationError:
                 continue  # its terms are written a moment after it starts: next fetch
             rows = await asyncio.to_thread(ops.milestones, config, record.id, today)
-            money_only = not who.can(Right.decide, owner)
+            money_only = who.money_only(owner)
             coming = [
                 m
                 for m in rows
@@ -1123,11 +1125,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         owned = await asyncio.to_thread(access.owners, gate.db)
         listed = await asyncio.to_thread(ops.agreements, config)
         seen = [a for a in listed if who.can(Right.read, owned.get(a.id))]
-        money_only = {
-            a.id
-            for a in seen
-            if not who.can(Right.decide, owned.get(a.id)) and who.can(Right.money, owned.get(a.id))
-        }
+        money_only = {a.id for a in seen if who.money_only(owned.get(a.id))}
         rounds = []
         for a in seen:
             if a.state != State.signing.value or a.id in money_only:
@@ -1315,7 +1313,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         except ops.OperationError as error:
             return refusal(request, error, 503)
         events = ops.events(config, agreement_id)
-        money_only = not who.can(Right.decide, owner) and who.can(Right.money, owner)
+        money_only = who.money_only(owner)
         shown = [m for m in timeline if m.kind is MilestoneKind.invoice] if money_only else timeline
         return page(
             request,
@@ -1788,14 +1786,16 @@ CONFIRMED = frozenset(
 
 def consequence(language: str, action: str, form: dict[str, str], terms: Agreement) -> list[str]:
     """What an action will do, in `language`, as sentences for the confirmation page."""
+    # Who the emails go to, chosen as the workflow chooses them (the schedule engine's
+    # recipients): the signing parties' signatories; for an ending every contact and the
+    # coordinator.
     signatories = [
-        c
-        for p in terms.parties.values()
+        r
+        for key, p in terms.parties.items()
         if p.signs
-        for c in p.contacts
-        if Role.signatory in c.roles
+        for r in recipients(terms, key, Role.signatory)
     ]
-    everyone = {c.email.lower() for p in terms.parties.values() for c in p.contacts}
+    everyone = {r.email.lower() for r in [*all_contacts(terms), coordinator(terms)]}
     party = terms.parties.get(form.get("party", ""))
     party_name = party.name if party else ""
     lasting = text(language, "This cannot be undone.")
