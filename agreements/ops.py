@@ -672,6 +672,22 @@ def terms_of(
     return terms
 
 
+async def terms_soon(config: Settings, sha256: str, wait: float = 15.0) -> Agreement:
+    """The stored terms, waiting up to `wait` seconds for them: a page shown right after
+    creating or amending an agreement may come before the worker has written the new
+    terms (it does so in the step's first activity)."""
+    deadline = asyncio.get_running_loop().time() + wait
+    pause = 0.05
+    while True:
+        try:
+            return await asyncio.to_thread(stored_terms, config, sha256)
+        except OperationError as error:
+            if error.code != "terms-not-stored" or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
 def stored_terms(config: Settings, sha256: str) -> Agreement:
     """The terms stored under their SHA-256 (a moment after a change they may not be yet)."""
     with Session(_db(config)) as session:

@@ -85,3 +85,28 @@ async def test_a_refusing_agreement_list_does_not_hold_back_the_record(database_
     assert events == [e.event_key for e in work.events]  # the event log and terms are kept
     assert terms == [work.terms[0].sha256]
     assert states == []
+
+
+async def test_a_page_after_a_change_waits_a_moment_for_the_new_terms(database_url: str) -> None:
+    """The agreement page right after creating (or amending) may come before the step has
+    written the terms: it waits for them rather than show an error, and says so only when
+    they do not come."""
+    from agreements import ops
+    from models.config import Settings
+
+    migrate(database_url)
+    config = Settings(database_url=database_url)
+    s = step(1, 1)
+    sha = s.terms[0].sha256
+    with pytest.raises(ops.OperationError) as refused:
+        await ops.terms_soon(config, sha, wait=0.2)
+    assert refused.value.code == "terms-not-stored"
+
+    async def later() -> None:
+        await asyncio.sleep(0.4)
+        await asyncio.to_thread(Store(database_url).write_step, s)
+
+    writer = asyncio.create_task(later())
+    terms = await ops.terms_soon(config, sha, wait=10)
+    await writer
+    assert terms.id == s.terms[0].agreement_id

@@ -877,7 +877,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         if view is None or view[1].email != link.signer:
             raise LinkError("The link is not valid.", "link-invalid")
         info, signer = view
-        return link, info, signer, ops.stored_terms(config, info.terms_sha256)
+        return link, info, signer, await ops.terms_soon(config, info.terms_sha256)
 
     def client_facts(request: Request) -> tuple[str | None, str | None]:
         """IP and user agent, cut to what is worth keeping before they reach the round."""
@@ -1308,7 +1308,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             return refusal(request, error, 404)
         info = await ops.current_round(temporal(request), agreement_id)
         try:  # the worker stores new terms a moment after the workflow takes them
-            terms = ops.stored_terms(config, snapshot.terms_sha256)
+            terms = await ops.terms_soon(config, snapshot.terms_sha256)
             timeline = await ops.timeline(temporal(request), agreement_id)
         except ops.OperationError as error:
             return refusal(request, error, 503)
@@ -1350,7 +1350,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         values = {k: v for k, v in fields}
         try:
             snapshot = await ops.state(temporal(request), agreement_id)
-            terms = ops.stored_terms(config, snapshot.terms_sha256)
+            terms = await ops.terms_soon(config, snapshot.terms_sha256)
         except ops.OperationError as error:
             return refusal(request, error, 404)
         lang = page_language(request)
