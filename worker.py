@@ -1,5 +1,6 @@
-"""The Temporal worker: agreement workflows, signature rounds, persistence and email, and
-gallring (weeding) of the signers' IP addresses and user agents on a daily schedule.
+"""The Temporal worker: agreement workflows, signature rounds, persistence and email;
+gallring (weeding) of the signers' IP addresses and user agents every night, and the weekly
+digest to coordinators and finance every Monday, each on a Temporal schedule.
 
 `python worker.py` runs it against the configured Temporal server (the embedded dev server
 on localhost by default) until SIGTERM or Ctrl-C, then shuts down cleanly: activities that
@@ -41,14 +42,17 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import i18n
+from activities.digest import Digester
 from activities.notify import Notifier
 from activities.steps import Steps
 from activities.store import Store
 from activities.weeding import Weeder
 from models.codec import data_converter, keys_for
 from models.config import Settings, settings
+from models.digest import DigestInput
 from models.schedule import dates
 from workflows.agreement import AgreementWorkflow
+from workflows.digest import DigestWorkflow
 from workflows.signing import SignatureRoundWorkflow
 from workflows.weeding import WeedingInput, WeedingWorkflow
 
@@ -82,7 +86,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-WORKFLOWS = [AgreementWorkflow, SignatureRoundWorkflow, WeedingWorkflow]
+WORKFLOWS = [AgreementWorkflow, SignatureRoundWorkflow, WeedingWorkflow, DigestWorkflow]
 
 
 def build_worker(client: Client, config: Settings) -> Worker:
@@ -91,6 +95,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
     notifier = Notifier(config)
     steps = Steps(store, notifier)
     weeder = Weeder(config.db_url(), config.signing_secret.get_secret_value())
+    digester = Digester(config, notifier)
     return Worker(
         client,
         task_queue=config.task_queue,
@@ -104,6 +109,8 @@ def build_worker(client: Client, config: Settings) -> Worker:
             notifier.send_emails,
             steps.carry_out_step,
             weeder.weed_signer_traces,
+            digester.digest_recipients,
+            digester.send_digest,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_runner=workflow_runner(),
@@ -131,22 +138,27 @@ def closing(notifier: Notifier) -> SimplePlugin:
 
 
 def scheduling(client: Client, config: Settings) -> SimplePlugin:
-    """As the worker starts, however it is run: the daily weeding schedule as configured
-    (`weeding_schedule`), set beside the worker's start so that a Temporal that is slow to
-    answer never holds the worker up. A worker that cannot set it runs on and says so in
-    its log: weeding is only late, and the next worker to start sets it."""
+    """As the worker starts, however it is run: the daily weeding and the weekly digest
+    schedules as configured (`weeding_schedule`, `digest_schedule`), set beside the
+    worker's start so that a Temporal that is slow to answer never holds the worker up. A
+    worker that cannot set one runs on and says so in its log: that work is only late, and
+    the next worker to start sets it."""
 
-    async def set_schedule() -> None:
-        try:
-            done = await weeding_schedule(client, config)
-        except Exception as error:  # RPCError, or a server that went away meanwhile
-            log.warning("weeding schedule %s not set: %s", WEEDING_SCHEDULE, error)
-            return
-        log.info("weeding schedule %s: %s", WEEDING_SCHEDULE, done)
+    async def set_schedules() -> None:
+        for name, keep in (
+            (WEEDING_SCHEDULE, weeding_schedule),
+            (DIGEST_SCHEDULE, digest_schedule),
+        ):
+            try:
+                done = await keep(client, config)
+            except Exception as error:  # RPCError, or a server that went away meanwhile
+                log.warning("schedule %s not set: %s", name, error)
+                continue
+            log.info("schedule %s: %s", name, done)
 
     @contextlib.asynccontextmanager
     async def starting() -> AsyncIterator[None]:
-        setting = asyncio.create_task(set_schedule())
+        setting = asyncio.create_task(set_schedules())
         try:
             yield
         finally:
@@ -154,11 +166,15 @@ def scheduling(client: Client, config: Settings) -> SimplePlugin:
             with contextlib.suppress(asyncio.CancelledError):
                 await setting
 
-    return SimplePlugin("agreements.weeding", run_context=starting)
+    return SimplePlugin("agreements.schedules", run_context=starting)
 
 
+TIME_ZONE = "Europe/Stockholm"  # the schedules' local times, daylight saving or not
 WEEDING_SCHEDULE = "agreements-weeding"  # the schedule's id, and its workflows' id prefix
-WEEDING_HOUR = 3  # daily at 03:00 in Stockholm (daylight-saving time or not)
+WEEDING_HOUR = 3  # daily at 03:00 in Stockholm
+DIGEST_SCHEDULE = "agreements-digest"
+DIGEST_WEEKDAY = 1  # Monday (Temporal counts the days of the week from Sunday, 0)
+DIGEST_HOUR = 7  # at 07:00 in Stockholm
 
 
 def weeding(config: Settings) -> Schedule:
@@ -176,7 +192,7 @@ def weeding(config: Settings) -> Schedule:
         ),
         spec=ScheduleSpec(
             calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(WEEDING_HOUR)])],
-            time_zone_name="Europe/Stockholm",
+            time_zone_name=TIME_ZONE,
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)),
         state=ScheduleState(
@@ -185,15 +201,57 @@ def weeding(config: Settings) -> Schedule:
     )
 
 
+def digest(config: Settings) -> Schedule:
+    """The schedule that starts `Digest` every Monday at 07:00 Europe/Stockholm on the task
+    queue, looking AGREEMENTS_DIGEST_DAYS ahead; its note names the settings, as weeding's
+    does. A server that was away makes up a missed Monday once it is back (within a day):
+    the digests are still this week's, and each goes once per person and week."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            DigestWorkflow.run,
+            DigestInput(days=config.digest_days),
+            id=DIGEST_SCHEDULE,
+            task_queue=config.task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    day_of_week=[ScheduleRange(DIGEST_WEEKDAY)],
+                    hour=[ScheduleRange(DIGEST_HOUR)],
+                )
+            ],
+            time_zone_name=TIME_ZONE,
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)),
+        state=ScheduleState(
+            note=f"digest {config.digest_days} days, task queue {config.task_queue}"
+        ),
+    )
+
+
 async def weeding_schedule(client: Client, config: Settings) -> str:
-    """Create the weeding schedule, or bring an existing one up to the settings (several
-    workers starting at once: the first creates it, the others find it as it should be).
-    With AGREEMENTS_RETENTION_DAYS=0 nothing is weeded: an existing schedule is deleted.
-    Says what it did: created, updated, unchanged, deleted, off, or unsupported (the
-    time-skipping test server has no schedules)."""
-    handle = client.get_schedule_handle(WEEDING_SCHEDULE)
+    """The weeding schedule as configured (`keep_schedule`); AGREEMENTS_RETENTION_DAYS=0
+    weeds nothing: an existing schedule is deleted."""
+    wanted = weeding(config) if config.retention_days > 0 else None
+    return await keep_schedule(client, WEEDING_SCHEDULE, wanted)
+
+
+async def digest_schedule(client: Client, config: Settings) -> str:
+    """The digest schedule as configured (`keep_schedule`); AGREEMENTS_DIGEST_DAYS=0 sends
+    no digest: an existing schedule is deleted."""
+    wanted = digest(config) if config.digest_days > 0 else None
+    return await keep_schedule(client, DIGEST_SCHEDULE, wanted)
+
+
+async def keep_schedule(client: Client, schedule_id: str, wanted: Schedule | None) -> str:
+    """Create the schedule `schedule_id` as `wanted`, or bring an existing one up to it when
+    its note differs (several workers starting at once: the first creates it, the others
+    find it as it should be). None: the setting turns it off, and an existing one is
+    deleted. Says what it did: created, updated, unchanged, deleted, off, or unsupported
+    (the time-skipping test server has no schedules)."""
+    handle = client.get_schedule_handle(schedule_id)
     try:
-        if config.retention_days <= 0:
+        if wanted is None:
             try:
                 await handle.delete()
             except RPCError as error:
@@ -201,9 +259,8 @@ async def weeding_schedule(client: Client, config: Settings) -> str:
                     raise
                 return "off"
             return "deleted"
-        wanted = weeding(config)
         try:
-            await client.create_schedule(WEEDING_SCHEDULE, wanted)
+            await client.create_schedule(schedule_id, wanted)
             return "created"
         except ScheduleAlreadyRunningError:
             pass

@@ -1,16 +1,18 @@
 """The activities as the workflows call them: typed references with no database, SMTP or
 web library behind them, so the workflow modules import none.
 
-`activities.store.Store` and `activities.notify.Notifier` implement these classes; the
-worker registers the implementations under the same names. A workflow calls
-`workflow.execute_activity_method(StoreActivities.save_terms, terms, ...)`: the argument and
-the result are checked by mypy against one signature, the one the implementation overrides.
+`activities.store.Store`, `activities.notify.Notifier` and `activities.digest.Digester`
+implement these classes; the worker registers the implementations under the same names.
+A workflow calls `workflow.execute_activity_method(StoreActivities.save_terms, terms, ...)`:
+the argument and the result are checked by mypy against one signature, the one the
+implementation overrides.
 """
 
 from __future__ import annotations
 
 from temporalio import activity
 
+from models.digest import DigestDay, DigestRequest, DigestResult, Recipients
 from models.effects import EventIn, SaveTerms, Step, Summary
 from models.lifecycle import EmailSpec, SendResult
 
@@ -52,4 +54,16 @@ class StepActivities:
 
     @activity.defn(name="carry_out_step")
     async def carry_out_step(self, step: Step) -> list[SendResult]:
+        raise NotImplementedError
+
+
+class DigestActivities:
+    """The weekly digest: who gets one, and one person's digest sent once per week."""
+
+    @activity.defn(name="digest_recipients")
+    async def digest_recipients(self, data: DigestDay) -> Recipients:
+        raise NotImplementedError
+
+    @activity.defn(name="send_digest")
+    async def send_digest(self, request: DigestRequest) -> DigestResult:
         raise NotImplementedError

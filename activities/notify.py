@@ -238,7 +238,7 @@ class Notifier(EmailActivities):
         if not mail:
             return _every(results)
         rows = await self.writes.write(
-            self.outbox.claim([(m.spec, m.subject, m.mid) for m in mail], _lease())
+            self.outbox.claim([(m.spec, m.subject, m.mid) for m in mail], lease())
         )
         ours: list[Mail] = []
         for m, (row, claimed) in zip(mail, rows, strict=True):
@@ -314,30 +314,47 @@ class Notifier(EmailActivities):
             )
         except Exception as error:  # a header the data makes impossible, and the like
             return failed(f"cannot build the email: {_why(error)}")
-        try:
-            await self._transmit(spec, message)
-        except Unsendable as error:
-            return failed(str(error))
-        except aiosmtplib.SMTPResponseException as error:
-            if error.code >= 500:
-                return failed(f"{error.code} {error.message}")
-            retry = ApplicationError(f"SMTP {error.code}: {error.message}", type=TRANSIENT)
-            return "pending", f"{error.code} {error.message}", retry
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            text = f"{type(error).__name__}: {error}"
-            retry = ApplicationError(f"mail server unreachable: {text}", type=TRANSIENT)
-            return "pending", text, retry
+        handover = await self.hand_over(
+            spec.to.email, message, lambda: self.outbox.handed(spec.key)
+        )
+        if handover.status == "failed":
+            return failed(handover.error or "")
+        if handover.retry is not None:
+            return "pending", handover.error, handover.retry
         sent = SendResult(key=spec.key, outcome=SendOutcome.sent, message_id=mid, subject=subject)
         return "sent", None, sent
 
-    async def _transmit(self, spec: EmailSpec, message: EmailMessage) -> None:
+    async def hand_over(
+        self, to: str, message: EmailMessage, handed: Callable[[], None]
+    ) -> Handover:
+        """One message to the relay (`transmit`), and what came of it: sent; failed for good
+        (a 5xx answer, a refused recipient, a message that cannot go), with the reason; or
+        a passing fault (a connection error, a timeout, a 4xx answer), with the error to
+        raise so that Temporal retries. The weekly digest sends through this too."""
+        try:
+            await self.transmit(to, message, handed)
+        except Unsendable as error:
+            return Handover("failed", str(error))
+        except aiosmtplib.SMTPResponseException as error:
+            if error.code >= 500:
+                return Handover("failed", f"{error.code} {error.message}")
+            retry = ApplicationError(f"SMTP {error.code}: {error.message}", type=TRANSIENT)
+            return Handover("pending", f"{error.code} {error.message}", retry)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            text = f"{type(error).__name__}: {error}"
+            retry = ApplicationError(f"mail server unreachable: {text}", type=TRANSIENT)
+            return Handover("pending", text, retry)
+        return Handover("sent")
+
+    async def transmit(self, to: str, message: EmailMessage, handed: Callable[[], None]) -> None:
         """Hand the message to the relay, one step at a time: after the relay's go-ahead and
-        just before the content goes, the outbox says `handed`. A worker that dies from
-        then on has delivered it, so a later attempt does not send it again (`claim`)."""
+        just before the content goes, `handed()` marks it (the outbox says `handed`). A
+        worker that dies from then on has delivered it, so a later attempt does not send it
+        again (`claim`)."""
         if self.limiter is not None:
             await self.limiter.acquire()
         sender = _sender(self.settings.mail_from)
-        recipient = ascii_domain(spec.to.email)
+        recipient = ascii_domain(to)
         async with self.pool.connection(self.settings) as client:
             utf8 = not (sender + recipient).isascii()
             if utf8 and not client.supports_extension("SMTPUTF8"):
@@ -357,13 +374,9 @@ class Notifier(EmailActivities):
             encoding = "utf-8" if utf8 else "ascii"
             await client.mail(sender, options=options, encoding=encoding)
             await client.rcpt(recipient, encoding=encoding)
-
-            def handed() -> None:
-                # On the event loop, not in a thread: an await between this mark and the
-                # write of the content would let a worker killed in between leave a message
-                # marked handed that never went (it would then never be sent).
-                self.outbox.handed(spec.key)
-
+            # `handed` runs on the event loop, not in a thread: an await between the mark and
+            # the write of the content would let a worker killed in between leave a message
+            # marked handed that never went (it would then never be sent).
             await smtp.data(client, content, handed)
 
     def _link(self, spec: EmailSpec) -> str | None:
@@ -408,6 +421,14 @@ class Mail(NamedTuple):
     subject: str
     rendered: Rendered | None
     unrendered: str
+
+
+class Handover(NamedTuple):
+    """What came of handing one message to the relay."""
+
+    status: str  # sent, failed (for good), pending (a passing fault: `retry` is raised)
+    error: str | None = None
+    retry: ApplicationError | None = None
 
 
 class Held(NamedTuple):
@@ -530,7 +551,7 @@ class Outbox:
         self, connection: Connection, emails: list[tuple[EmailSpec, str, str]], lease: dt.timedelta
     ) -> list[tuple[Held, bool]]:
         now = utcnow()
-        worker = _worker()
+        worker = worker_name()
         new: dict[str, dict[str, Any]] = {}
         for spec, subject, mid in emails:
             new.setdefault(
@@ -659,7 +680,7 @@ class Together:
                     future.set_exception(value)
 
 
-def _lease() -> dt.timedelta:
+def lease() -> dt.timedelta:
     """As long as Temporal lets this attempt run: its start-to-close timeout."""
     timeout = activity.info().start_to_close_timeout if activity.in_activity() else None
     return timeout or dt.timedelta(seconds=90)
@@ -670,7 +691,7 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def _worker() -> str:
+def worker_name() -> str:
     return f"{_host()}:{os.getpid()}"
 
 

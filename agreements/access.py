@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from agreements.ops import OperationError
+from i18n import language_of
 from models.people import (
     ApiToken,
     Membership,
@@ -157,9 +158,12 @@ def grant(
     role: PersonRole,
     name: str | None = None,
     by: str | None = None,
+    language: str | None = None,
 ) -> Person:
     """Add a person (by email) to an organisation with a role, or change their role there;
-    the person is created when new, and made active again when they were deactivated."""
+    the person is created when new, and made active again when they were deactivated.
+    `language` ("sv" or "en"), when given, is the language of the emails written to the
+    person themself (the weekly digest); unset, Swedish."""
     email = normal_email(email)
     if "@" not in email or len(email) > 320:
         raise AccessError(f"not an email address: {email!r}", "not-an-email", value=email[:80])
@@ -177,6 +181,8 @@ def grant(
             person.active = True
             if name:
                 person.name = name
+        if language:
+            person.language = language_of(language)
         session.add(person)
         session.flush()
         assert person.id is not None

@@ -88,18 +88,18 @@ def attention(
     today: dt.date,
     rounds: list[Round] = (),  # type: ignore[assignment]
     money_only: set[str] | None = None,
+    days: int = SOON,
 ) -> list[Item]:
     """The lines for the agreements in `visible` (None: every agreement), in the order of
-    `Why` then date. For the agreements in `money_only` (a finance person's), only the
-    instalments."""
-    horizon = today + dt.timedelta(days=SOON)
+    `Why` then date, looking `days` ahead (the weekly digest looks 14). For the agreements
+    in `money_only` (a finance person's), only the instalments."""
+    horizon = today + dt.timedelta(days=days)
     money_only = money_only or set()
     with Session(db) as session:
-        agreements = {
-            a.id: a
-            for a in session.exec(select(AgreementRecord).where(AgreementRecord.state != "ended"))
-            if visible is None or a.id in visible
-        }
+        running = select(AgreementRecord).where(AgreementRecord.state != "ended")
+        if visible is not None:  # read only these (a person's few of a region's thousands)
+            running = running.where(col(AgreementRecord.id).in_(sorted(visible)))
+        agreements = {a.id: a for a in session.exec(running)}
         ids = list(agreements)
         effective = col(MilestoneRecord.effective_date)
         status = col(MilestoneRecord.status)

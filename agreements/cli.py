@@ -21,7 +21,7 @@ from emails.render import kronor, reference, render_subject
 from i18n import N_, language_of, plural, text
 from i18n.refusals import explain
 from i18n.words import actor, role_word, word, word_for
-from models.agreement import Agreement, SigningMethod, SigningMode
+from models.agreement import Agreement, Language, SigningMethod, SigningMode
 from models.lifecycle import State
 from models.loader import AgreementFileError, load_agreement, loads_agreement
 from models.plan import EndingKind, MilestoneKind, MilestoneStatus, Plan, Scenario
@@ -84,7 +84,7 @@ def _load(file: Path) -> Agreement:
     try:
         return load_agreement(file)
     except AgreementFileError as error:
-        raise fail(str(error)) from None
+        raise fail(error.said(language())) from None
 
 
 def parse_now(value: str | None) -> dt.datetime:
@@ -144,7 +144,7 @@ def check(
             agreement = load_agreement(path)
         except AgreementFileError as error:
             bad += 1
-            say_error(str(error))
+            say_error(error.said(language()))
             continue
         typer.echo(_("%(path)s: ok (%(id)s)", path=path, id=agreement.id))
         for note in warnings(agreement):
@@ -393,7 +393,7 @@ def shift(
     try:
         sys.stdout.write(future_text(file.read_text(encoding="utf-8"), years))
     except AgreementFileError as error:
-        raise fail(f"{file}: {error}") from None
+        raise fail(f"{file}: {error.said(language())}") from None
 
 
 def main() -> None:
@@ -1253,6 +1253,12 @@ def people_grant(
     organisation_id: Annotated[str, typer.Argument(metavar="ORGANISATION")],
     role: Annotated[str, typer.Argument(help="administrator, coordinator, finance or reader")],
     name: Annotated[str | None, typer.Option(help="The person's name")] = None,
+    email_language: Annotated[
+        Language | None,
+        typer.Option(
+            "--language", help="sv or en: the language of the person's weekly digest (sv)"
+        ),
+    ] = None,
 ) -> None:
     """Give a person a role in an organisation (adds the person when new); their first
     sign-in through the identity provider binds their account to them."""
@@ -1269,7 +1275,13 @@ def people_grant(
     by = operator()
     _people(
         lambda db: access.grant(
-            db, email, organisation_id, access.PersonRole(role), name=name, by=by
+            db,
+            email,
+            organisation_id,
+            access.PersonRole(role),
+            name=name,
+            by=by,
+            language=email_language.value if email_language else None,
         )
     )
     out.print(f"{email.strip().lower()}: {role_word(language(), role)} ({organisation_id})")

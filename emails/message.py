@@ -247,16 +247,11 @@ def build(
             )
         )
     headers.append(("MIME-Version", _MIME_VERSION))
-    parts = [
-        _text_part("plain", rendered.text, mime_version=False),
-        _text_part("html", rendered.html, mime_version=True),
-    ]
+    parts = _text_parts(rendered)
     payloads = [part._payload for part in parts]  # type: ignore[attr-defined]
     ics = _calendar(agreement, spec, mail_from, now)
     if ics is None:
-        top = _multipart("alternative", _boundary(payloads))
-        headers += [("Content-Type", top), ("Content-Language", kind.language)]
-        return _part(headers, parts)
+        return _alternative(headers, parts, kind)
     method, data = ics
     encoded = _base64(data)
     encoding = ("Content-Transfer-Encoding", _ENCODINGS["base64"])
@@ -274,6 +269,51 @@ def build(
     top = _multipart("mixed", _boundary([*payloads, inner]))
     headers += [("Content-Type", top), ("Content-Language", kind.language)]
     return _part(headers, [alternative, attached])
+
+
+def build_for_person(
+    to: tuple[str, str],
+    key: str,
+    template: str,
+    language: str,
+    rendered: Rendered,
+    mail_from: str,
+    now: dt.datetime,
+) -> EmailMessage:
+    """A message to one person (name, address) about several agreements, the weekly digest:
+    the plain-text and HTML parts as `build` makes them, a Message-ID stable for `key`, no
+    calendar and no agreement of its own."""
+    name, address = to
+    kind = _kind(template, language, mail_from)
+    headers: list[tuple[str, Any]] = [
+        ("From", kind.sender),
+        ("To", Header("To", address, (name, address))),
+        ("Subject", Header("Subject", rendered.subject)),
+        ("Date", _header("Date", format_datetime(now))),
+        ("Message-ID", _header("Message-ID", message_id(key, mail_from))),
+        ("Auto-Submitted", _AUTO_SUBMITTED),
+        ("X-Agreement-Email-Key", Header("X-Agreement-Email-Key", key)),
+        ("X-Agreement-Template", kind.template),
+        ("MIME-Version", _MIME_VERSION),
+    ]
+    return _alternative(headers, _text_parts(rendered), kind)
+
+
+def _text_parts(rendered: Rendered) -> list[EmailMessage]:
+    return [
+        _text_part("plain", rendered.text, mime_version=False),
+        _text_part("html", rendered.html, mime_version=True),
+    ]
+
+
+def _alternative(
+    headers: list[tuple[str, Any]], parts: list[EmailMessage], kind: _Kind
+) -> EmailMessage:
+    """The message as multipart/alternative of its text and HTML parts."""
+    payloads = [part._payload for part in parts]  # type: ignore[attr-defined]
+    top = _multipart("alternative", _boundary(payloads))
+    headers += [("Content-Type", top), ("Content-Language", kind.language)]
+    return _part(headers, parts)
 
 
 # The policies a message is written with for a relay, made once (aiosmtplib makes one per

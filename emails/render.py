@@ -15,6 +15,7 @@ from functools import lru_cache
 from html import unescape
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 from babel.dates import format_date
 from babel.lists import format_list
@@ -24,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 import i18n
 from i18n.words import round_event, word, word_for
 from models.agreement import Agreement, Contribution, ContributionKind, SigningMethod
+from models.digest import Digest
 from models.lifecycle import EmailSpec, RoundInfo, SignatureEvent, Signer, SignerStatus
 from models.plan import EndingKind, PlannedEmail, PlannedMilestone
 from models.schedule.dates import STOCKHOLM
@@ -325,6 +327,51 @@ def render_email(agreement: Agreement, spec: EmailSpec, link: str | None = None)
     values = email_context(agreement, spec, link)
     subject = one_line(env.get_template(f"{spec.template}/subject.txt").render(values))
     html = env.get_template(f"{spec.template}/body.html").render(values)
+    return Rendered(subject, html_to_text(html), keep_dates_whole(html))
+
+
+DIGEST = "weekly_digest"  # the template of the weekly digest, which no agreement sends
+
+
+class _Person(NamedTuple):
+    name: str
+    email: str
+
+
+def render_digest(digest: Digest, base_url: str) -> Rendered:
+    """Subject, plain text and HTML of one person's weekly digest, in their language: each
+    agreement a heading that links to its page, each line its date, what it is and how it
+    stands; links to "Att göra" and to the person's page (their calendar feed). No link
+    carries a key: each page asks its reader to sign in."""
+    language = digest.language.value
+    env = environment(language)
+    base = base_url.rstrip("/")
+    groups = [
+        {
+            "title": g.title,
+            "ref": (
+                " " + i18n.text(language, "(ref. %(reference)s)", reference=g.reference)
+                if g.reference
+                else ""
+            ),
+            "link": f"{base}/a/{quote(g.agreement_id, safe='')}",
+            "lines": g.lines,
+        }
+        for g in digest.groups
+    ]
+    values = {
+        "digest": digest,
+        "count": digest.count,
+        "groups": groups,
+        "money_only": digest.money_only,
+        "to": _Person(digest.name, digest.email),
+        "language": language,
+        "when": lambda days: when(days, language),
+        "todo": f"{base}/todo",
+        "me": f"{base}/me",
+    }
+    subject = one_line(env.get_template(f"{DIGEST}/subject.txt").render(values))
+    html = env.get_template(f"{DIGEST}/body.html").render(values)
     return Rendered(subject, html_to_text(html), keep_dates_whole(html))
 
 

@@ -24,6 +24,9 @@ from pydantic import (
     field_validator,
 )
 
+from i18n import N_
+from models.said import Said
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -31,13 +34,13 @@ _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 def _single_line(value: str) -> str:
     # A newline in a name or title would end up in an email header or a calendar line.
     if _CONTROL.search(value):
-        raise ValueError("must be one line without control characters (newline, tab or similar)")
+        raise Said(N_("must be one line without control characters (newline, tab or similar)"))
     return value
 
 
 def _plain_text(value: str) -> str:
     if _CONTROL_BUT_LINES.search(value):
-        raise ValueError("contains a control character")
+        raise Said(N_("contains a control character"))
     return value
 
 
@@ -49,16 +52,19 @@ Line = Annotated[
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=4000), AfterValidator(_plain_text)
 ]
-Key = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$"),
-]
+# What a key (of a party, a report, a milestone…) looks like; a pattern the loader knows,
+# to say so in words rather than as the pattern (models/loader.py).
+KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+PHONE_PATTERN = r"^\+?[0-9][0-9 ()-]{4,24}$"
+KIND_PATTERN = r"^(iop|grant)$"
+Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+Phone = Annotated[str, StringConstraints(pattern=PHONE_PATTERN)]
 
 
 def _plausible(value: dt.date) -> dt.date:
     # An agreement's dates lie within a lifetime; the year 9999 would overflow the calendar.
     if not FIRST_DAY <= value <= LAST_DAY:
-        raise ValueError(f"must lie between {FIRST_DAY} and {LAST_DAY}")
+        raise Said(N_("must lie between %(first)s and %(last)s"), first=FIRST_DAY, last=LAST_DAY)
     return value
 
 
@@ -247,19 +253,25 @@ def luhn_ok(digits: str) -> bool:
 
 
 def normalise_org_number(raw: str) -> str:
-    """Return the organisation number as NNNNNN-NNNN, or raise ValueError saying why not."""
+    """Return the organisation number as NNNNNN-NNNN, or raise ValueError (`Said`) saying
+    why not."""
     digits = re.sub(r"[\s-]", "", raw)
     if len(digits) == 12 and digits.startswith("16"):
         digits = digits[2:]
     if not digits.isdigit() or len(digits) != 10:
-        raise ValueError(f"{raw!r} is not an organisation number (expected NNNNNN-NNNN)")
+        raise Said(
+            N_("%(value)s is not an organisation number (expected NNNNNN-NNNN)"), value=repr(raw)
+        )
     if int(digits[2]) < 2:
-        raise ValueError(
-            f"{raw!r} looks like a personal identity number, which must not be stored; "
-            "give the organisation's number"
+        raise Said(
+            N_(
+                "%(value)s looks like a personal identity number, which must not be stored; "
+                "give the organisation's number"
+            ),
+            value=repr(raw),
         )
     if not luhn_ok(digits):
-        raise ValueError(f"{raw!r} has a wrong check digit (Luhn)")
+        raise Said(N_("%(value)s has a wrong check digit (Luhn)"), value=repr(raw))
     return f"{digits[:6]}-{digits[6:]}"
 
 
@@ -267,7 +279,7 @@ class Contact(Strict):
     name: Line
     title: Line | None = None
     email: EmailStr
-    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ()-]{4,24}$")] | None = None
+    phone: Phone | None = None
     roles: list[Role] = Field(default_factory=lambda: [Role.contact], min_length=1)
     language: Language | None = None
 
@@ -290,7 +302,7 @@ class Coordinator(Strict):
     name: Line
     email: EmailStr
     party: Key | None = None
-    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9][0-9 ()-]{4,24}$")] | None = None
+    phone: Phone | None = None
     language: Language | None = None
 
 
@@ -331,9 +343,9 @@ class Contribution(Strict):
         values = value if isinstance(value, list) else [value]
         for item in values:
             if isinstance(item, float):
-                raise ValueError("amounts are whole kronor (write 650000, not 650000.0)")
+                raise Said(N_("amounts are whole kronor (write 650000, not 650000.0)"))
             if isinstance(item, int) and item < 0:
-                raise ValueError(f"amount {item} is negative")
+                raise Said(N_("amount %(amount)s is negative"), amount=item)
         return value
 
 
@@ -419,7 +431,7 @@ class Agreement(Strict):
     title: Line
     reference: Line | None = None  # diarienummer
     language: Language = Language.sv
-    kind: Annotated[str, StringConstraints(pattern=r"^(iop|grant)$")] = "iop"
+    kind: Annotated[str, StringConstraints(pattern=KIND_PATTERN)] = "iop"
     purpose: Text | None = None
     coordinator: Coordinator
     parties: dict[Key, Party] = Field(min_length=2, max_length=100)

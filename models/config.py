@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     # pseudonymised this many days after their event, by the daily `Weeding` workflow
     # (workflows/weeding.py; pseudonyms are keyed with the signing secret). 0: never.
     retention_days: int = Field(default=730, ge=0, le=36500)
+    # The weekly digest: every Monday at 07:00 Europe/Stockholm each coordinator and finance
+    # person gets one email of what is overdue and what falls due within this many days in
+    # their organisations' agreements (workflows/digest.py, on the schedule
+    # `agreements-digest`); none when there is nothing. 0: no digest.
+    digest_days: int = Field(default=14, ge=0, le=366)
     # The local key: signs in from this machine only (the first administrator, trials).
     api_token: SecretStr = SecretStr("change-me-in-production")
     # Sign-in through the municipality's identity provider (OpenID Connect: Entra ID, and any

@@ -41,6 +41,9 @@ class Person(SQLModel, table=True):
     issuer: str | None = Field(default=None, max_length=400)
     subject: str | None = Field(default=None, max_length=400)
     active: bool = True
+    # The language of the emails the service writes to the person themself (the weekly
+    # digest): "sv" or "en"; None: Swedish.
+    language: str | None = Field(default=None, max_length=8)
     created_at: dt.datetime = Field(default_factory=utcnow)
     last_sign_in_at: dt.datetime | None = None
 

@@ -1,6 +1,6 @@
 """Database tables (SQLModel): the agreements' read model and their milestones, the terms of
 every version, the append-only event log, the signers' traces (IP address, user agent)
-beside it, and the email outbox.
+beside it, the email outbox, and the weekly digests sent.
 
 Only the persistence and notification activities and the interfaces touch these rows;
 workflows never see them. Times are stored in UTC.
@@ -167,5 +167,32 @@ class OutboxRecord(SQLModel, table=True):
     worker: str | None = None  # the worker that made the last attempt
     error: str | None = None
     planned_at: dt.datetime | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    sent_at: dt.datetime | None = None
+
+
+class DigestRecord(SQLModel, table=True):
+    """One weekly digest email to one person (workflows/digest.py): written before it is
+    sent, under the key `digest:<person id>:<ISO week>`, so a retried activity or a second
+    run in the same week never sends it again. It moves as an outbox row does: sending ->
+    handed (the content is going to the relay) -> sent or failed, or back to pending after
+    a passing fault. Kept apart from the outbox, whose every row belongs to one agreement
+    (its pages, `agreements outbox` and the failed-email lines of "Att göra" read it per
+    agreement): a digest belongs to a person and spans their agreements."""
+
+    __tablename__ = "digest_sent"
+
+    key: str = Field(primary_key=True, max_length=100)
+    person_id: int = Field(index=True)
+    week: str = Field(max_length=10)  # ISO week, e.g. 2025-W03
+    recipient: str = Field(max_length=320)
+    subject: str
+    message_id: str = Field(max_length=200)
+    lines: int  # how many things it listed
+    status: str = Field(index=True, max_length=16)  # pending, sending, handed, sent, failed
+    attempts: int = 0
+    lease_until: dt.datetime | None = None  # as the outbox's: one attempt at a time
+    worker: str | None = None
+    error: str | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
     sent_at: dt.datetime | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,8 @@ def test_check_accepts_a_good_file_and_notes_what_is_missing(agreement_file: Pat
 def test_check_rejects_a_bad_file_with_file_field_and_reason(tmp_path: Path, agreement_file):
     bad = tmp_path / "bad.toml"
     bad.write_text(AGREEMENT.replace('payer = "amf"', 'payer = "nobody"'), encoding="utf-8")
-    result = runner.invoke(app, ["check", str(agreement_file), str(bad)])
+    english = {"AGREEMENTS_LANGUAGE": "en"}
+    result = runner.invoke(app, ["check", str(agreement_file), str(bad)], env=english)
     assert result.exit_code == 1
     assert f"{bad}: contributions[0].payer: unknown party 'nobody'" in result.output
     assert "Traceback" not in result.output
@@ -136,7 +138,7 @@ def test_preview_writes_invoicing_dates_for_finance_as_csv(agreement_file: Path,
 def test_preview_of_a_missing_file_is_a_clear_error(tmp_path: Path):
     result = runner.invoke(app, ["preview", str(tmp_path / "nope.toml")])
     assert result.exit_code == 1
-    assert "nope.toml: cannot read" in result.output
+    assert "nope.toml: Filen kan inte läsas: den finns inte." in result.output
 
 
 def test_preview_refuses_a_bad_now(agreement_file: Path):
@@ -156,8 +158,9 @@ def test_the_installed_script_runs_and_fails_without_a_traceback(tmp_path: Path)
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b"id = \xff")
     script = Path(sys.executable).parent / "agreements"
+    english = {**os.environ, "AGREEMENTS_LANGUAGE": "en"}
     result = subprocess.run(
-        [str(script), "check", str(bad)], capture_output=True, text=True, timeout=60
+        [str(script), "check", str(bad)], capture_output=True, text=True, timeout=60, env=english
     )
     assert result.returncode == 1
     assert "not UTF-8" in result.stderr

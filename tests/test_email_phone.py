@@ -64,3 +64,13 @@ def test_every_email_fits_a_phone(phone: Any, language: Language) -> None:
         if width > PHONE:
             too_wide[kind] = width
     assert not too_wide, too_wide
+
+
+@pytest.mark.parametrize("language", [Language.sv, Language.en])
+def test_the_weekly_digest_fits_a_phone(phone: Any, language: Language) -> None:
+    from emails.render import render_digest
+    from tests.test_digest import sample
+
+    digest = render_digest(sample(language, title=TITLE), "https://avtal.helsingborg.example.se")
+    phone.set_content(digest.html)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE

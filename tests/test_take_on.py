@@ -164,7 +164,7 @@ def test_shift_takes_a_number_of_years_and_names_a_bad_file(tmp_path: Path) -> N
     assert loads_agreement(result.stdout).term.start == dt.date(2029, 7, 1)
     bad = tmp_path / "bad.toml"
     bad.write_text('id = "x"\n', encoding="utf-8")
-    refused = runner.invoke(app, ["shift", str(bad)])
+    refused = runner.invoke(app, ["shift", str(bad)], env={"AGREEMENTS_LANGUAGE": "en"})
     assert refused.exit_code == 1 and "coordinator: missing" in refused.output
 
 

@@ -15,7 +15,7 @@ FORBIDDEN = ("sqlalchemy", "sqlmodel", "psycopg", "aiosmtplib", "aiosmtpd", "fas
 def test_workflow_modules_import_no_database_smtp_or_web_library() -> None:
     code = (
         "import json, sys\n"
-        "import workflows.agreement, workflows.signing, workflows.decider\n"
+        "import workflows.agreement, workflows.signing, workflows.decider, workflows.digest\n"
         "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))\n"
     )
     done = subprocess.run(
@@ -50,11 +50,16 @@ def test_every_activity_the_workflows_call_is_implemented_under_its_name() -> No
     agreement."""
     from temporalio import activity
 
-    from activities.contracts import EmailActivities, StoreActivities
+    from activities.contracts import DigestActivities, EmailActivities, StoreActivities
+    from activities.digest import Digester
     from activities.notify import Notifier
     from activities.store import Store
 
-    for contract, implementation in ((StoreActivities, Store), (EmailActivities, Notifier)):
+    for contract, implementation in (
+        (StoreActivities, Store),
+        (EmailActivities, Notifier),
+        (DigestActivities, Digester),
+    ):
         assert issubclass(implementation, contract)
         for name, method in vars(contract).items():
             wanted = activity._Definition.from_callable(method)

@@ -168,7 +168,7 @@ def test_hand_made_cases_each_name_their_field(tmp_path: Path) -> None:
     # The command line says the same, with exit code 1 and no traceback.
     path = tmp_path / "bad.toml"
     path.write_text('id = "x"\ntitle = "a\\r\\nBcc: v@example.org"\n', encoding="utf-8")
-    result = CliRunner().invoke(app, ["check", str(path)])
+    result = CliRunner().invoke(app, ["check", str(path)], env={"AGREEMENTS_LANGUAGE": "en"})
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "title: must be one line" in result.output
 
