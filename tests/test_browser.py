@@ -357,6 +357,10 @@ def test_every_page_meets_wcag_2_1_aa(tmp_path: Path) -> None:
             "/me",
             "/people",
             "/a/finns-inte",
+            "/draft",
+            "/draft?copy=lund-radrum",
+            "/a/webbavtal/draft",
+            "/a/lund-radrum/draft",
         ]
         for lang in ("sv", "en"):
             page.goto(f"{base}/?lang={lang}")
@@ -366,6 +370,11 @@ def test_every_page_meets_wcag_2_1_aa(tmp_path: Path) -> None:
             page.goto(base + "/a/webbavtal")
             page.click("text=Start signing" if lang == "en" else "text=Starta signering")
             check(f"confirmation {lang}")
+            page.goto(base + "/draft")
+            page.fill("#f-party-0-org_number", "12")
+            page.click("#save")  # refused: the problems above the form and by their fields
+            assert page.locator(".error").count() >= 3
+            check(f"drafting form with problems {lang}")
         page.goto(base + "/?lang=sv")
         # Ending: terminated today by the municipality.
         page.goto(base + "/a/upphor")
@@ -401,12 +410,22 @@ def test_keyboard_only(tmp_path: Path) -> None:
     mail = tmp_path / "data" / "mail"
 
     def tab_to(page: Page, target: Locator) -> None:
-        """Press Tab until `target` has the focus (at most 80 times)."""
-        for _ in range(80):
+        """Press Tab until `target` has the focus (at most 150 times)."""
+        for _ in range(150):
             if target.evaluate("e => e === document.activeElement"):
                 return
             page.keyboard.press("Tab")
         raise AssertionError(f"{target} is not reached with Tab")
+
+    def typed_date(page: Page, day: dt.date) -> str:
+        """A date as typed into a date field: its parts in the order the browser's locale
+        shows them (month first in en-US), digits only."""
+        order = page.evaluate(
+            "() => new Intl.DateTimeFormat().formatToParts(new Date(2001, 10, 22))"
+            ".map(p => p.type).filter(t => ['year', 'month', 'day'].includes(t))"
+        )
+        parts = {"year": f"{day.year:04d}", "month": f"{day.month:02d}", "day": f"{day.day:02d}"}
+        return "".join(parts[name] for name in order)
 
     def press(page: Page, target: Locator, navigates: bool = True) -> None:
         tab_to(page, target)
@@ -425,16 +444,56 @@ def test_keyboard_only(tmp_path: Path) -> None:
         page.keyboard.press("Enter")
         page.wait_for_url(base + "/todo")
         press(page, page.locator("header a", has_text="Avtal"))
-        press(page, page.locator("summary"), navigates=False)
-        tab_to(page, page.locator("textarea[name=terms]"))
-        page.keyboard.insert_text(terms())
-        press(page, page.locator("#create"))
-        assert "IOP Webbavtal" in page.inner_text("h1")
+        press(page, page.locator("#new"))
+        start = dt.datetime.now(STOCKHOLM).date()
+        end = add_months(start, 12) - dt.timedelta(days=1)
+        # The drafting form, field after field in the order Tab takes them.
+        for field, value in (
+            ("title", "IOP Webbavtal"),
+            ("party-0-name", "Kommunen"),
+            ("party-0-contact-0-name", "Maria Chef"),
+            ("party-0-contact-0-email", "maria@kommun.example.se"),
+            ("party-1-name", "Föreningen"),
+            ("party-1-contact-0-name", "Saul Ordförande"),
+            ("party-1-contact-0-email", SAUL),
+            ("coordinator-name", "Malin Samordnare"),
+            ("coordinator-email", "malin@kommun.example.se"),
+            ("contribution-0-payer", "ArrowDown"),  # the first party
+            ("contribution-0-payee", "ArrowDown ArrowDown"),  # the second
+            ("contribution-0-amount", "120 000"),
+            ("term-start", typed_date(page, start)),
+            ("term-end", typed_date(page, end)),
+        ):
+            tab_to(page, page.locator(f"#f-{field}"))
+            if value.startswith("Arrow"):
+                for key in value.split():
+                    page.keyboard.press(key)
+            else:
+                page.keyboard.type(value)
+        assert page.input_value("#f-term-end") == end.isoformat()
+        assert page.input_value("#f-contribution-0-payee") == "1"
+        press(page, page.locator("#save"))
+        assert "IOP Webbavtal" in page.inner_text("h1"), page.inner_text("main")
         press(page, page.locator("button", has_text="Bekräfta alla"))
         press(page, page.locator("#confirm"))
         press(page, page.locator("button", has_text="Starta signering"))
         press(page, page.locator("#confirm"))
         assert "Signering (omgång 1" in page.inner_text("main")
+        # The page's list of emails follows the outbox without a reload: emptied here, it
+        # is filled again by the page's script with the invitations.
+        page.evaluate(
+            "window.notReloaded = true;"
+            "document.querySelector('[data-live-outbox]').replaceChildren()"
+        )
+        invitations = (
+            "window.notReloaded && [...document.querySelectorAll('[data-live-outbox] tr')]"
+            ".filter(r => r.textContent.includes('Underteckna')).length"
+        )
+        for _ in range(300):
+            if page.evaluate(invitations) >= 2:
+                break
+            time.sleep(0.1)
+        assert page.evaluate(invitations) >= 2
         for _ in range(100):
             if len(signing_requests(mail)) >= 2:
                 break

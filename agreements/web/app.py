@@ -45,12 +45,13 @@ from temporalio.client import Client
 from agreements import access, ops
 from agreements.access import Right, Who
 from agreements.attention import SOON, Round, Why, attention
+from agreements.web import drafting
 from agreements.web.gate import SIGN_IN_COOKIE, SIGN_IN_LASTS, Gate, SignInFailed
 from agreements.web.picture import Words, timeline_svg
 from agreements.web.security import MAX_BODY, Guard, Scope, Throttle, same
 from emails.calendar import calendar, personal_calendar
 from emails.links import LinkError, SigningLink, read_link
-from emails.render import contribution_terms, day, kronor
+from emails.render import contribution_terms, day, kronor, render_subject
 from i18n import N_, language_of, text, translations
 from i18n.events import event_text
 from i18n.refusals import explain
@@ -58,6 +59,7 @@ from i18n.words import actor, role_word, round_event, scope_word, word_for
 from models.agreement import (
     Agreement,
     ContributionKind,
+    PartyKind,
     RenewalKind,
     Role,
     SigningMethod,
@@ -82,11 +84,12 @@ from models.plan import (
     MilestoneState,
     MilestoneStatus,
     PlannedMilestone,
+    Scenario,
 )
 from models.prerequisites import CHECKLIST
 from models.records import EventRecord
 from models.schedule.dates import STOCKHOLM
-from models.schedule.engine import coordinator, recipients
+from models.schedule.engine import coordinator, plan, recipients
 from models.schedule.engine import everyone as all_contacts
 from workflows.agreement import (
     Amendment,
@@ -118,6 +121,7 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 # which reads the OpenAPI 3.1 that FastAPI writes).
 SWAGGER_UI = Path(fastapi_offline.__file__).parent / "static"
 # The picture's lanes (agreements/web/picture.py LANES), as the page names them.
+STATIC = Path(__file__).parent / "static"
 LANE_NAMES = {
     "money": N_("Money"),
     "reports": N_("Reports"),
@@ -192,6 +196,22 @@ def outbox_status(language: str, status: str) -> str:
     return text(language, found) if found else status
 
 
+def picture_words(lang: str, title: str) -> Words:
+    """What the timeline picture says, in the page's language."""
+
+    def status(m: Any) -> str:
+        return word_for(lang, MilestoneStatus, m.status) if m.status else ""
+
+    return Words(
+        title=text(lang, "%(title)s at a glance", title=title),
+        lanes={key: text(lang, name) for key, name in LANE_NAMES.items()},
+        today=text(lang, "Today"),
+        amended=text(lang, "Amended"),
+        status=status,
+        day=functools.partial(day, language=lang),
+    )
+
+
 @functools.cache
 def templates(language: str) -> Jinja2Templates:
     """The pages in one language: Jinja2's i18n extension with that language's catalog
@@ -227,6 +247,7 @@ def templates(language: str) -> Jinja2Templates:
         EndingKind=EndingKind,
         RenewalKind=RenewalKind,
         Role=Role,
+        PartyKind=PartyKind,
         ContributionKind=ContributionKind,
         SigningMethod=SigningMethod,
         SigningMode=SigningMode,
@@ -347,6 +368,9 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         Guard, https=config.public_base_url.startswith("https://"), too_large=too_large
     )
     app.mount("/static/docs", StaticFiles(directory=SWAGGER_UI), name="docs-static")
+    # The pages' one small script (live.js): the plan beside the drafting form and the
+    # outbox's progress, without a build step; every page works without it.
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     secret = config.signing_secret.get_secret_value()
     throttle = Throttle()
     gate = Gate(config, throttle)
@@ -1253,7 +1277,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             agreement = loads_agreement(terms, source=text(lang, "the agreement file"))
             agreement = ops.taken_on(agreement, day, flag=flag)
         except AgreementFileError as error:
-            return again([str(p) for p in error.problems], 422)
+            return again([p.located(lang) for p in error.problems], 422)
         except ops.OperationError as error:
             return again([explain(lang, error)], 422)
         if not_theirs := owned_by(request, agreement.id, organisation.strip() or None):
@@ -1265,6 +1289,302 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         except ops.OperationError as error:
             return again([explain(lang, error)], 409)
         return RedirectResponse(f"/a/{agreement.id}", status_code=303)
+
+    # --- drafting in the form (agreements/web/drafting.py) ---------------------------------
+
+    PLAN_EMAILS = 300  # emails listed beside the form (all are counted)
+
+    def draft_plan(agreement: Agreement | None, lang: str) -> dict[str, Any] | None:
+        """Every milestone and email the draft will bring, from the schedule engine, with
+        the picture the agreement's page will show."""
+        if agreement is None:
+            return None
+        result = plan(agreement, dt.datetime.now(dt.UTC), scenario=Scenario.plan)
+        states = drafting.first_states(result)
+        today = ops.stockholm_today()
+        by_id = {m.id: m for m in result.milestones}
+        emails = [
+            {
+                "send_at": e.send_at,
+                "to": e.to.name,
+                "subject": render_subject(agreement, by_id[e.milestone_id], e),
+            }
+            for e in result.emails[:PLAN_EMAILS]
+        ]
+        signers = sum(
+            1
+            for party in agreement.parties.values()
+            if party.signs
+            for c in party.contacts
+            if Role.signatory in c.roles
+        )
+        return {
+            "start": result.start,
+            "end": result.end,
+            "periods": result.periods,
+            "ending": result.ending,
+            "milestones": states,
+            "emails": emails,
+            "email_count": len(result.emails),
+            "signers": signers,
+            "picture": timeline_svg(
+                states, result.start, result.end, today, picture_words(lang, agreement.title)
+            ),
+        }
+
+    def party_choices(fields: drafting.Fields, lang: str) -> list[tuple[str, str]]:
+        """The parties as the form's lists offer them: by row, named as typed so far."""
+        return [
+            (str(p), fields.get(f"party.{p}.name") or text(lang, "Party %(n)s", n=n))
+            for n, p in enumerate(drafting.rows(fields, "party"), start=1)
+        ]
+
+    KEPT_PARTS = {
+        "reviews": N_("reviews"),
+        "reminders": N_("reminder times"),
+        "signing": N_("signing reminders"),
+        "term": N_("the last possible end"),
+        "termination": N_("rescission"),
+        "withdrawal": N_("when withdrawal opens"),
+        "meetings": N_("meeting dates"),
+    }
+
+    def kept_note(fields: drafting.Fields, lang: str) -> str | None:
+        """What the terms hold that the form does not show, said once under the form."""
+        try:
+            kept = json.loads(fields.get("kept") or "{}")
+        except ValueError:
+            return None
+        names = [text(lang, KEPT_PARTS.get(k, k)) for k in kept if isinstance(kept, dict)]
+        if not names:
+            return None
+        return text(
+            lang,
+            "Kept as they are (the form does not show them; change them in the agreement "
+            "file): %(parts)s.",
+            parts=", ".join(names),
+        )
+
+    def drafting_page(
+        request: Request,
+        fields: drafting.Fields,
+        *,
+        editing: Snapshot | None = None,
+        show_problems: bool = False,
+        status: int = 200,
+        signed: str = "",
+        organisation: str = "",
+        extra: list[str] | None = None,
+    ) -> HTMLResponse:
+        """The drafting form with the plan beside it; the problems next to their fields
+        once the person has asked to check or save."""
+        lang = page_language(request)
+        draft = drafting.build(fields, lang)
+        for message in extra or []:
+            draft.add(None, message)
+        errors = draft.errors if show_problems else {}
+        shown = (len(draft.general) + sum(map(len, errors.values()))) if show_problems else 0
+        if editing is None:
+            heading, action = text(lang, "New agreement"), "/draft"
+            save, cancel = text(lang, "Add the agreement"), "/"
+        else:
+            heading = text(lang, "Change: %(title)s", title=editing.title)
+            action = f"/a/{editing.agreement_id}/draft"
+            cancel = f"/a/{editing.agreement_id}"
+            save = (
+                text(lang, "Save the draft")
+                if editing.state is State.draft
+                else text(lang, "Send the amendment for signing")
+            )
+        intro = None
+        if editing is not None and editing.state is not State.draft:
+            intro = text(
+                lang,
+                "The agreement is signed: a change is an amendment, which every party signs "
+                "before it applies. The short name and the start stay as they are.",
+            )
+        return page(
+            request,
+            "draft.html",
+            status=status,
+            f=fields,
+            draft=draft,
+            errors=errors,
+            shown_problems=shown,
+            plan=draft_plan(draft.agreement, lang),
+            plan_problems=draft.count,
+            plan_url=f"{action}/plan",
+            parties=party_choices(fields, lang),
+            rows=drafting.rows,
+            where=functools.partial(drafting.where, fields=fields, lang=lang),
+            checklist_keys=list(CHECKLIST),
+            organisations=creatable(request),
+            organisation=organisation,
+            signed=signed,
+            editing=editing,
+            heading=heading,
+            intro=intro,
+            action=action,
+            save_label=save,
+            cancel=cancel,
+            kept_note=kept_note(fields, lang),
+            form_key=uuid.uuid4().hex if editing is not None else None,
+        )
+
+    def may_create(request: Request) -> bool:
+        who: Who = request.state.who
+        return bool(creatable(request)) or who.local
+
+    @app.get("/draft", response_class=HTMLResponse, dependencies=pages)
+    def new_draft(request: Request, copy: Annotated[str, Query(max_length=64)] = "") -> Response:
+        """A new agreement in the form: empty, or as a copy of an earlier one."""
+        lang = page_language(request)
+        if not may_create(request):
+            return problem(request, text(lang, "Your role does not let you add agreements."), 403)
+        fields = drafting.blank()
+        if copy and not entitled(request, copy, Right.read):
+            try:
+                earlier = ops.stored_terms(config, ops.agreement(config, copy).terms_sha256)
+            except ops.OperationError as error:
+                return refusal(request, error, 404)
+            fields = drafting.fields_of(earlier)
+            fields["id"] = ""
+            fields["title"] = text(lang, "%(title)s (copy)", title=earlier.title)
+            kept = json.loads(fields["kept"] or "{}")
+            for gone in ("planned", "signed"):
+                kept.get("signing", {}).pop(gone, None)
+            if not kept.get("signing"):
+                kept.pop("signing", None)
+            fields["kept"] = json.dumps(kept, ensure_ascii=False) if kept else ""
+        return drafting_page(request, fields)
+
+    async def draft_form(request: Request) -> tuple[drafting.Fields, Any]:
+        form = await request.form(max_fields=6000)
+        return drafting.read_form(form), form
+
+    @app.post("/draft/plan", response_class=HTMLResponse, dependencies=pages)
+    @app.post("/a/{agreement_id}/draft/plan", response_class=HTMLResponse, dependencies=pages)
+    async def draft_plan_fragment(request: Request, agreement_id: str = "") -> Response:
+        """The plan beside the form, for the page's script to show as the person types.
+        Nothing is written."""
+        fields, form = await draft_form(request)
+        if wrong := forged(request, str(form.get("csrf", ""))):
+            return wrong
+        if agreement_id and (wrong_right := entitled(request, agreement_id, Right.decide)):
+            return refusal(request, wrong_right, 404)
+        lang = page_language(request)
+        draft = drafting.build(fields, lang)
+        return templates(lang).TemplateResponse(
+            request,
+            "_plan.html",
+            {"plan": draft_plan(draft.agreement, lang), "plan_problems": draft.count},
+        )
+
+    @app.post("/draft", response_class=HTMLResponse, dependencies=pages)
+    async def save_new_draft(request: Request) -> Response:
+        fields, form = await draft_form(request)
+        if wrong := forged(request, str(form.get("csrf", ""))):
+            return wrong
+        lang = page_language(request)
+        signed = str(form.get("signed", "")).strip()[:10]
+        organisation = str(form.get("organisation", "")).strip()[:64]
+        action = str(form.get("do", "save"))
+        again = functools.partial(drafting_page, request, signed=signed, organisation=organisation)
+        if action.startswith("more:"):
+            return again(drafting.grown(fields, action[5:]))
+        draft = drafting.build(fields, lang)
+        if action != "save" or draft.agreement is None:
+            return again(fields, show_problems=True, status=200 if action != "save" else 422)
+        try:
+            day_signed = dt.date.fromisoformat(signed) if signed else None
+        except ValueError:
+            message = text(
+                lang, "Already signed on: %(value)s is not a date (YYYY-MM-DD).", value=signed
+            )
+            return again(fields, show_problems=True, status=422, extra=[message])
+        flag = "«" + text(lang, "Already signed on") + "»"
+        try:
+            agreement = ops.taken_on(draft.agreement, day_signed, flag=flag)
+        except ops.OperationError as error:
+            return again(fields, show_problems=True, status=422, extra=[explain(lang, error)])
+        if not_theirs := owned_by(request, agreement.id, organisation or None):
+            code = 403 if not_theirs.code == "not-allowed" else 422
+            return again(fields, show_problems=True, status=code, extra=[explain(lang, not_theirs)])
+        try:
+            await create_owned(request, agreement, day_signed, flag)
+        except ops.OperationError as error:
+            return again(fields, show_problems=True, status=409, extra=[explain(lang, error)])
+        return RedirectResponse(f"/a/{agreement.id}", status_code=303)
+
+    async def editable(request: Request, agreement_id: str) -> Snapshot | Response:
+        """The agreement to change in the form, or the page saying why it cannot be."""
+        if wrong := entitled(request, agreement_id, Right.decide):
+            return refusal(request, wrong, 403 if wrong.code == "not-allowed" else 404)
+        try:
+            snapshot = await ops.state(temporal(request), agreement_id)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+        if snapshot.state not in (State.draft, State.signed, State.active, State.ending):
+            lang = page_language(request)
+            message = text(
+                lang,
+                "A %(state)s agreement cannot be changed.",
+                state=word_for(lang, State, snapshot.state),
+            )
+            return problem(request, message, 409)
+        return snapshot
+
+    @app.get("/a/{agreement_id}/draft", response_class=HTMLResponse, dependencies=pages)
+    async def change_page(agreement_id: str, request: Request) -> Response:
+        """The agreement's terms in the form: a draft to edit, or an amendment to send."""
+        found = await editable(request, agreement_id)
+        if not isinstance(found, Snapshot):
+            return found
+        try:
+            terms = await ops.terms_soon(config, found.terms_sha256)
+        except ops.OperationError as error:
+            return refusal(request, error, 503)
+        return drafting_page(request, drafting.fields_of(terms), editing=found)
+
+    @app.post("/a/{agreement_id}/draft", response_class=HTMLResponse, dependencies=pages)
+    async def save_change(agreement_id: str, request: Request) -> Response:
+        fields, form = await draft_form(request)
+        if wrong := forged(request, str(form.get("csrf", ""))):
+            return wrong
+        found = await editable(request, agreement_id)
+        if not isinstance(found, Snapshot):
+            return found
+        fields["id"] = agreement_id  # the short name is the agreement's for good
+        lang = page_language(request)
+        action = str(form.get("do", "save"))
+        if action.startswith("more:"):
+            return drafting_page(request, drafting.grown(fields, action[5:]), editing=found)
+        draft = drafting.build(fields, lang)
+        if action != "save" or draft.agreement is None:
+            status = 200 if action != "save" else 422
+            return drafting_page(request, fields, editing=found, show_problems=True, status=status)
+        by = request.state.who.actor[:MAX_NAME]
+        body: Any
+        if found.state is State.draft:
+            update, body = "edit_draft", EditDraft(agreement=draft.agreement, by=by)
+        else:
+            update, body = "amend", Amendment(agreement=draft.agreement, by=by)
+        key = str(form.get("idempotency_key", ""))
+        try:
+            uid = ops.update_id_for(update, key, body) if key else None
+            await ops.decide(
+                temporal(request), agreement_id, update, body, config=config, update_id=uid
+            )
+        except ops.OperationError as error:
+            return drafting_page(
+                request,
+                fields,
+                editing=found,
+                show_problems=True,
+                status=409,
+                extra=[explain(lang, error)],
+            )
+        return RedirectResponse(f"/a/{agreement_id}", status_code=303)
 
     async def coming(request: Request, days: int, role: str) -> list[dict[str, Any]]:
         rows = await asyncio.to_thread(ops.upcoming_all, config, days, role)
@@ -1369,18 +1689,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         """The agreement at a glance (agreements/web/picture.py), in the page's language."""
         lang = page_language(request)
         today = ops.stockholm_today()
-
-        def status(m: Any) -> str:
-            return word_for(lang, MilestoneStatus, m.status) if m.status else ""
-
-        words = Words(
-            title=text(lang, "%(title)s at a glance", title=snapshot.title),
-            lanes={key: text(lang, name) for key, name in LANE_NAMES.items()},
-            today=text(lang, "Today"),
-            amended=text(lang, "Amended"),
-            status=status,
-            day=functools.partial(day, language=lang),
-        )
+        words = picture_words(lang, snapshot.title)
         amended = [
             (e.at if e.at.tzinfo else e.at.replace(tzinfo=dt.UTC)).astimezone(STOCKHOLM).date()
             for e in events
@@ -1400,6 +1709,21 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return (
             f"{ui}/namespaces/{config.temporal_namespace}/workflows/"
             f"{workflow_id(snapshot.agreement_id)}"
+        )
+
+    @app.get("/a/{agreement_id}/outbox", response_class=HTMLResponse, dependencies=pages)
+    def outbox_fragment(agreement_id: str, request: Request) -> Response:
+        """The agreement's emails as its page shows them: fetched again by the page's
+        script while some are still going out."""
+        if wrong := entitled(request, agreement_id, Right.read):
+            return refusal(request, wrong, 404)
+        try:
+            ops.agreement(config, agreement_id)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+        lang = page_language(request)
+        return templates(lang).TemplateResponse(
+            request, "_outbox.html", {"emails": ops.outbox(config, agreement_id)}
         )
 
     @app.get("/a/{agreement_id}/terms.toml", dependencies=pages)

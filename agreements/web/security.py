@@ -4,8 +4,9 @@
   non-ASCII, is a refusal, never an error);
 - security headers on every response: no framing, no sniffing, no referrer (a signing link
   is a key, and must not leak to the next site through the Referer header), nothing kept
-  in caches, a content security policy that lets the pages run no script at all (the API
-  pages, which need theirs, get a policy of their own), and HSTS when the service is
+  in caches, a content security policy that lets the pages run only the service's own
+  script file, nothing inline (the API pages, which need an inline start, get a policy of
+  their own), and HSTS when the service is
   reached over HTTPS;
 - a bound on a request's body: a larger one is refused with 413 and a sentence saying
   so, before it is read;
@@ -32,8 +33,8 @@ log = logging.getLogger("agreements.web")
 
 MAX_BODY = 1024 * 1024  # an agreement file is a few KiB; a form or a decision less
 PAGE_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 # The OpenAPI page runs Swagger UI from this service (never from a CDN), started by a
 # short inline script.
