@@ -148,6 +148,25 @@ def test_signers_sign_from_their_links(web: tuple[TestClient, Path]) -> None:
     # the IP; see tests/test_signing_link.py), and no signer's token.
     assert opened[0]["ip"] is None and "user_agent" not in opened[0]
     assert all("token" not in s for s in round_["signers"])
+    # The coordinator corrects the declined agreement in the form and starts a new round.
+    from tests.test_drafting import form_of
+
+    client.post("/login", data={"token": TOKEN})
+    fields = form_of(client.get("/a/planteringen/draft").text)
+    fields["contribution.0.amount"] = "700 000"
+    saved = client.post("/a/planteringen/draft", data={**fields, "do": "save"})
+    assert saved.status_code == 200 and "IOP Planteringen" in saved.text  # its page
+    state = client.get("/api/agreements/planteringen", headers=AUTH).json()
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', saved.text)
+    assert csrf is not None
+    again = client.post(
+        "/a/planteringen/sign-start", data={"csrf": csrf.group(1), "confirmed": "yes"}
+    )
+    assert again.status_code == 200
+    state = client.get("/api/agreements/planteringen", headers=AUTH).json()
+    assert state["state"] == "signing" and state["round"]["number"] == 2
+    terms = client.get("/a/planteringen/terms.toml").text
+    assert loads_agreement(terms).contributions[0].amount == 700_000
 
 
 def test_pages_need_login_and_forms_need_csrf(
