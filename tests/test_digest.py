@@ -23,7 +23,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlmodel import Session, select
 from temporalio.client import Client, ScheduleActionStartWorkflow
-from temporalio.service import RPCError, RPCStatusCode
 from typer.testing import CliRunner
 
 import i18n
@@ -44,7 +43,7 @@ from models.records import AgreementRecord, DigestRecord, MilestoneRecord
 from tests.conftest import Temporal
 from tests.language import Reader
 from tests.mail import Scripted
-from tests.reliability.harness import until
+from tests.reliability.harness import schedule_exists, until
 from worker import DIGEST_SCHEDULE, build_worker, connect, digest_schedule
 from workflows.digest import DigestWorkflow
 
@@ -406,15 +405,7 @@ async def test_the_worker_creates_the_digest_schedule_monday_0700_stockholm(
     async with service(temporal, tmp_path) as (config, client, _):
         handle = client.get_schedule_handle(DIGEST_SCHEDULE)
 
-        async def described() -> bool:
-            try:
-                await handle.describe()
-            except RPCError as error:
-                assert error.status is RPCStatusCode.NOT_FOUND, error
-                return False
-            return True
-
-        await until(described, 30, "the worker to create the digest schedule")
+        await until(lambda: schedule_exists(handle), 30, "the worker to create the digest schedule")
         description = await handle.describe()
         schedule = description.schedule
         [calendar] = schedule.spec.calendars
@@ -443,7 +434,7 @@ async def test_the_worker_creates_the_digest_schedule_monday_0700_stockholm(
         off = config.model_copy(update={"digest_days": 0})
         assert await digest_schedule(client, off) == "deleted"
         assert await digest_schedule(client, off) == "off"
-        assert not await described()
+        assert not await schedule_exists(handle)
 
 
 def test_a_persons_language_is_swedish_unless_set(

@@ -34,31 +34,32 @@ def test_an_agreement_opened_in_the_form_and_saved_unchanged_has_the_same_terms(
     assert draft.agreement == agreement
 
 
+# A new agreement as a coordinator fills in the form.
+KVARNBY = {
+    "title": "IOP Läxhjälp i Kvarnby",
+    "reference": "KS 2026/123",
+    "coordinator.name": "Anna Ek",
+    "coordinator.email": "anna.ek@kommun.example.se",
+    "coordinator.party": "0",
+    "party.0.name": "Kvarnby kommun, Kultur- och fritidsförvaltningen",
+    "party.0.org_number": "212000-1355",
+    "party.0.contact.0.name": "Anna Ek",
+    "party.0.contact.0.email": "anna.ek@kommun.example.se",
+    "party.1.name": "Läxhjälpen Kvarnby ideell förening",
+    "party.1.contact.0.name": "Sam Öberg",
+    "party.1.contact.0.email": "sam@laxhjalpen.example.se",
+    "contribution.0.payer": "0",
+    "contribution.0.payee": "1",
+    "contribution.0.amount": "250 000 kr",
+    "report.0.name": "Verksamhetsrapport",
+    "report.0.party": "1",
+    "term.start": "2027-01-01",
+    "term.end": "2028-12-31",
+}
+
+
 def test_a_new_agreement_from_the_blank_form() -> None:
-    fields = drafting.blank()
-    fields.update(
-        {
-            "title": "IOP Läxhjälp i Kvarnby",
-            "reference": "KS 2026/123",
-            "coordinator.name": "Anna Ek",
-            "coordinator.email": "anna.ek@kommun.example.se",
-            "coordinator.party": "0",
-            "party.0.name": "Kvarnby kommun, Kultur- och fritidsförvaltningen",
-            "party.0.org_number": "212000-1355",
-            "party.0.contact.0.name": "Anna Ek",
-            "party.0.contact.0.email": "anna.ek@kommun.example.se",
-            "party.1.name": "Läxhjälpen Kvarnby ideell förening",
-            "party.1.contact.0.name": "Sam Öberg",
-            "party.1.contact.0.email": "sam@laxhjalpen.example.se",
-            "contribution.0.payer": "0",
-            "contribution.0.payee": "1",
-            "contribution.0.amount": "250 000 kr",
-            "report.0.name": "Verksamhetsrapport",
-            "report.0.party": "1",
-            "term.start": "2027-01-01",
-            "term.end": "2028-12-31",
-        }
-    )
+    fields = {**drafting.blank(), **KVARNBY}
     draft = drafting.build(fields, "sv")
     assert draft.count == 0, (draft.errors, draft.general)
     a = draft.agreement
@@ -185,28 +186,8 @@ def test_a_coordinator_drafts_checks_corrects_and_adds_an_agreement_in_the_form(
     blank = client.get("/draft")
     assert blank.status_code == 200 and "Nytt avtal" in blank.text
     fields = form_of(blank.text)
-    fields.update(
-        {
-            "title": "IOP Läxhjälp i Kvarnby",
-            "coordinator.name": "Anna Ek",
-            "coordinator.email": "anna.ek@kommun.example.se",
-            "party.0.name": "Kvarnby kommun",
-            "party.0.org_number": "212000-1355",
-            "party.0.contact.0.name": "Anna Ek",
-            "party.0.contact.0.email": "anna.ek@kommun.example.se",
-            "party.1.name": "Läxhjälpen Kvarnby",
-            "party.1.org_number": "802002-8639",  # a wrong check digit
-            "party.1.contact.0.name": "Sam Öberg",
-            "party.1.contact.0.email": "sam@laxhjalpen.example.se",
-            "contribution.0.payer": "0",
-            "contribution.0.payee": "1",
-            "contribution.0.amount": "250 000 kr",
-            "report.0.name": "Verksamhetsrapport",
-            "report.0.party": "1",
-            "term.start": "2027-01-01",
-            "term.end": "2028-12-31",
-        }
-    )
+    fields.update(KVARNBY)
+    fields["party.1.org_number"] = "802002-8639"  # a wrong check digit
     # One more party row, asked for with the button: nothing typed is lost.
     grown = client.post("/draft", data={**fields, "do": "more:party"})
     assert grown.status_code == 200
@@ -238,7 +219,7 @@ def test_a_coordinator_drafts_checks_corrects_and_adds_an_agreement_in_the_form(
     change = client.get("/a/iop-laxhjalp-i-kvarnby/draft")
     assert change.status_code == 200
     changed = form_of(change.text)
-    assert changed["party.1.name"] == "Läxhjälpen Kvarnby"
+    assert changed["party.1.name"] == "Läxhjälpen Kvarnby ideell förening"
     changed["contribution.0.amount"] = "300000"
     saved = client.post(
         "/a/iop-laxhjalp-i-kvarnby/draft", data={**changed, "do": "save"}, follow_redirects=False

@@ -23,7 +23,6 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import Session, col, select
 from temporalio.client import Client, ScheduleActionStartWorkflow
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import Store
@@ -38,7 +37,7 @@ from models.loader import load_agreement
 from models.prerequisites import CHECKLIST
 from models.records import EventRecord, SignerTrace
 from tests.conftest import Temporal
-from tests.reliability.harness import until
+from tests.reliability.harness import schedule_exists, until
 from worker import WEEDING_SCHEDULE, build_worker, connect, weeding_schedule
 from workflows.agreement import (
     AgreementInput,
@@ -386,15 +385,7 @@ async def test_the_worker_creates_the_weeding_schedule(temporal: Temporal, tmp_p
     async with service(temporal, tmp_path) as (config, client):
         handle = client.get_schedule_handle(WEEDING_SCHEDULE)
 
-        async def described() -> bool:
-            try:
-                await handle.describe()
-            except RPCError as error:
-                assert error.status is RPCStatusCode.NOT_FOUND, error
-                return False
-            return True
-
-        await until(described, 30, "the worker to create the schedule")
+        await until(lambda: schedule_exists(handle), 30, "the worker to create the schedule")
         schedule = (await handle.describe()).schedule
         [calendar] = schedule.spec.calendars
         assert [(r.start, r.end) for r in calendar.hour] == [(3, 3)]
@@ -431,7 +422,7 @@ async def test_the_worker_creates_the_weeding_schedule(temporal: Temporal, tmp_p
         off = config.model_copy(update={"retention_days": 0})
         assert await weeding_schedule(client, off) == "deleted"
         assert await weeding_schedule(client, off) == "off"
-        assert not await described()
+        assert not await schedule_exists(handle)
 
 
 async def test_the_time_skipping_server_has_no_schedules_and_the_worker_runs_on() -> None:

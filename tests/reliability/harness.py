@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, select
-from temporalio.client import Client
+from temporalio.client import Client, ScheduleHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from agreements import ops
 from bench.common import agreement_copy, instants, start_due_soon
@@ -136,6 +137,16 @@ async def until(check: Callable[[], Any], seconds: float, what: str) -> None:
         if time.monotonic() >= deadline:
             raise AssertionError(f"gave up after {seconds:.0f} s waiting for {what}")
         await asyncio.sleep(0.2)
+
+
+async def schedule_exists(handle: ScheduleHandle) -> bool:
+    """Does the Temporal schedule exist (yet, or still)?"""
+    try:
+        await handle.describe()
+    except RPCError as error:
+        assert error.status is RPCStatusCode.NOT_FOUND, error
+        return False
+    return True
 
 
 async def busy(client: Client, workflow_ids: Iterable[str]) -> list[str]:
