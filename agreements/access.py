@@ -268,6 +268,24 @@ def person_by_id(db: Engine, person_id: int) -> Who | None:
     return who(db, person) if person is not None and person.active else None
 
 
+def email_language(db: Engine, person_id: int) -> str:
+    """The language of the emails written to the person themself (the weekly digest)."""
+    with Session(db) as session:
+        person = session.get(Person, person_id)
+    return language_of(person.language) if person is not None and person.language else "sv"
+
+
+def choose_email_language(db: Engine, person_id: int, language: str) -> None:
+    """The person's own choice of the language of their emails: sv or en."""
+    with Session(db) as session:
+        person = session.get(Person, person_id)
+        if person is None:
+            raise AccessError("no such person", "no-person")
+        person.language = language_of(language)
+        session.add(person)
+        session.commit()
+
+
 def signed_in(
     db: Engine, issuer: str, subject: str, email: str | None, name: str | None
 ) -> Person | None:

@@ -594,3 +594,24 @@ def test_a_personal_calendar_follows_the_persons_roles(
         link = re.search(r'href="(/me/calendar\.ics\?[^"]+)"', bo.get("/me").text)
         assert link is not None
         assert Calendar.from_ical(bo.get(html.unescape(link.group(1))).content).walk("VEVENT") == []
+
+
+def test_a_person_chooses_the_language_of_their_weekly_email(
+    site: tuple[Settings, FastAPI], provider: str
+) -> None:
+    config, app = site
+    db = engine(config.db_url())
+    with TestClient(app, client=("192.0.2.41", 50000)) as bo:
+        person(bo, provider, "bo")
+        me = bo.get("/me")
+        assert "Varje måndag 07:00" in me.text and 'value="sv" selected' in me.text
+        who = access.person_by_email(db, "bo@lund.se")
+        assert who is not None and who.person_id is not None
+        assert access.email_language(db, who.person_id) == "sv"
+        forged = bo.post("/me/language", data={"csrf": "x", "language": "en"})
+        assert forged.status_code == 403
+        odd = bo.post("/me/language", data={"csrf": csrf_of(me.text), "language": "de"})
+        assert odd.status_code == 400
+        chosen = bo.post("/me/language", data={"csrf": csrf_of(me.text), "language": "en"})
+        assert chosen.status_code == 200 and 'value="en" selected' in chosen.text
+        assert access.email_language(db, who.person_id) == "en"

@@ -1906,12 +1906,32 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             names=organisation_names(),
             tokens=mine,
             scopes=list(access.SCOPES),
+            email_language=(
+                access.email_language(gate.db, who.person_id) if who.person_id is not None else None
+            ),
+            digest_days=config.digest_days,
             **values,
         )
 
     @app.get("/me", response_class=HTMLResponse, dependencies=pages)
     def me_page(request: Request) -> HTMLResponse:
         return my_page(request)
+
+    @app.post("/me/language", response_class=HTMLResponse, dependencies=pages)
+    def choose_language(
+        request: Request,
+        csrf: Annotated[str, Form()],
+        language: Annotated[str, Form(max_length=8)] = "sv",
+    ) -> Response:
+        """The language of the person's own emails (the weekly digest)."""
+        if wrong := forged(request, csrf):
+            return wrong
+        who: Who = request.state.who
+        if who.person_id is None or language not in ("sv", "en"):
+            lang = page_language(request)
+            return problem(request, text(lang, "Choose Svenska or English."), 400)
+        access.choose_email_language(gate.db, who.person_id, language)
+        return RedirectResponse("/me#digest", status_code=303)
 
     @app.post("/me/tokens", response_class=HTMLResponse, dependencies=pages)
     def make_token(
