@@ -1349,3 +1349,57 @@ def people_assign(
     by = operator()
     _people(lambda db: access.assign(db, agreement_id, organisation_id, by))
     out.print(f"{agreement_id}: {organisation_id}", highlight=False)
+
+
+document_app = typer.Typer(
+    help="Avtalets dokument (PDF). / The agreement's documents (PDF).", no_args_is_help=True
+)
+app.add_typer(document_app, name="document")
+
+
+@document_app.command("add")
+def document_add(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    file: Annotated[Path, typer.Argument(help="A PDF: the agreement text or an attachment")],
+    kind: Annotated[str, typer.Option(help="text (the agreement text) or attachment")] = (
+        "attachment"
+    ),
+    name: Annotated[str | None, typer.Option(help="Its name (default: the file's)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    idempotency_key: IdempotencyKey = None,
+) -> None:
+    """Add a document to a draft: checked (a PDF that opens, not encrypted), kept by its
+    SHA-256, and named in the terms, so the signers sign it with them."""
+    from agreements import ops
+    from documents.check import DocumentRefused
+    from models.agreement import DocumentKind
+
+    if kind not in DocumentKind.__members__:
+        raise fail(_("--kind: %(value)s is not text or attachment", value=kind))
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        raise fail(_("%(path)s: cannot read: %(error)s", path=file, error=error.strerror)) from None
+    title = (name or file.stem).strip()[:200]
+    try:
+        document = ops.take_document(_settings(), data, title, DocumentKind(kind))
+    except DocumentRefused as error:
+        raise fail(error.said(language())) from None
+    update_id = None
+    if idempotency_key is not None:
+        try:
+            update_id = ops.update_id_for("add_document", idempotency_key)
+        except ops.OperationError as error:
+            raise fail(explain(language(), error)) from None
+    snapshot = _run(
+        _with_client(
+            lambda c: ops.add_document(
+                c, _settings(), agreement_id, document, operator(), update_id
+            )
+        )
+    )
+    if as_json:
+        _emit(_snapshot_json(snapshot), True)
+    else:
+        typer.echo(f"{document.name}: SHA-256 {document.sha256}")
+        _print_snapshot(snapshot)

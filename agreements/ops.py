@@ -28,14 +28,17 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.store import write_event
+from documents.check import check_pdf
+from documents.store import store_for
 from i18n import text
 from i18n.words import word_for
-from models.agreement import Agreement
+from models.agreement import Agreement, Document, DocumentKind
 from models.codec import PayloadKeyError
 from models.config import Settings
 from models.db import SchemaError, ready
 from models.effects import EventIn
 from models.lifecycle import RoundAnswer, RoundInfo, Signer, terms_sha256
+from models.loader import AgreementFileError, parse_agreement
 from models.plan import (
     Decisions,
     EndingKind,
@@ -54,7 +57,13 @@ from models.records import (
 )
 from models.schedule import dates
 from models.schedule.engine import plan
-from workflows.agreement import AgreementInput, AgreementWorkflow, Snapshot, workflow_id
+from workflows.agreement import (
+    AgreementInput,
+    AgreementWorkflow,
+    EditDraft,
+    Snapshot,
+    workflow_id,
+)
 from workflows.decider import round_workflow_id
 from workflows.signing import RoundInput, SignatureRoundWorkflow
 
@@ -183,6 +192,7 @@ async def create(
     (`signed`, or the file's `signing.signed`); `taken_on` says what is refused. `by` is
     who hands it over, as the event log names them."""
     agreement = taken_on(agreement, signed, flag=flag)
+    documents_kept(config, agreement)
     try:
         handle = await client.start_workflow(
             AgreementWorkflow.run,
@@ -282,6 +292,9 @@ async def decide(
     with `config` it is also written to the agreement's event log. With `update_id` (see
     `update_id_for`) a repeat of an accepted decision answers as the first time and
     changes nothing."""
+    terms = getattr(request, "agreement", None)
+    if config is not None and isinstance(terms, Agreement):
+        documents_kept(config, terms)
     handle = client.get_workflow_handle(workflow_id(agreement_id))
     try:
         for pause in CLOSING_PAUSES:
@@ -670,6 +683,82 @@ def terms_of(
             with contextlib.suppress(OperationError):
                 terms[a.id] = stored_terms(config, a.terms_sha256)
     return terms
+
+
+def take_document(config: Settings, data: bytes, name: str, kind: DocumentKind) -> Document:
+    """Check an uploaded file (a PDF that opens, not encrypted, not too large) and keep it in
+    the document store; the document as the terms name it. DocumentRefused says why not."""
+    checked = check_pdf(data, name)
+    sha256 = store_for(config.data_dir).put(data)
+    return Document(sha256=sha256, name=name, kind=kind, size=checked.size, pages=checked.pages)
+
+
+async def add_document(
+    client: Client,
+    config: Settings,
+    agreement_id: str,
+    document: Document,
+    by: str | None = None,
+    update_id: str | None = None,
+) -> Snapshot:
+    """A document (already taken: `take_document`) added to a draft's terms. A document the
+    draft has already is not added twice."""
+    snapshot = await state(client, agreement_id)
+    terms = await terms_soon(config, snapshot.terms_sha256)
+    if any(d.sha256 == document.sha256 for d in terms.documents):
+        return snapshot
+    data = terms.model_dump(mode="json")
+    data["documents"] = [*data["documents"], document.model_dump(mode="json")]
+    try:
+        new = parse_agreement(data, "documents")
+    except AgreementFileError as error:
+        raise OperationError(
+            "; ".join(str(p) for p in error.problems),
+            "invalid-terms",
+            problems="; ".join(str(p) for p in error.problems),
+        ) from None
+    return await decide(
+        client,
+        agreement_id,
+        "edit_draft",
+        EditDraft(agreement=new, by=by),
+        config=config,
+        update_id=update_id,
+    )
+
+
+def documents_kept(config: Settings, agreement: Agreement) -> None:
+    """Refuse terms that name a document the store does not have (a file from elsewhere, or
+    a store not shared): the signers could not open what they sign."""
+    store = store_for(config.data_dir)
+    missing = [d.name for d in agreement.documents if not store.has(d.sha256)]
+    if missing:
+        raise OperationError(
+            f"the document store has no {', '.join(missing)}; upload the documents again",
+            "document-missing",
+            names=", ".join(missing),
+        )
+
+
+def document_bytes(config: Settings, sha256: str) -> bytes:
+    try:
+        return store_for(config.data_dir).get(sha256)
+    except KeyError:
+        raise OperationError("no such document", "no-document") from None
+
+
+def documents_of(config: Settings, agreement_id: str) -> dict[str, Document]:
+    """Every document any version of the agreement's terms has named, by hash: what may be
+    opened from its page (an amended agreement's earlier documents too)."""
+    with Session(_db(config)) as session:
+        rows = session.exec(
+            select(TermsRecord.terms_json).where(TermsRecord.agreement_id == agreement_id)
+        ).all()
+    found: dict[str, Document] = {}
+    for raw in rows:
+        for document in Agreement.model_validate_json(raw).documents:
+            found.setdefault(document.sha256, document)
+    return found
 
 
 async def terms_soon(config: Settings, sha256: str, wait: float = 15.0) -> Agreement:

@@ -91,6 +91,10 @@ REFUSALS: dict[str, str] = {
     # What agreements/ops.py refuses or cannot do itself
     "before-taken-on": N_("It lies before the agreement came to the service (%(day)s)."),
     "terms-not-stored": N_("The agreement's terms are not stored yet; try again in a moment."),
+    "document-missing": N_(
+        "The service does not have the document %(names)s: upload it again, then save."
+    ),
+    "no-document": N_("There is no such document."),
     "server-exited": N_("The Temporal dev server stopped (exit status %(status)s); see %(log)s"),
     "unreachable-quiet": N_("Temporal did not answer."),
     "schema": N_("The database is not ready: %(problem)s"),

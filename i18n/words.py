@@ -12,6 +12,7 @@ from enum import StrEnum
 from i18n import N_, text
 from models.agreement import (
     ContributionKind,
+    DocumentKind,
     PartyKind,
     RenewalKind,
     Role,
@@ -98,6 +99,10 @@ WORDS: dict[type[StrEnum], dict[str, str]] = {
         PartyKind.public: N_("public body"),
         PartyKind.nonprofit: N_("non-profit organisation"),
         PartyKind.company: N_("company"),
+    },
+    DocumentKind: {
+        DocumentKind.text: N_("agreement text"),
+        DocumentKind.attachment: N_("attachment"),
     },
     ContributionKind: {
         ContributionKind.money: N_("money"),

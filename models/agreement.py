@@ -383,6 +383,26 @@ class Milestone(DatedItem):
     rule: DateRule = DateRule.none
 
 
+class DocumentKind(StrEnum):
+    text = "text"  # the agreement's own text (avtalstext)
+    attachment = "attachment"  # a bilaga
+
+
+SHA256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Document(Strict):
+    """One of the agreement's documents (a PDF), by its content: its SHA-256 is part of the
+    terms, so what a signer signs is the terms and every document together. The bytes are in
+    the document store (documents/store.py)."""
+
+    sha256: SHA256
+    name: Line
+    kind: DocumentKind = DocumentKind.attachment
+    size: Annotated[int, Field(ge=1, le=1_000_000_000)]  # bytes
+    pages: Annotated[int, Field(ge=1, le=100_000)]
+
+
 class Withdrawal(Strict):
     notice_months: Annotated[int, Field(ge=0, le=24)]
     opens: Day | None = None  # first day a party may give notice of withdrawal
@@ -446,3 +466,5 @@ class Agreement(Strict):
     signing: Signing = Field(default_factory=Signing)
     reminders: Reminders = Field(default_factory=Reminders)
     prerequisites: dict[Key, bool] = Field(default_factory=dict)
+    # The agreement text and its attachments (PDF); an amendment carries its own.
+    documents: list[Document] = Field(default_factory=list, max_length=50)

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # Keys that seal every payload the service stores in Temporal (models/codec.py):
     # base64 keys of 32 bytes, comma-separated, the first one sealing. Unset: not sealed.
     payload_keys: SecretStr | None = None
+    # The seal on the signing record (sealing/seal.py): the organisation's seal certificate
+    # (e-sigill) as a PKCS#12 file (.p12 or .pfx, key and chain) and that file's password.
+    # Unset: a self-signed seal certificate made once under the data folder (seal.p12, 0600).
+    seal_p12: Path | None = None
+    seal_password: SecretStr | None = None
     # Where the Temporal Web UI is served (its origin, e.g. https://temporal.kommun.se): the
     # codec endpoint (/codec/decode) answers its requests for signed-in administrators.
     # Unset: the embedded dev server's UI on 127.0.0.1 and localhost.
@@ -89,6 +94,16 @@ class Settings(BaseSettings):
     oidc_name: str | None = None  # how the sign-in button names the provider
     session_hours: float = 10.0  # a session ends this long after sign-in,
     session_idle_minutes: float = 60.0  # or after this long without a request
+    # The signing provider with Swedish BankID (signing/scrive.py): Scrive's Document API at
+    # this address (production: https://scrive.com), and the personal access credentials of
+    # the Scrive user the service acts as (Scrive's Account > Integration settings). Unset
+    # credentials: no round can be signed through Scrive.
+    scrive_url: str = "https://api-testbed.scrive.com"
+    scrive_api_token: SecretStr | None = None
+    scrive_api_secret: SecretStr | None = None
+    scrive_access_token: SecretStr | None = None
+    scrive_access_secret: SecretStr | None = None
+    scrive_timeout_seconds: float = 30.0  # each request to Scrive, connecting included
 
     def temporal_target(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"

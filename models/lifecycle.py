@@ -17,7 +17,11 @@ from models.plan import Frozen, PlannedMilestone, Recipient
 
 
 def terms_json(agreement: Agreement) -> str:
-    """The canonical text of the terms: what is hashed, stored and signed."""
+    """The canonical text of the terms: what is hashed, stored and signed. An agreement
+    without documents is written as before documents existed, so its hash stays the one
+    it has always had."""
+    if not agreement.documents:
+        return agreement.model_dump_json(exclude={"documents"})
     return agreement.model_dump_json()
 
 

@@ -11,7 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel
 
 from i18n import N_, language_of, text
-from models.agreement import Agreement, ContributionKind, RenewalKind, Role
+from models.agreement import Agreement, ContributionKind, DocumentKind, RenewalKind, Role
 from models.prerequisites import CHECKLIST
 from models.said import Params, params_of
 from models.schedule.dates import add_months, renewal_ends
@@ -448,6 +448,16 @@ def _check(a: Agreement) -> Iterator[Problem]:
         for j, day in enumerate(m.dates or []):
             yield from within(f"meetings.dates[{j}]", day)
 
+    # Documents: each once; one agreement text at most.
+    hashes: set[str] = set()
+    for i, document in enumerate(a.documents):
+        if document.sha256 in hashes:
+            yield Problem.of(
+                f"documents[{i}]", N_("the document %(name)s is there twice"), name=document.name
+            )
+        hashes.add(document.sha256)
+    if sum(1 for d in a.documents if d.kind is DocumentKind.text) > 1:
+        yield Problem.of("documents", N_("there is more than one agreement text"))
     # Reviews and named milestones.
     keys: set[str] = set()
     for section, items in (("reviews", a.reviews), ("milestones", a.milestones)):

@@ -236,3 +236,23 @@ def test_a_coordinator_drafts_checks_corrects_and_adds_an_agreement_in_the_form(
     assert outbox.status_code == 200 and "<table>" in outbox.text and "<html" not in outbox.text
     assert 'data-live-outbox="/a/iop-laxhjalp-i-kvarnby/outbox"' in page.text
     assert client.get("/a/finns-inte/outbox").status_code == 404
+
+
+def test_documents_travel_through_the_form_and_a_row_removes_one() -> None:
+    agreement = load_agreement(EXAMPLES[0])
+    documents = [
+        {"sha256": c * 64, "name": f"Dok {c}", "kind": kind, "size": 100, "pages": 2}
+        for c, kind in (("a", "text"), ("b", "attachment"))
+    ]
+    with_documents = agreement.model_validate(
+        {**agreement.model_dump(mode="json"), "documents": documents}
+    )
+    fields = drafting.fields_of(with_documents)
+    assert fields["document.1.name"] == "Dok b" and "sha256" in fields["document.1.kept"]
+    draft = drafting.build(fields, "sv")
+    assert draft.agreement == with_documents
+    fields["document.0.remove"] = "yes"
+    fields["document.1.name"] = "Bilaga 1"
+    draft = drafting.build(fields, "sv")
+    assert draft.agreement is not None
+    assert [(d.name, d.sha256) for d in draft.agreement.documents] == [("Bilaga 1", "b" * 64)]

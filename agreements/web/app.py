@@ -22,9 +22,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import fastapi_offline
-from fastapi import Depends, FastAPI, Form, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import (
@@ -49,6 +50,7 @@ from agreements.web import drafting
 from agreements.web.gate import SIGN_IN_COOKIE, SIGN_IN_LASTS, Gate, SignInFailed
 from agreements.web.picture import Words, timeline_svg
 from agreements.web.security import MAX_BODY, Guard, Scope, Throttle, same
+from documents.check import DocumentRefused
 from emails.calendar import calendar, personal_calendar
 from emails.links import LinkError, SigningLink, read_link
 from emails.render import contribution_terms, day, kronor, render_subject
@@ -59,6 +61,8 @@ from i18n.words import actor, role_word, round_event, scope_word, word_for
 from models.agreement import (
     Agreement,
     ContributionKind,
+    Document,
+    DocumentKind,
     PartyKind,
     RenewalKind,
     Role,
@@ -248,6 +252,7 @@ def templates(language: str) -> Jinja2Templates:
         RenewalKind=RenewalKind,
         Role=Role,
         PartyKind=PartyKind,
+        DocumentKind=DocumentKind,
         ContributionKind=ContributionKind,
         SigningMethod=SigningMethod,
         SigningMode=SigningMode,
@@ -750,6 +755,43 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         draft = EditDraft(agreement=await terms_body(request), by="-")
         return await decide(request, agreement_id, "edit_draft", draft, key)
 
+    @app.post("/api/agreements/{agreement_id}/documents", dependencies=api)
+    async def api_add_document(
+        agreement_id: str,
+        request: Request,
+        file: UploadFile,
+        kind: Annotated[DocumentKind, Form()] = DocumentKind.attachment,
+        name: Annotated[str, Form(max_length=200)] = "",
+        key: IdempotencyKey = None,
+    ) -> Snapshot:
+        """Add a document (a PDF: the agreement text or an attachment) to a draft: checked,
+        kept by its SHA-256, and named in the terms, so the signers sign it with them."""
+        may(request, agreement_id, Right.decide)
+        data = await file.read()
+        title = name.strip() or Path(file.filename or "").stem.strip()[:200] or "dokument"
+        try:
+            document = await asyncio.to_thread(ops.take_document, config, data, title, kind)
+        except DocumentRefused as error:
+            said = error.said(api_language(request))
+            raise Refused(422, said, code=error.code, params=error.params) from None
+        by = request.state.who.actor[:MAX_NAME]
+        uid = update_id(request, "add_document", key)
+        result: Snapshot = await run(
+            request,
+            ops.add_document(temporal(request), config, agreement_id, document, by, uid),
+        )
+        return result
+
+    @app.get("/api/agreements/{agreement_id}/documents/{sha256}", dependencies=api)
+    async def api_document(agreement_id: str, sha256: str, request: Request) -> Response:
+        """One of the agreement's documents (of any version of its terms), as PDF."""
+        may(request, agreement_id, Right.read)
+        found = await asyncio.to_thread(ops.documents_of, config, agreement_id)
+        if sha256 not in found:
+            raise refused(request, 404, ops.OperationError("no such document", "no-document"))
+        data = ops_run(request, lambda: ops.document_bytes(config, sha256), 404)
+        return pdf(found[sha256], data)
+
     @app.post("/api/agreements/{agreement_id}/signing", dependencies=api)
     async def api_sign_start(
         agreement_id: str, request: Request, key: IdempotencyKey = None
@@ -915,6 +957,22 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return page(
             request, "signed.html", language=signer.language, signer=signer, info=info, terms=terms
         )
+
+    @app.get("/sign/{value}/documents/{sha256}")
+    async def signing_document(value: str, sha256: str, request: Request) -> Response:
+        """A document of the round's terms, opened by a signer from their link."""
+        try:
+            _, _, _, terms = await signing_context(request, value)
+        except (LinkError, ops.OperationError) as error:
+            return refusal(request, error, 403)
+        document = next((d for d in terms.documents if d.sha256 == sha256), None)
+        if document is None:
+            return refusal(request, ops.OperationError("no such document", "no-document"), 404)
+        try:
+            data = await asyncio.to_thread(ops.document_bytes, config, sha256)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+        return pdf(document, data)
 
     @app.get("/sign/{value}", response_class=HTMLResponse)
     async def sign_page(value: str, request: Request) -> HTMLResponse:
@@ -1375,6 +1433,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         signed: str = "",
         organisation: str = "",
         extra: list[str] | None = None,
+        field_errors: dict[str, list[str]] | None = None,
     ) -> HTMLResponse:
         """The drafting form with the plan beside it; the problems next to their fields
         once the person has asked to check or save."""
@@ -1382,6 +1441,10 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         draft = drafting.build(fields, lang)
         for message in extra or []:
             draft.add(None, message)
+        for name, messages in (field_errors or {}).items():
+            for message in messages:
+                draft.add(name, message)
+        show_problems = show_problems or bool(field_errors)
         errors = draft.errors if show_problems else {}
         shown = (len(draft.general) + sum(map(len, errors.values()))) if show_problems else 0
         if editing is None:
@@ -1416,6 +1479,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             plan_url=f"{action}/plan",
             parties=party_choices(fields, lang),
             rows=drafting.rows,
+            document_facts=drafting.document_facts,
             where=functools.partial(drafting.where, fields=fields, lang=lang),
             checklist_keys=list(CHECKLIST),
             organisations=creatable(request),
@@ -1459,8 +1523,36 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return drafting_page(request, fields)
 
     async def draft_form(request: Request) -> tuple[drafting.Fields, Any]:
-        form = await request.form(max_fields=6000)
+        form = await request.form(max_fields=6000, max_files=20)
         return drafting.read_form(form), form
+
+    async def with_uploads(
+        request: Request, fields: drafting.Fields, form: Any
+    ) -> tuple[drafting.Fields, dict[str, list[str]]]:
+        """The form with the documents it brought (checked, then kept in the store), and
+        what was wrong with those that were not taken, by the upload field."""
+        lang = page_language(request)
+        kind = DocumentKind.text if form.get("upload_kind") == "text" else DocumentKind.attachment
+        refused: list[str] = []
+        for upload in form.getlist("upload"):
+            if isinstance(upload, str) or not upload.filename:
+                continue
+            data = await upload.read()
+            name = Path(upload.filename).stem.strip()[:200] or text(lang, "Document")
+            try:
+                document = await asyncio.to_thread(ops.take_document, config, data, name, kind)
+            except DocumentRefused as error:
+                refused.append(error.said(lang))
+                continue
+            fields = drafting.with_document(fields, document)
+        texts = [
+            n
+            for n in drafting.rows(fields, "document")
+            if fields.get(f"document.{n}.kind") == "text"
+        ]
+        if texts:  # there is one agreement text: what comes next is an attachment
+            fields["upload_kind"] = DocumentKind.attachment.value
+        return fields, ({"upload": refused} if refused else {})
 
     @app.post("/draft/plan", response_class=HTMLResponse, dependencies=pages)
     @app.post("/a/{agreement_id}/draft/plan", response_class=HTMLResponse, dependencies=pages)
@@ -1492,6 +1584,9 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         again = functools.partial(drafting_page, request, signed=signed, organisation=organisation)
         if action.startswith("more:"):
             return again(drafting.grown(fields, action[5:]))
+        fields, refused = await with_uploads(request, fields, form)
+        if action == "upload" or refused:
+            return again(fields, field_errors=refused, status=422 if refused else 200)
         draft = drafting.build(fields, lang)
         if action != "save" or draft.agreement is None:
             return again(fields, show_problems=True, status=200 if action != "save" else 422)
@@ -1559,6 +1654,12 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         action = str(form.get("do", "save"))
         if action.startswith("more:"):
             return drafting_page(request, drafting.grown(fields, action[5:]), editing=found)
+        fields, refused = await with_uploads(request, fields, form)
+        if action == "upload" or refused:
+            status = 422 if refused else 200
+            return drafting_page(
+                request, fields, editing=found, field_errors=refused, status=status
+            )
         draft = drafting.build(fields, lang)
         if action != "save" or draft.agreement is None:
             status = 200 if action != "save" else 422
@@ -1710,6 +1811,30 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             f"{ui}/namespaces/{config.temporal_namespace}/workflows/"
             f"{workflow_id(snapshot.agreement_id)}"
         )
+
+    def pdf(document: Document, data: bytes) -> Response:
+        """A document as the browser opens it, named as the agreement names it."""
+        name = quote(f"{document.name}.pdf")
+        return Response(
+            data,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f"inline; filename*=UTF-8''{name}"},
+        )
+
+    @app.get("/a/{agreement_id}/documents/{sha256}", dependencies=pages)
+    async def agreement_document(agreement_id: str, sha256: str, request: Request) -> Response:
+        """One of the agreement's documents (of any version of its terms), for those who may
+        read the agreement."""
+        if wrong := entitled(request, agreement_id, Right.read):
+            return refusal(request, wrong, 404)
+        try:
+            document = (await asyncio.to_thread(ops.documents_of, config, agreement_id))[sha256]
+            data = await asyncio.to_thread(ops.document_bytes, config, sha256)
+        except KeyError:
+            return refusal(request, ops.OperationError("no such document", "no-document"), 404)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+        return pdf(document, data)
 
     @app.get("/a/{agreement_id}/outbox", response_class=HTMLResponse, dependencies=pages)
     def outbox_fragment(agreement_id: str, request: Request) -> Response:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from i18n import N_, text
-from models.agreement import Agreement
+from models.agreement import Agreement, Document
 from models.loader import AgreementFileError, parse_agreement
 from models.plan import MilestoneKind, MilestoneState, MilestoneStatus, Plan
 from models.prerequisites import CHECKLIST
@@ -51,6 +51,7 @@ REPORT = ("name", "party", "every_months", "due_months")
 MEETINGS = ("name", "every_months", "min_per_period", "convener")
 MILESTONE = ("title", "date")
 SIGNING = ("method", "mode", "expires_days")
+DOCUMENT = ("name", "kind")  # the rest (hash, size, pages) is kept as it came from the store
 # The parts of an item that name a party (by its row in the form).
 PARTY_REFS = {"coordinator.party", "meetings.convener"}
 ITEM_PARTY_REFS = {"payer", "payee", "party"}
@@ -61,10 +62,19 @@ MEANINGFUL = {
     "contribution": ("payer", "amount", "description"),
     "report": ("name",),
     "milestone": ("title", "date"),
+    "document": ("name",),
 }
 MULTI = ("roles",)  # checkbox groups within items; `prerequisites` at the top
 NUMBERS = {"amount"}  # written with spaces or "kr" by people: "650 000 kr"
-LIMITS = {"party": 100, "contact": 50, "contribution": 500, "report": 50, "milestone": 200}
+LIMITS = {
+    "party": 100,
+    "contact": 50,
+    "contribution": 500,
+    "report": 50,
+    "milestone": 200,
+    "document": 50,
+}
+KEYED = ("report", "milestone")  # items with a key the terms refer to
 MAX_VALUE = 4000  # characters in one field (the longest the terms take: the purpose)
 MAX_KEPT = 200_000
 
@@ -143,6 +153,7 @@ def fields_of(agreement: Agreement) -> Fields:
         ("contribution", CONTRIBUTION, full["contributions"], lean.get("contributions", [])),
         ("report", REPORT, full["reports"], lean.get("reports", [])),
         ("milestone", MILESTONE, full["milestones"], lean.get("milestones", [])),
+        ("document", DOCUMENT, full["documents"], lean.get("documents", [])),
     ):
         for n, item in enumerate(items):
             if "key" in item:
@@ -165,6 +176,7 @@ def fields_of(agreement: Agreement) -> Fields:
         "contributions",
         "reports",
         "milestones",
+        "documents",
         "prerequisites",
     ]
     fields["kept"] = _kept(lean, top_shown)
@@ -228,6 +240,26 @@ def rows(fields: Mapping[str, Any], group: str, within: str = "") -> list[int]:
     return sorted(found)
 
 
+def with_document(fields: Fields, document: Document) -> Fields:
+    """The form with a document just uploaded (kept in the store) as its last row."""
+    fields = dict(fields)
+    n = max(rows(fields, "document"), default=-1) + 1
+    fields[f"document.{n}.name"] = document.name
+    fields[f"document.{n}.kind"] = document.kind.value
+    rest = {"sha256": document.sha256, "size": document.size, "pages": document.pages}
+    fields[f"document.{n}.kept"] = json.dumps(rest)
+    return fields
+
+
+def document_facts(fields: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """What the form keeps of a document row besides its name and kind (hash, size, pages)."""
+    try:
+        found = json.loads(_value(fields, f"document.{n}.kept") or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def grown(fields: Fields, more: str) -> Fields:
     """The form with one more row where the person asked for one (`party`, `contribution`,
     `report`, `milestone`, or `contact.<party row>`)."""
@@ -263,10 +295,11 @@ def read_form(form: Any) -> Fields:
 
 
 _FIELD = re.compile(
-    r"^(?:(?:id|title|reference|kind|language|purpose|kept|prerequisites|prerequisites\.unmet)"
+    r"^(?:(?:id|title|reference|kind|language|purpose|kept|prerequisites|prerequisites\.unmet"
+    r"|upload_kind)"
     r"|(?:coordinator|term|signing|meetings|withdrawal|termination)\.[a-z_]+"
     r"|party\.\d+\.(?:key|kept|[a-z_]+|contact\.\d+\.(?:kept|[a-z_]+))"
-    r"|(?:contribution|report|milestone)\.\d+\.(?:key|kept|[a-z_]+(?:\.[a-z_]+)?))$"
+    r"|(?:contribution|report|milestone|document)\.\d+\.(?:key|kept|[a-z_]+(?:\.[a-z_]+)?))$"
 )
 
 
@@ -450,17 +483,18 @@ class _Builder:
             ("contribution", "contributions", CONTRIBUTION),
             ("report", "reports", REPORT),
             ("milestone", "milestones", MILESTONE),
+            ("document", "documents", DOCUMENT),
         ):
             items: list[dict[str, Any]] = []
             keys: set[str] = set()
             for n in rows(f, group):
                 prefix = f"{group}.{n}."
-                if not _filled(f, prefix, group):
+                if not _filled(f, prefix, group) or _value(f, f"{prefix}remove") == "yes":
                     continue
                 item = self.kept(f"{prefix}kept")
                 where = (plural, len(items))
                 self.origin[where] = f"{prefix}{shows[0]}"
-                if group != "contribution":
+                if group in KEYED:
                     name = _value(f, f"{prefix}{shows[0]}")
                     key = _value(f, f"{prefix}key") or slug(name, keys)
                     keys.add(key)
@@ -564,6 +598,8 @@ _PARTS = {
     "meetings": N_("Steering group"),
     "signing": N_("Signing"),
     "prerequisites": N_("The IOP prerequisites"),
+    "document": N_("Document %(n)s"),
+    "upload": N_("Documents"),
 }
 
 

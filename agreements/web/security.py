@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -32,6 +33,9 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("agreements.web")
 
 MAX_BODY = 1024 * 1024  # an agreement file is a few KiB; a form or a decision less
+# Where documents are uploaded (the drafting form, the API's documents): a few PDFs at once.
+MAX_UPLOAD = 64 * 1024 * 1024
+UPLOADS = re.compile(r"^/(?:draft|a/[^/]+/draft|api/agreements/[^/]+/documents)$")
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -105,8 +109,9 @@ class Guard:
                 ]
             await send(message)
 
+        limit = MAX_UPLOAD if UPLOADS.match(scope.get("path", "")) else self.max_body
         length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+        if length is not None and (not length.isdigit() or int(length) > limit):
             await self._refuse(scope, send_with_headers)
             return
         seen = 0
@@ -116,7 +121,7 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
+                if seen > limit:
                     raise _TooLarge
             return message
 

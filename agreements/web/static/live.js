@@ -27,7 +27,9 @@
     };
     var update = function () {
       var mine = ++asked;
-      fetch(form.dataset.livePlan, {method: "POST", body: new FormData(form),
+      var data = new FormData(form);
+      data.delete("upload");  // files go up with the buttons, not with every pause in typing
+      fetch(form.dataset.livePlan, {method: "POST", body: data,
                                     credentials: "same-origin"})
         .then(function (answer) { return answer.ok ? answer.text() : null; })
         .then(function (html) { if (html !== null && mine === asked) { replace(plan, html); } })

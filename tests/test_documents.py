@@ -1,0 +1,176 @@
+"""The agreements' documents: what is taken (a PDF that opens, not encrypted, not too large),
+how it is kept (by its SHA-256, written whole), and that the signers sign the terms and the
+documents together and can open each from their link."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pypdf import PdfWriter
+
+from documents import check
+from documents.check import DocumentRefused, check_pdf
+from documents.store import FolderStore
+from models.lifecycle import terms_json, terms_sha256
+from models.loader import load_agreement, loads_agreement
+from tests.conftest import TOKEN
+from tests.test_drafting import KVARNBY, form_of
+from tests.test_web import AUTH, links
+
+EXAMPLE = Path("examples/planteringen.toml")
+
+
+def pdf(pages: int = 1, password: str | None = None, text: str = "") -> bytes:
+    """A real PDF made here, `pages` blank pages (different `text` gives different bytes)."""
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=595, height=842)
+    writer.add_metadata({"/Title": text or "Avtal"})
+    if password is not None:
+        writer.encrypt(password)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_pdf_is_taken_and_anything_else_is_refused_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert check_pdf(pdf(3), "Avtal").pages == 3
+    refused = {
+        "empty": b"",
+        "not-a-pdf": b"PK\x03\x04 a word document, renamed",
+        "encrypted": pdf(password="hemligt"),
+        "damaged": b"%PDF-1.7\n" + b"\x00garbage" * 50,
+    }
+    for code, data in refused.items():
+        with pytest.raises(DocumentRefused) as caught:
+            check_pdf(data, "Bilaga 1")
+        assert caught.value.code == code, code
+        said = caught.value.said("sv")
+        assert "Bilaga 1" in said and said != caught.value.msgid % caught.value.params, said
+    monkeypatch.setattr(check, "MAX_BYTES", 200)
+    with pytest.raises(DocumentRefused) as caught:
+        check_pdf(pdf(5), "Stor")
+    assert caught.value.code == "too-large"
+
+
+def test_documents_are_kept_once_by_their_hash_and_a_changed_file_is_not_served(
+    tmp_path: Path,
+) -> None:
+    store = FolderStore(tmp_path / "documents")
+    data = pdf(text="ett")
+    sha = store.put(data)
+    assert sha == hashlib.sha256(data).hexdigest() and store.put(data) == sha
+    assert store.get(sha) == data and store.has(sha)
+    assert list((tmp_path / "documents").rglob("*.pdf")) == [
+        tmp_path / "documents" / sha[:2] / f"{sha}.pdf"
+    ]
+    assert oct((tmp_path / "documents" / sha[:2] / f"{sha}.pdf").stat().st_mode)[-3:] == "600"
+    (tmp_path / "documents" / sha[:2] / f"{sha}.pdf").write_bytes(data + b"x")
+    with pytest.raises(KeyError):
+        store.get(sha)
+    for wrong in ("../../etc/passwd", "A" * 64, ""):
+        assert not store.has(wrong)
+        with pytest.raises(KeyError):
+            store.get(wrong)
+
+
+def test_terms_without_documents_keep_the_hash_they_always_had() -> None:
+    agreement = load_agreement(EXAMPLE)
+    assert "documents" not in json.loads(terms_json(agreement))
+    document = {"sha256": "a" * 64, "name": "Avtal", "kind": "text", "size": 10, "pages": 1}
+    data = agreement.model_dump(mode="json")
+    with_one = agreement.model_validate({**data, "documents": [document]})
+    assert terms_sha256(with_one) != terms_sha256(agreement)
+    twice = agreement.model_validate({**data, "documents": [document, document]})
+    from models.validation import check as rules
+
+    assert any("twice" in p.message for p in rules(twice))
+
+
+def test_a_draft_gets_its_documents_in_the_form_and_the_signers_open_them(
+    web: tuple[TestClient, Path],
+) -> None:
+    client, mail = web
+    client.post("/login", data={"token": TOKEN})
+    fields = {**form_of(client.get("/draft").text), **KVARNBY}
+    text_pdf, annex = pdf(2, text="avtalstext"), pdf(1, text="bilaga")
+    # Uploaded with the form: kept, and a row each, named after the file.
+    sent = client.post(
+        "/draft",
+        data={**fields, "do": "upload", "upload_kind": "text"},
+        files=[("upload", ("Avtal Kvarnby.pdf", text_pdf, "application/pdf"))],
+    )
+    assert sent.status_code == 200, sent.text
+    fields = form_of(sent.text)
+    assert fields["document.0.name"] == "Avtal Kvarnby" and fields["document.0.kind"] == "text"
+    # A file that is not a PDF is refused next to the upload field; nothing else is lost.
+    bad = client.post(
+        "/draft",
+        data={**fields, "do": "upload"},
+        files=[("upload", ("bilaga.docx", b"PK\x03\x04 word", "application/pdf"))],
+    )
+    assert bad.status_code == 422 and 'id="f-upload-error"' in bad.text
+    assert "är inte en PDF" in bad.text and form_of(bad.text)["document.0.name"] == "Avtal Kvarnby"
+    added = client.post(
+        "/draft",
+        data={**fields, "do": "save"},
+        files=[("upload", ("Bilaga 1 Budget.pdf", annex, "application/pdf"))],
+        follow_redirects=False,
+    )
+    assert added.status_code == 303, added.text
+    at = added.headers["location"]
+    agreement_id = at.removeprefix("/a/")
+    page = client.get(at)
+    assert "Avtal Kvarnby" in page.text and "Bilaga 1 Budget" in page.text
+    terms = loads_agreement(client.get(f"{at}/terms.toml").text)
+    assert [(d.name, d.kind.value, d.pages) for d in terms.documents] == [
+        ("Avtal Kvarnby", "text", 2),
+        ("Bilaga 1 Budget", "attachment", 1),
+    ]
+    sha = hashlib.sha256(annex).hexdigest()
+    opened = client.get(f"{at}/documents/{sha}")
+    assert opened.status_code == 200 and opened.content == annex
+    assert opened.headers["content-type"] == "application/pdf"
+    assert client.get(f"{at}/documents/{'0' * 64}").status_code == 404
+    # The API adds one more; the same file twice is one document.
+    third = pdf(text="bilaga 2")
+    for _ in range(2):
+        answer = client.post(
+            f"/api/agreements/{agreement_id}/documents",
+            headers=AUTH,
+            data={"kind": "attachment", "name": "Bilaga 2"},
+            files={"file": ("b2.pdf", third, "application/pdf")},
+        )
+        assert answer.status_code == 200, answer.text
+    refused = client.post(
+        f"/api/agreements/{agreement_id}/documents",
+        headers=AUTH,
+        files={"file": ("l.pdf", pdf(password="x"), "application/pdf")},
+    )
+    assert refused.status_code == 422 and refused.json()["code"] == "encrypted"
+    terms = loads_agreement(client.get(f"{at}/terms.toml").text)
+    assert [d.name for d in terms.documents] == ["Avtal Kvarnby", "Bilaga 1 Budget", "Bilaga 2"]
+    # Signing: each signer sees every document with its hash and opens it from the link.
+    missing = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
+    client.post(
+        f"/api/agreements/{agreement_id}/prerequisites",
+        json={"keys": missing["prerequisites_missing"]},
+        headers=AUTH,
+    )
+    started = client.post(f"/api/agreements/{agreement_id}/signing", headers=AUTH)
+    assert started.status_code == 200, started.text
+    link = links(mail, 2)["sam@laxhjalpen.example.se"]
+    signing = client.get(link)
+    assert signing.status_code == 200
+    for d in terms.documents:
+        assert d.sha256 in signing.text and f"{link}/documents/{d.sha256}" in signing.text
+    assert client.get(f"{link}/documents/{sha}").content == annex
+    assert client.get(f"{link}/documents/{'0' * 64}").status_code == 404
+    assert client.get(f"{link[:-3]}abc/documents/{sha}").status_code == 403
