@@ -44,6 +44,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import i18n
 from activities.digest import Digester
 from activities.notify import Notifier
+from activities.record import Recorder
 from activities.steps import Steps
 from activities.store import Store
 from activities.weeding import Weeder
@@ -96,6 +97,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
     steps = Steps(store, notifier)
     weeder = Weeder(config.db_url(), config.signing_secret.get_secret_value())
     digester = Digester(config, notifier)
+    recorder = Recorder(config)
     return Worker(
         client,
         task_queue=config.task_queue,
@@ -111,6 +113,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
             weeder.weed_signer_traces,
             digester.digest_recipients,
             digester.send_digest,
+            recorder.seal_record,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_runner=workflow_runner(),

@@ -14,7 +14,7 @@ from temporalio import activity
 
 from models.digest import DigestDay, DigestRequest, DigestResult, Recipients
 from models.effects import EventIn, SaveTerms, Step, Summary
-from models.lifecycle import EmailSpec, SendResult
+from models.lifecycle import Attachment, EmailSpec, RecordRequest, SendResult
 
 
 class StoreActivities:
@@ -66,4 +66,12 @@ class DigestActivities:
 
     @activity.defn(name="send_digest")
     async def send_digest(self, request: DigestRequest) -> DigestResult:
+        raise NotImplementedError
+
+
+class RecordActivities:
+    """The sealed signing record of a completed round."""
+
+    @activity.defn(name="seal_record")
+    async def seal_record(self, request: RecordRequest) -> Attachment:
         raise NotImplementedError

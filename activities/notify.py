@@ -46,6 +46,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import smtp
 from activities.contracts import EmailActivities
+from documents.store import store_for
 from emails.links import make_link
 from emails.message import as_bytes, build, message_id, sender_address
 from emails.render import Rendered, render_email, warm
@@ -314,6 +315,17 @@ class Notifier(EmailActivities):
             )
         except Exception as error:  # a header the data makes impossible, and the like
             return failed(f"cannot build the email: {_why(error)}")
+        if spec.attachment is not None and spec.attachment.attachable:
+            try:
+                data = await asyncio.to_thread(
+                    store_for(self.settings.data_dir).get, spec.attachment.sha256
+                )
+            except KeyError:  # the store lost it: the email goes without (the page has it)
+                data = None
+            if data is not None:
+                message.add_attachment(
+                    data, maintype="application", subtype="pdf", filename=spec.attachment.filename
+                )
         handover = await self.hand_over(
             spec.to.email, message, lambda: self.outbox.handed(spec.key)
         )

@@ -37,7 +37,7 @@ from models.codec import PayloadKeyError
 from models.config import Settings
 from models.db import SchemaError, ready
 from models.effects import EventIn
-from models.lifecycle import RoundAnswer, RoundInfo, Signer, terms_sha256
+from models.lifecycle import Attachment, RoundAnswer, RoundInfo, Signer, terms_sha256
 from models.loader import AgreementFileError, parse_agreement
 from models.plan import (
     Decisions,
@@ -759,6 +759,31 @@ def documents_of(config: Settings, agreement_id: str) -> dict[str, Document]:
         for document in Agreement.model_validate_json(raw).documents:
             found.setdefault(document.sha256, document)
     return found
+
+
+def sealed_records(config: Settings, agreement_id: str) -> list[tuple[int, Attachment]]:
+    """The sealed signing records of the agreement's completed rounds by round number,
+    first round first (activities/record.py names each in the event log)."""
+    with Session(_db(config)) as session:
+        rows = session.exec(
+            select(EventRecord)
+            .where(EventRecord.agreement_id == agreement_id, EventRecord.kind == "record.sealed")
+            .order_by(col(EventRecord.id))
+        ).all()
+    return [(int(json.loads(row.data_json)["round"]), _record(row)) for row in rows]
+
+
+def _record(row: EventRecord) -> Attachment:
+    data = json.loads(row.data_json or "{}")
+    return Attachment(sha256=data["sha256"], filename=data["filename"], size=int(data["size"]))
+
+
+def sealed_record(config: Settings, agreement_id: str, number: int) -> Attachment | None:
+    """The sealed signing record of round `number`, if it has one."""
+    key = f"{agreement_id}:record:{number}"
+    with Session(_db(config)) as session:
+        row = session.exec(select(EventRecord).where(EventRecord.event_key == key)).first()
+    return None if row is None else _record(row)
 
 
 async def terms_soon(config: Settings, sha256: str, wait: float = 15.0) -> Agreement:

@@ -284,6 +284,7 @@ def email_context(agreement: Agreement, spec: EmailSpec, link: str | None = None
         "reason": spec.reason,
         "ending": spec.ending,
         "failed": spec.failed,
+        "attachment": spec.attachment,
         "coordinator": agreement.coordinator,
         "language": language,
         "contribution": contribution,

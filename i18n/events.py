@@ -44,6 +44,7 @@ EVENTS: dict[str, str] = {
     ),
     "signed": N_("Signed by every party on %(signed_on)s"),
     "signed.imported": N_("Taken on as signed on %(signed_on)s"),
+    "record.sealed": N_("The signed agreement of round %(round)s is sealed (%(filename)s)"),
     "report.postponed": N_("%(milestone_title)s postponed to %(new_due)s"),
     "report.submitted": N_("%(milestone_title)s received on %(on)s"),
     "milestone.invoiced": N_("%(milestone_title)s invoiced on %(on)s, invoice number %(number)s"),

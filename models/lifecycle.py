@@ -142,6 +142,31 @@ class FailedInfo(Frozen):
     error: str
 
 
+class Attachment(Frozen):
+    """A file an email carries, kept in the document store by its SHA-256 (the sealed
+    signing record)."""
+
+    sha256: str
+    filename: str
+    size: int
+
+    @property
+    def attachable(self) -> bool:
+        """Small enough for the mail servers along the way (most take 25 MB or more, with
+        base64 adding a third)."""
+        return self.size <= ATTACH_LIMIT
+
+
+ATTACH_LIMIT = 15_000_000
+
+
+class RecordRequest(Frozen):
+    """What the sealed signing record of a completed round is made from."""
+
+    agreement_id: str
+    round: RoundInfo
+
+
 class EmailSpec(Frozen):
     """One email the workflow asks the notification activity to send, exactly once per key."""
 
@@ -161,6 +186,7 @@ class EmailSpec(Frozen):
     sequence: int = 0  # iCalendar SEQUENCE: rises each time the entry changes
     cancel: list[PlannedMilestone] = Field(default_factory=list)  # entries an ending cancels
     planned_at: dt.datetime | None = None  # when the workflow sent it, on its own clock
+    attachment: Attachment | None = None  # the sealed signing record, on the completion email
 
 
 class SendOutcome(StrEnum):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -174,3 +176,65 @@ def test_a_draft_gets_its_documents_in_the_form_and_the_signers_open_them(
     assert client.get(f"{link}/documents/{sha}").content == annex
     assert client.get(f"{link}/documents/{'0' * 64}").status_code == 404
     assert client.get(f"{link[:-3]}abc/documents/{sha}").status_code == 403
+
+
+def test_a_completed_round_sends_and_offers_the_sealed_record(
+    web: tuple[TestClient, Path],
+) -> None:
+    """Everyone signs from their link: the completion email to every party carries the
+    sealed signing record, whose seal holds; the agreement's page and each signer's link
+    give the same file."""
+    from emails.sink import read_mail
+    from sealing.seal import SEAL_FILE, load_seal_key, verify
+
+    client, mail = web
+    client.post("/login", data={"token": TOKEN})
+    fields = {**form_of(client.get("/draft").text), **KVARNBY}
+    text_pdf = pdf(2, text="avtalet")
+    added = client.post(
+        "/draft",
+        data={**fields, "do": "save", "upload_kind": "text", "prerequisites": []},
+        files=[("upload", ("Avtal.pdf", text_pdf, "application/pdf"))],
+        follow_redirects=False,
+    )
+    assert added.status_code == 303, added.text
+    agreement_id = added.headers["location"].removeprefix("/a/")
+    missing = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
+    client.post(
+        f"/api/agreements/{agreement_id}/prerequisites",
+        json={"keys": missing["prerequisites_missing"]},
+        headers=AUTH,
+    )
+    assert client.post(f"/api/agreements/{agreement_id}/signing", headers=AUTH).is_success
+    personal = links(mail, 2)
+    for link in personal.values():
+        assert client.post(link, data={"action": "sign"}).status_code == 200
+    completed: list[Any] = []
+    for _ in range(300):
+        completed = [
+            m for m in read_mail(mail) if m["X-Agreement-Template"] == "signature_completed"
+        ]
+        if len(completed) >= 2:
+            break
+        time.sleep(0.1)
+    assert {m["To"].addresses[0].addr_spec for m in completed} >= set(personal)
+    attached = [a for m in completed for a in m.iter_attachments()]
+    assert len(attached) == len(completed)
+    record = attached[0].get_content()
+    assert all(a.get_content() == record for a in attached)
+    assert attached[0].get_content_type() == "application/pdf"
+    assert attached[0].get_filename() == f"{agreement_id}-underskrifter-1.pdf"
+    data_dir = Path(client.app.state.config.data_dir)  # type: ignore[attr-defined]
+    seal_cert = load_seal_key(data_dir / SEAL_FILE).certificate
+    verdict = verify(record, seal_cert)
+    assert verdict.valid, verdict
+    changed = bytearray(record)
+    changed[len(record) // 3] ^= 0x01
+    assert not verify(bytes(changed), seal_cert).valid
+    page = client.get(f"/a/{agreement_id}")
+    assert f"/a/{agreement_id}/records/1" in page.text
+    assert client.get(f"/a/{agreement_id}/records/1").content == record
+    assert client.get(f"/a/{agreement_id}/records/2").status_code == 404
+    some = next(iter(personal.values()))
+    assert client.get(f"{some}/record").content == record
+    assert 'id="record"' in client.get(some).text

@@ -13,9 +13,14 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import EmailActivities, StepActivities, StoreActivities
+    from activities.contracts import (
+        EmailActivities,
+        RecordActivities,
+        StepActivities,
+        StoreActivities,
+    )
     from models.effects import EventIn, SaveTerms, Step, Summary
-    from models.lifecycle import EmailSpec, SendOutcome, SendResult
+    from models.lifecycle import Attachment, EmailSpec, RecordRequest, SendOutcome, SendResult
     from models.schedule import dates
 
 # Transient SMTP trouble (connection refused, 421, 451, timeouts) is retried with backoff for
@@ -73,6 +78,29 @@ async def send_email(spec: EmailSpec) -> SendResult:
             subject=spec.template,
             error=str(cause),
         )
+
+
+# Sealing the signing record: a few seconds' work; a store or database away is waited for
+# up to an hour, then the completion emails go without it (the record is made again from
+# the agreement's page: never a reason to hold the round's outcome back for long).
+RECORD_TIMEOUT = timedelta(minutes=2)
+RECORD_DEADLINE = timedelta(hours=1)
+
+
+async def sealed_record(request: RecordRequest) -> Attachment | None:
+    """The round's sealed signing record, or None when it could not be made."""
+    try:
+        result: Attachment = await workflow.execute_activity_method(
+            RecordActivities.seal_record,
+            request,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            schedule_to_close_timeout=RECORD_DEADLINE,
+            retry_policy=STORE_RETRY,
+        )
+        return result
+    except Exception as error:  # ActivityError once every retry is spent
+        workflow.logger.warning("no signing record: %s", getattr(error, "cause", None) or error)
+        return None
 
 
 BATCH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=2)

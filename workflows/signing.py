@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from models.lifecycle import (
         EmailSpec,
         FailedInfo,
+        RecordRequest,
         RoundAnswer,
         RoundInfo,
         RoundOutcome,
@@ -41,7 +42,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.plan import Frozen, Recipient
     from models.schedule.dates import STOCKHOLM
-    from workflows.common import Clock, record, record_all, send_email, send_emails, wait_until
+    from workflows.common import (
+        Clock,
+        record,
+        record_all,
+        sealed_record,
+        send_email,
+        send_emails,
+        wait_until,
+    )
 
 MAX_TOKEN = 200
 MAX_IP = 64
@@ -488,9 +497,13 @@ class SignatureRoundWorkflow:
     async def _announce(self, outcome: RoundOutcome) -> None:
         signers = [signer_recipient(s) for s in self.round.signers]
         coordinator = self.data.coordinator
+        attachment = None
         if outcome is RoundOutcome.completed:
             people = [*self.data.others, *signers, coordinator]
             template = "signature_completed"
+            if workflow.patched("sealed-record"):
+                request = RecordRequest(agreement_id=self.data.agreement_id, round=self.round)
+                attachment = await sealed_record(request)
         elif outcome is RoundOutcome.expired:
             people, template = [coordinator], "signature_expired"
         else:
@@ -506,7 +519,12 @@ class SignatureRoundWorkflow:
             await asyncio.gather(*(self._mail(person, template, None) for person in unique))
             return
         # One activity for all of them; one that met a passing fault goes again on its own.
-        specs = [self._spec(person, template, None) for person in unique]
+        specs = [
+            self._spec(person, template, None).model_copy(update={"attachment": attachment})
+            if attachment is not None
+            else self._spec(person, template, None)
+            for person in unique
+        ]
         sent = await send_emails(specs)
         results: list[SendResult | None] = [*sent] if sent is not None else [None] * len(specs)
         await asyncio.gather(

@@ -72,6 +72,7 @@ from models.agreement import (
 from models.codec import Sealed, keys_for
 from models.config import Settings
 from models.lifecycle import (
+    Attachment,
     RoundAnswer,
     RoundInfo,
     RoundOutcome,
@@ -952,10 +953,23 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         return (ip[:MAX_IP] if ip else None), (agent[:MAX_USER_AGENT] if agent else None)
 
     def outcome_page(
-        request: Request, signer: Signer, info: RoundInfo, terms: Agreement
+        request: Request, signer: Signer, info: RoundInfo, terms: Agreement, value: str = ""
     ) -> HTMLResponse:
+        """The signer's page once they have acted or the round is over: with the sealed
+        signing record to download once every party has signed."""
+        record = None
+        if value and info.outcome is RoundOutcome.completed:
+            link = read_link(secret, value, dt.datetime.now(dt.UTC))
+            record = ops.sealed_record(config, link.agreement, link.round)
         return page(
-            request, "signed.html", language=signer.language, signer=signer, info=info, terms=terms
+            request,
+            "signed.html",
+            language=signer.language,
+            signer=signer,
+            info=info,
+            terms=terms,
+            record=record,
+            value=value,
         )
 
     @app.get("/sign/{value}/documents/{sha256}")
@@ -974,6 +988,22 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             return refusal(request, error, 404)
         return pdf(document, data)
 
+    @app.get("/sign/{value}/record")
+    async def signing_record(value: str, request: Request) -> Response:
+        """The sealed signing record of the signer's round, once it is complete."""
+        try:
+            link, _, _, _ = await signing_context(request, value)
+        except (LinkError, ops.OperationError) as error:
+            return refusal(request, error, 403)
+        found = await asyncio.to_thread(ops.sealed_record, config, link.agreement, link.round)
+        try:
+            if found is None:
+                raise ops.OperationError("no such record", "no-document")
+            data = await asyncio.to_thread(ops.document_bytes, config, found.sha256)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+        return record_file(found, data)
+
     @app.get("/sign/{value}", response_class=HTMLResponse)
     async def sign_page(value: str, request: Request) -> HTMLResponse:
         try:
@@ -984,7 +1014,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             signer.status in (SignerStatus.signed, SignerStatus.declined)
             or info.outcome is not RoundOutcome.open
         ):
-            return outcome_page(request, signer, info, terms)
+            return outcome_page(request, signer, info, terms, value)
         if signer.status is SignerStatus.invited:
             ip, agent = client_facts(request)
             try:
@@ -1056,7 +1086,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             return refusal(request, error, 409, lang)
         signer = signer.model_copy(update={"status": answer.status or signer.status})
         info = info.model_copy(update={"outcome": answer.outcome})
-        return outcome_page(request, signer, info, terms)
+        return outcome_page(request, signer, info, terms, value)
 
     # --- coordinators' pages ----------------------------------------------------------------
 
@@ -1745,6 +1775,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             terms=terms,
             timeline=timeline,
             emails=ops.outbox(config, agreement_id),
+            records=ops.sealed_records(config, agreement_id),
             events=events,
             feed=f"/a/{agreement_id}/calendar.ics?p={who.person_id or 0}"
             f"&key={gate.feed_key(agreement_id, who.person_id)}",
@@ -1835,6 +1866,30 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         except ops.OperationError as error:
             return refusal(request, error, 404)
         return pdf(document, data)
+
+    def record_file(found: Attachment, data: bytes) -> Response:
+        return Response(
+            data,
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.filename)}"
+            },
+        )
+
+    @app.get("/a/{agreement_id}/records/{number}", dependencies=pages)
+    async def agreement_record(agreement_id: str, number: int, request: Request) -> Response:
+        """The sealed signing record of round `number`, for those who may read the
+        agreement."""
+        if wrong := entitled(request, agreement_id, Right.read):
+            return refusal(request, wrong, 404)
+        found = await asyncio.to_thread(ops.sealed_record, config, agreement_id, number)
+        try:
+            if found is None:
+                raise ops.OperationError("no such record", "no-document")
+            data = await asyncio.to_thread(ops.document_bytes, config, found.sha256)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+        return record_file(found, data)
 
     @app.get("/a/{agreement_id}/outbox", response_class=HTMLResponse, dependencies=pages)
     def outbox_fragment(agreement_id: str, request: Request) -> Response:
