@@ -503,3 +503,62 @@ def test_keyboard_only(tmp_path: Path) -> None:
             press(page, page.locator("#sign"))
             assert "registrerad" in page.inner_text("#result")
         browser.close()
+
+
+def test_signers_open_the_documents_sign_and_download_the_sealed_record(tmp_path: Path) -> None:
+    """A draft with its agreement text (PDF), signed by both signers from their links in the
+    browser after opening the document; the last signer downloads the signed agreement
+    from their page, and its seal holds against the service's seal certificate."""
+    import httpx
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import sync_playwright
+
+    from sealing.seal import SEAL_FILE, load_seal_key, verify
+    from tests.test_documents import pdf
+
+    env, base = settings_here()
+    mail = tmp_path / "data" / "mail"
+    agreement_text = pdf(3, text="Överenskommelse")
+    with service(env, tmp_path), sync_playwright() as p:
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        assert api.post("/api/agreements", content=terms()).status_code == 201
+        added = api.post(
+            "/api/agreements/webbavtal/documents",
+            data={"kind": "text", "name": "Överenskommelse IOP"},
+            files={"file": ("avtal.pdf", agreement_text, "application/pdf")},
+        )
+        assert added.status_code == 200, added.text
+        missing = api.get("/api/agreements/webbavtal").json()["prerequisites_missing"]
+        api.post("/api/agreements/webbavtal/prerequisites", json={"keys": missing})
+        assert api.post("/api/agreements/webbavtal/signing").status_code == 200
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        # axe runs inside the page: the pages' own policy is bypassed for the checker only.
+        page = browser.new_context(bypass_csp=True, accept_downloads=True).new_page()
+        axe = Axe()
+        violations: list[str] = []
+        for email in ("maria@kommun.example.se", SAUL):
+            page.goto(link_for(mail, email, 1))
+            found = axe.run(page, options=WCAG).response["violations"]
+            violations += [f"signing page with documents: {v['id']}" for v in found]
+            document = page.locator("a", has_text="Överenskommelse IOP")
+            opened = httpx.get(base + (document.get_attribute("href") or "/"), timeout=30)
+            assert opened.status_code == 200 and opened.content == agreement_text
+            page.click("#sign")
+            assert "registrerad" in page.inner_text("#result")
+        last = page.url
+        for _ in range(300):  # the record is sealed a moment after the last signature
+            page.goto(last)
+            if page.locator("#record").count():
+                break
+            time.sleep(0.1)
+        found = axe.run(page, options=WCAG).response["violations"]
+        violations += [f"signed page with the record: {v['id']}" for v in found]
+        assert not violations, violations
+        with page.expect_download() as download:
+            page.click("#record")
+        record = Path(download.value.path()).read_bytes()
+        assert download.value.suggested_filename == "webbavtal-underskrifter-1.pdf"
+        browser.close()
+    seal_certificate = load_seal_key(tmp_path / "data" / SEAL_FILE).certificate
+    assert verify(record, seal_certificate).valid
+    assert not verify(record[:-200] + bytes(200), seal_certificate).valid
