@@ -26,7 +26,7 @@ from documents.store import store_for
 from models.config import Settings
 from models.db import ready
 from models.effects import EventIn
-from models.lifecycle import Attachment, RecordRequest, RoundInfo
+from models.lifecycle import Attachment, RecordRequest, RoundInfo, SignatureEvent
 from models.records import EventRecord
 from sealing.record import RecordDocument, RecordEvent, RecordInputs, RecordSigner, build_record
 from sealing.seal import seal, seal_key_for
@@ -56,9 +56,21 @@ def _signers(round_: RoundInfo) -> list[RecordSigner]:
                 method="paper" if method == "paper" else "link",
                 signed_at=at,
                 recorded_by=event.recorded_by if event else None,
+                evidence=(
+                    f"SHA-256 {event.scan_sha256}"
+                    if event is not None and event.scan_sha256
+                    else None
+                ),
             )
         )
     return found
+
+
+def _scan(event: SignatureEvent | None) -> str | None:
+    """A paper signature's evidence: the scanned signed copy, by its hash."""
+    if event is None or not event.scan_sha256:
+        return None
+    return f"SHA-256 {event.scan_sha256}"
 
 
 def _completed_at(round_: RoundInfo) -> dt.datetime:

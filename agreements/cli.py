@@ -910,18 +910,41 @@ def sign_paper(
     agreement_id: Annotated[str, typer.Argument(metavar="ID")],
     signer: Annotated[str, typer.Option(help="The signer's email")],
     date: Annotated[str, typer.Option(help="The date on the paper (YYYY-MM-DD)")],
+    scan: Annotated[
+        Path | None, typer.Option(help="The scanned signed copy (PDF): kept, its hash recorded")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Record a signature made on paper."""
+    """Record a signature made on paper, with its scanned signed copy."""
     from agreements import ops
+    from documents.check import DocumentRefused
+    from models.agreement import DocumentKind
     from workflows.signing import PaperSignature
 
     try:
         signed_on = dt.date.fromisoformat(date)
     except ValueError:
         raise fail(not_a_date("--date", date)) from None
+    kept = None
+    if scan is not None:
+        try:
+            data = scan.read_bytes()
+        except OSError as error:
+            raise fail(
+                _("%(path)s: cannot read: %(error)s", path=scan, error=error.strerror)
+            ) from None
+        try:
+            kept = ops.take_document(_settings(), data, scan.stem[:200], DocumentKind.attachment)
+        except DocumentRefused as error:
+            raise fail(error.said(language())) from None
     try:
-        request = PaperSignature(signer=signer, signed_on=signed_on, recorded_by=operator())
+        request = PaperSignature(
+            signer=signer,
+            signed_on=signed_on,
+            recorded_by=operator(),
+            scan_sha256=kept.sha256 if kept else None,
+            scan_name=kept.name if kept else None,
+        )
     except ValueError:
         raise fail(
             _("--signer: %(value)s is not a signer's email", value=repr(signer[:80]))

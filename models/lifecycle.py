@@ -72,6 +72,7 @@ class SignatureEvent(Frozen):
     reason: str | None = None
     signed_on: dt.date | None = None  # paper: the date written on the paper
     recorded_by: str | None = None  # paper, cancel: who entered it
+    scan_sha256: str | None = None  # paper: the scanned signed copy in the document store
 
 
 class Signer(Frozen):

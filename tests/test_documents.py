@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import time
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +239,62 @@ def test_a_completed_round_sends_and_offers_the_sealed_record(
     some = next(iter(personal.values()))
     assert client.get(f"{some}/record").content == record
     assert 'id="record"' in client.get(some).text
+
+
+def test_a_paper_signature_comes_with_its_scan_whose_hash_the_record_keeps(
+    web: tuple[TestClient, Path],
+) -> None:
+    """The coordinator records a signature on paper with the scanned signed copy: the
+    confirmation carries the scan's hash (the file is kept at once), the round records it,
+    and the sealed record names it as the evidence of that signature."""
+    import re
+
+    from pypdf import PdfReader
+
+    from emails.sink import read_mail
+
+    client, mail = web
+    client.post("/login", data={"token": TOKEN})
+    fields = {**form_of(client.get("/draft").text), **KVARNBY}
+    added = client.post("/draft", data={**fields, "do": "save"}, follow_redirects=False)
+    agreement_id = added.headers["location"].removeprefix("/a/")
+    missing = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
+    client.post(
+        f"/api/agreements/{agreement_id}/prerequisites",
+        json={"keys": missing["prerequisites_missing"]},
+        headers=AUTH,
+    )
+    assert client.post(f"/api/agreements/{agreement_id}/signing", headers=AUTH).is_success
+    personal = links(mail, 2)
+    page = client.get(f"/a/{agreement_id}").text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert csrf is not None and 'name="scan" type="file"' in page
+    scan = pdf(1, text="inskannad")
+    form = {"csrf": csrf.group(1), "signer": "anna.ek@kommun.example.se", "date": "2026-11-20"}
+    # Without the scan: refused, nothing recorded.
+    assert (
+        client.post(f"/a/{agreement_id}/sign-paper", data={**form, "confirmed": "yes"}).status_code
+        == 400
+    )
+    asked = client.post(
+        f"/a/{agreement_id}/sign-paper",
+        data=form,
+        files={"scan": ("Underskrift Anna.pdf", scan, "application/pdf")},
+    )
+    sha = hashlib.sha256(scan).hexdigest()
+    assert asked.status_code == 200 and f'name="scan_sha256" value="{sha}"' in asked.text
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', asked.text))
+    done = client.post(f"/a/{agreement_id}/sign-paper", data=hidden, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    assert client.post(personal["sam@laxhjalpen.example.se"], data={"action": "sign"}).is_success
+    for _ in range(300):
+        completed = [
+            m for m in read_mail(mail) if m["X-Agreement-Template"] == "signature_completed"
+        ]
+        if completed:
+            break
+        time.sleep(0.1)
+    assert isinstance(completed[0], EmailMessage)
+    record = next(completed[0].iter_attachments()).get_content()
+    words = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(record)).pages)
+    assert sha[:32] in words.replace("\n", "") and "papper" in words

@@ -40,6 +40,7 @@ from models.db import migrate
 from models.loader import load_agreement
 from models.plan import MilestoneKind, MilestoneState, MilestoneStatus
 from tests.conftest import TOKEN
+from tests.test_documents import pdf
 from workflows.agreement import AgreementWorkflow
 from workflows.signing import SignatureRoundWorkflow
 
@@ -432,9 +433,12 @@ def test_every_form_reaches_its_update(recorder: Recorder, tmp_path: Path) -> No
             action, fields = exposed.page
             for each in (action, *exposed.more_pages):
                 data = {k: text if v == TOML else v for k, v in fields.items()}
+                # A paper signature comes with its scanned signed copy (a PDF).
+                scan = {"scan": ("skanning.pdf", pdf(), "application/pdf")}
                 answer = client.post(
                     f"/a/{ID}/{each}",
                     data={"csrf": csrf, "idempotency_key": "form-1", "confirmed": "yes", **data},
+                    files=scan if each == "sign-paper" else None,
                     follow_redirects=False,
                 )
                 assert answer.status_code == 409 and REFUSAL in answer.text, (each, answer.text)

@@ -118,6 +118,10 @@ class PaperSignature(Frozen):
     signer: str = Field(max_length=MAX_NAME)  # the signer's email
     signed_on: dt.date  # the date on the paper: never in the future
     recorded_by: str = Field(min_length=1, max_length=MAX_NAME)
+    # The scanned signed copy, kept in the document store: its hash goes into the round's
+    # record (the pages require one; the API takes a paper signature without).
+    scan_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    scan_name: str | None = Field(default=None, max_length=200)
 
 
 class CancelRequest(Frozen):
@@ -338,6 +342,7 @@ class SignatureRoundWorkflow:
             method="paper",
             signed_on=request.signed_on,
             recorded_by=request.recorded_by,
+            scan_sha256=request.scan_sha256,
         )
         return self._answer(signer)
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import fastapi_offline
-from fastapi import Depends, FastAPI, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import (
@@ -51,6 +51,7 @@ from agreements.web.gate import SIGN_IN_COOKIE, SIGN_IN_LASTS, Gate, SignInFaile
 from agreements.web.picture import Words, timeline_svg
 from agreements.web.security import MAX_BODY, Guard, Scope, Throttle, same
 from documents.check import DocumentRefused
+from documents.store import store_for
 from emails.calendar import calendar, personal_calendar
 from emails.links import LinkError, SigningLink, read_link
 from emails.render import contribution_terms, day, kronor, render_subject
@@ -1793,12 +1794,16 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             form_key=uuid.uuid4().hex,
         )
 
-    async def confirmation(request: Request, agreement_id: str, action: str) -> HTMLResponse:
+    async def confirmation(
+        request: Request, agreement_id: str, action: str, extra: dict[str, str] | None = None
+    ) -> HTMLResponse:
         """Before an action that cannot be undone: what it will do, in words, and the same
         form once more with `confirmed=yes` (its idempotency key with it, so a double click
-        on the confirmation still decides once)."""
+        on the confirmation still decides once). A file the form sent is kept already and
+        goes on as its hash (`extra`)."""
         form = await request.form()
         fields = [(k, v) for k, v in form.multi_items() if k != "confirmed" and isinstance(v, str)]
+        fields = [(k, v) for k, v in fields if k not in (extra or {})] + list((extra or {}).items())
         values = {k: v for k, v in fields}
         try:
             snapshot = await ops.state(temporal(request), agreement_id)
@@ -1942,14 +1947,29 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         note: Annotated[str, Form()] = "",
         idempotency_key: Annotated[str, Form()] = "",
         confirmed: Annotated[str, Form()] = "",
+        scan: Annotated[UploadFile | None, File()] = None,
+        scan_sha256: Annotated[str, Form(max_length=64)] = "",
+        scan_name: Annotated[str, Form(max_length=200)] = "",
     ) -> Response:
         if wrong_form := forged(request, csrf):
             return wrong_form
+        if action == "sign-paper" and scan is not None and scan.filename:
+            # Kept at once (by its hash), so the confirmation carries the hash, not the file.
+            name = Path(scan.filename).stem.strip()[:200] or "skanning"
+            data = await scan.read()
+            try:
+                kept = await asyncio.to_thread(
+                    ops.take_document, config, data, name, DocumentKind.attachment
+                )
+            except DocumentRefused as error:
+                return problem(request, error.said(page_language(request)), 422)
+            scan_sha256, scan_name = kept.sha256, kept.name
         if action in CONFIRMED and confirmed != "yes":
             if not_theirs := entitled(request, agreement_id, Right.decide):
                 code = 403 if not_theirs.code == "not-allowed" else 404
                 return refusal(request, not_theirs, code)
-            return await confirmation(request, agreement_id, action)
+            scanned = {"scan_sha256": scan_sha256, "scan_name": scan_name} if scan_sha256 else {}
+            return await confirmation(request, agreement_id, action, scanned)
         money = action == "milestone" and status in (MilestoneStatus.invoiced, MilestoneStatus.paid)
         if wrong_right := entitled(request, agreement_id, Right.money if money else Right.decide):
             return refusal(request, wrong_right, 403 if wrong_right.code == "not-allowed" else 404)
@@ -1987,12 +2007,19 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                         config=config,
                     )
                 case "sign-paper":
+                    if not scan_sha256 or not store_for(config.data_dir).has(scan_sha256):
+                        message = text(lang, "Upload the scanned signed copy (PDF).")
+                        return problem(request, message, 400)
                     await ops.round_action(
                         client_,
                         agreement_id,
                         "sign_paper",
                         PaperSignature(
-                            signer=signer, signed_on=dt.date.fromisoformat(date), recorded_by=by
+                            signer=signer,
+                            signed_on=dt.date.fromisoformat(date),
+                            recorded_by=by,
+                            scan_sha256=scan_sha256,
+                            scan_name=scan_name or None,
                         ),
                         config=config,
                     )

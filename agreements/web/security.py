@@ -35,7 +35,9 @@ log = logging.getLogger("agreements.web")
 MAX_BODY = 1024 * 1024  # an agreement file is a few KiB; a form or a decision less
 # Where documents are uploaded (the drafting form, the API's documents): a few PDFs at once.
 MAX_UPLOAD = 64 * 1024 * 1024
-UPLOADS = re.compile(r"^/(?:draft|a/[^/]+/draft|api/agreements/[^/]+/documents)$")
+UPLOADS = re.compile(
+    r"^/(?:draft|a/[^/]+/draft|a/[^/]+/sign-paper|api/agreements/[^/]+/documents)$"
+)
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; "
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
