@@ -44,6 +44,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import i18n
 from activities.digest import Digester
 from activities.notify import Notifier
+from activities.provider import ProviderRounds
 from activities.record import Recorder
 from activities.steps import Steps
 from activities.store import Store
@@ -98,6 +99,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
     weeder = Weeder(config.db_url(), config.signing_secret.get_secret_value())
     digester = Digester(config, notifier)
     recorder = Recorder(config)
+    provider = ProviderRounds(config)
     return Worker(
         client,
         task_queue=config.task_queue,
@@ -114,6 +116,11 @@ def build_worker(client: Client, config: Settings) -> Worker:
             digester.digest_recipients,
             digester.send_digest,
             recorder.seal_record,
+            provider.provider_start,
+            provider.provider_status,
+            provider.provider_remind,
+            provider.provider_cancel,
+            provider.provider_collect,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_runner=workflow_runner(),

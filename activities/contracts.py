@@ -14,7 +14,16 @@ from temporalio import activity
 
 from models.digest import DigestDay, DigestRequest, DigestResult, Recipients
 from models.effects import EventIn, SaveTerms, Step, Summary
-from models.lifecycle import Attachment, EmailSpec, RecordRequest, SendResult
+from models.lifecycle import (
+    Attachment,
+    EmailSpec,
+    ProviderCollect,
+    ProviderEvidence,
+    ProviderStart,
+    RecordRequest,
+    SendResult,
+)
+from signing.provider import ProviderDocument, ProviderStatus
 
 
 class StoreActivities:
@@ -74,4 +83,28 @@ class RecordActivities:
 
     @activity.defn(name="seal_record")
     async def seal_record(self, request: RecordRequest) -> Attachment:
+        raise NotImplementedError
+
+
+class ProviderActivities:
+    """A round signed through a signing provider (activities/provider.py)."""
+
+    @activity.defn(name="provider_start")
+    async def provider_start(self, request: ProviderStart) -> ProviderDocument:
+        raise NotImplementedError
+
+    @activity.defn(name="provider_status")
+    async def provider_status(self, document: ProviderDocument) -> ProviderStatus:
+        raise NotImplementedError
+
+    @activity.defn(name="provider_remind")
+    async def provider_remind(self, document: ProviderDocument) -> bool:
+        raise NotImplementedError
+
+    @activity.defn(name="provider_cancel")
+    async def provider_cancel(self, document: ProviderDocument) -> ProviderStatus:
+        raise NotImplementedError
+
+    @activity.defn(name="provider_collect")
+    async def provider_collect(self, request: ProviderCollect) -> ProviderEvidence:
         raise NotImplementedError

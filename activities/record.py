@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from typing import Literal
 
 from sqlmodel import Session, select
 from temporalio import activity
@@ -32,6 +33,12 @@ from sealing.record import RecordDocument, RecordEvent, RecordInputs, RecordSign
 from sealing.seal import seal, seal_key_for
 
 RECORD_EVENT = "record.sealed"
+# A round's signing method as the record names it
+METHODS: dict[str, Literal["link", "paper", "provider"]] = {
+    "link": "link",
+    "paper": "paper",
+    "bankid": "provider",
+}
 
 
 def record_name(agreement_id: str, number: int) -> str:
@@ -53,14 +60,11 @@ def _signers(round_: RoundInfo) -> list[RecordSigner]:
                 name=s.name,
                 party_name=s.party_name,
                 email=s.email,
-                method="paper" if method == "paper" else "link",
+                method=METHODS.get(method or "", "link"),
                 signed_at=at,
+                provider="Scrive (BankID)" if method == "bankid" else None,
                 recorded_by=event.recorded_by if event else None,
-                evidence=(
-                    f"SHA-256 {event.scan_sha256}"
-                    if event is not None and event.scan_sha256
-                    else None
-                ),
+                evidence=_provider(round_) if method == "bankid" else _scan(event),
             )
         )
     return found
@@ -71,6 +75,14 @@ def _scan(event: SignatureEvent | None) -> str | None:
     if event is None or not event.scan_sha256:
         return None
     return f"SHA-256 {event.scan_sha256}"
+
+
+def _provider(round_: RoundInfo) -> str | None:
+    """A signature through the provider: its document there, and its sealed file's hash."""
+    given = round_.provider
+    if given is None:
+        return f"document {round_.document.document_id}" if round_.document else None
+    return f"document {given.document_id}; sealed file SHA-256 {given.sealed_sha256}"
 
 
 def _completed_at(round_: RoundInfo) -> dt.datetime:

@@ -111,6 +111,7 @@ WORDS: dict[type[StrEnum], dict[str, str]] = {
     SigningMethod: {
         SigningMethod.link: N_("signing link"),
         SigningMethod.paper: N_("on paper"),
+        SigningMethod.bankid: N_("BankID (through the signing provider)"),
     },
     SigningMode: {
         SigningMode.parallel: N_("all at once"),

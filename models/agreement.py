@@ -230,6 +230,7 @@ class SigningMode(StrEnum):
 class SigningMethod(StrEnum):
     link = "link"  # personal signing links by email
     paper = "paper"  # printed copies; the coordinator records each signature
+    bankid = "bankid"  # Swedish BankID through the signing provider (signing/)
 
 
 class DateRule(StrEnum):

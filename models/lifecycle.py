@@ -14,6 +14,7 @@ from pydantic import Field
 
 from models.agreement import Agreement
 from models.plan import Frozen, PlannedMilestone, Recipient
+from signing.provider import ProviderDocument
 
 
 def terms_json(agreement: Agreement) -> str:
@@ -103,6 +104,10 @@ class RoundInfo(Frozen):
     events: list[SignatureEvent] = Field(default_factory=list)
     outcome: RoundOutcome = RoundOutcome.open
     reason: str | None = None
+    # A round signed through a signing provider: its document there, and once complete
+    # what the provider gave (its sealed file and evidence).
+    document: ProviderDocument | None = None
+    provider: ProviderEvidence | None = None
 
     def public(self) -> RoundInfo:
         """The round as queries, snapshots and answers show it: no IP of any event."""
@@ -141,6 +146,30 @@ class FailedInfo(Frozen):
     to: str
     subject: str
     error: str
+
+
+class ProviderEvidence(Frozen):
+    """What a signing provider gave for a completed round: its signed and sealed file and
+    its evidence, kept in the document store by their hashes."""
+
+    provider: str
+    document_id: str
+    sealed_sha256: str
+    evidence_sha256: str | None = None
+    collected_at: dt.datetime
+
+
+class ProviderStart(Frozen):
+    """A round to send to the signing provider."""
+
+    agreement_id: str
+    round: RoundInfo
+
+
+class ProviderCollect(Frozen):
+    agreement_id: str
+    round_number: int
+    document: ProviderDocument
 
 
 class Attachment(Frozen):

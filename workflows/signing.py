@@ -23,13 +23,17 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, model_validator
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.contracts import ProviderActivities
     from models.effects import EventIn
     from models.lifecycle import (
         EmailSpec,
         FailedInfo,
+        ProviderCollect,
+        ProviderStart,
         RecordRequest,
         RoundAnswer,
         RoundInfo,
@@ -57,6 +61,16 @@ MAX_IP = 64
 MAX_USER_AGENT = 300
 MAX_REASON = 2000
 MAX_NAME = 320  # an email address, or who recorded something
+# The signing provider: each call bounded; a provider away is asked again with backoff for up
+# to a day, and asked now and then without a callback (one may be lost).
+PROVIDER_TIMEOUT = timedelta(seconds=60)
+PROVIDER_DEADLINE = timedelta(days=1)
+PROVIDER_LOOK = timedelta(minutes=15)
+PROVIDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
 
 
 def _cut(limit: int) -> Any:
@@ -158,6 +172,11 @@ class SignatureRoundWorkflow:
         # The user agent of each event a signer's request made (by its index in the round's
         # events), for the event log's trace only: never part of the round as shown.
         self.user_agents: dict[int, str] = {}
+        # A round through the signing provider: a callback (or the clock) says look again;
+        # what the provider ended it with, when it did.
+        self.provider_changed = False
+        self.provider_outcome: RoundOutcome | None = None
+        self.provider_reason: str | None = None
 
     # The round as it stands -----------------------------------------------------------
 
@@ -364,6 +383,13 @@ class SignatureRoundWorkflow:
                 on=request.signed_on.isoformat(),
             )
 
+    @workflow.signal(name="provider_changed")
+    def provider_changed_signal(self) -> None:
+        """The provider's callback came (perhaps twice, late or out of order: it only
+        says to ask the provider again)."""
+        self.provider_changed = True
+        self.changed = True
+
     @workflow.update(name="cancel")
     def cancel_round(self, request: CancelRequest) -> RoundAnswer:
         if self.cancel is None:
@@ -389,6 +415,8 @@ class SignatureRoundWorkflow:
             await asyncio.gather(
                 *(self._mail(signer_recipient(s), "signature_request", s) for s in first)
             )
+        elif self.round.method == "bankid":
+            await self._provider_start()
         else:
             self._event("started", method="paper")
         every = timedelta(days=max(1, data.reminder_every_days))
@@ -396,6 +424,9 @@ class SignatureRoundWorkflow:
             # Cleared before the work, not before the wait: a decision that arrives while
             # this loop awaits an activity is never lost.
             self.changed = False
+            if self.round.document is not None and self.provider_changed:
+                self.provider_changed = False
+                await self._provider_look()
             await self._log_events()
             self._send_receipts()
             outcome = self._outcome()
@@ -414,7 +445,15 @@ class SignatureRoundWorkflow:
                 for signer in self._awaiting():
                     if signer.reminders < data.max_reminders:
                         wake = min(wake, self._contacted(signer) + every)
+            if self.round.document is not None:
+                # Asked now and then without a callback too: one may be lost.
+                wake = min(wake, self.clock.now() + PROVIDER_LOOK)
             if await wait_until(self.clock, lambda: self.changed, wake):
+                continue
+            if self.round.document is not None:
+                self.provider_changed = True
+                if self.clock.now() < self.round.expires_at:
+                    await self._provider_reminders(data, every)
                 continue
             for signer in self._awaiting():
                 since = self._contacted(signer)
@@ -429,7 +468,13 @@ class SignatureRoundWorkflow:
                     )
                     self._event("reminded", signer)
         self._send_receipts()  # signatures that came in while the loop was sending
-        reason = self.cancel.reason if self.cancel else _decline_reason(self.round)
+        if self.round.document is not None:
+            await self._provider_finish(outcome)
+        reason = (
+            self.cancel.reason
+            if self.cancel
+            else self.provider_reason or _decline_reason(self.round)
+        )
         self.round = self.round.model_copy(update={"outcome": outcome, "reason": reason})
         self._event(outcome.value, recorded_by=self.cancel.by if self.cancel else None)
         await self._log_events()
@@ -437,6 +482,130 @@ class SignatureRoundWorkflow:
         await asyncio.gather(*self.receipts)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.round.public()
+
+    # Signing through the provider (BankID): the provider invites and reminds the signers and
+    # collects their signatures; the round asks it where things stand and records that.
+
+    async def _provider_start(self) -> None:
+        request = ProviderStart(agreement_id=self.data.agreement_id, round=self.round)
+        try:
+            document = await workflow.execute_activity_method(
+                ProviderActivities.provider_start,
+                request,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                schedule_to_close_timeout=PROVIDER_DEADLINE,
+                retry_policy=PROVIDER_RETRY,
+            )
+        except Exception as error:  # refused, or unreachable for a day: the round fails
+            self.provider_outcome = RoundOutcome.failed
+            self.provider_reason = _cause(error)
+            return
+        self.round = self.round.model_copy(update={"document": document})
+        for signer in self.round.signers:
+            self._event("sent", signer, method="bankid")
+
+    async def _provider_look(self) -> None:
+        """Ask the provider and record what changed since the last look: who opened, who
+        signed, who declined, and whether the provider has ended the document."""
+        assert self.round.document is not None
+        try:
+            status = await workflow.execute_activity_method(
+                ProviderActivities.provider_status,
+                self.round.document,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                schedule_to_close_timeout=PROVIDER_DEADLINE,
+                retry_policy=PROVIDER_RETRY,
+            )
+        except Exception as error:  # unreachable for a day, or refusing: asked again later
+            workflow.logger.warning("signing provider: %s", _cause(error))
+            return
+        by_email = {s.email.lower(): s for s in status.signers}
+        for signer in self.round.signers:
+            seen = by_email.get(signer.email.lower())
+            if seen is None or signer.status in (SignerStatus.signed, SignerStatus.declined):
+                continue
+            if seen.signed_at is not None:
+                at = seen.signed_at.astimezone(STOCKHOLM)
+                self._replace(signer, status=SignerStatus.signed, signed_at=at)
+                self._event("signed", signer, at=at, method="bankid")
+            elif seen.declined_at is not None:
+                self._replace(signer, status=SignerStatus.declined)
+                at = seen.declined_at.astimezone(STOCKHOLM)
+                self._event("declined", signer, at=at, method="bankid", reason=seen.reason or "-")
+            elif seen.seen_at is not None and signer.status is SignerStatus.invited:
+                self._replace(signer, status=SignerStatus.opened)
+                self._event("opened", signer, at=seen.seen_at.astimezone(STOCKHOLM))
+        match status.state:
+            case "expired":
+                self.provider_outcome = RoundOutcome.expired
+            case "cancelled" if self.cancel is None:
+                self.provider_outcome = RoundOutcome.cancelled
+                self.provider_reason = "cancelled at the signing provider"
+            case "failed":
+                self.provider_outcome = RoundOutcome.failed
+                self.provider_reason = "the signing provider could not complete the document"
+
+    async def _provider_reminders(self, data: RoundInput, every: timedelta) -> None:
+        """The provider reminds those who have not signed, as often as link rounds do."""
+        assert self.round.document is not None
+        awaiting = self._awaiting()
+        due = [
+            s
+            for s in awaiting
+            if s.reminders < data.max_reminders and self.clock.now() >= self._contacted(s) + every
+        ]
+        if not due:
+            return
+        try:
+            await workflow.execute_activity_method(
+                ProviderActivities.provider_remind,
+                self.round.document,
+                start_to_close_timeout=PROVIDER_TIMEOUT,
+                schedule_to_close_timeout=timedelta(hours=1),
+                retry_policy=PROVIDER_RETRY,
+            )
+        except Exception as error:
+            workflow.logger.warning("signing provider reminder: %s", _cause(error))
+            return
+        for signer in due:
+            self._replace(signer, reminders=signer.reminders + 1)
+            self.last_contact[signer.email] = self.clock.now()
+            self._event("reminded", signer)
+
+    async def _provider_finish(self, outcome: RoundOutcome) -> None:
+        """Completed: keep the provider's sealed file and evidence. Ended here (cancelled
+        by the coordinator, expired by the round's clock): end it at the provider too, so
+        nobody signs what no longer counts."""
+        document = self.round.document
+        assert document is not None
+        if outcome is RoundOutcome.completed:
+            try:
+                evidence = await workflow.execute_activity_method(
+                    ProviderActivities.provider_collect,
+                    ProviderCollect(
+                        agreement_id=self.data.agreement_id,
+                        round_number=self.round.number,
+                        document=document,
+                    ),
+                    start_to_close_timeout=PROVIDER_TIMEOUT,
+                    schedule_to_close_timeout=PROVIDER_DEADLINE,
+                    retry_policy=PROVIDER_RETRY,
+                )
+            except Exception as error:
+                workflow.logger.warning("signing provider: no sealed file: %s", _cause(error))
+                return
+            self.round = self.round.model_copy(update={"provider": evidence})
+        elif self.provider_outcome is None:
+            try:
+                await workflow.execute_activity_method(
+                    ProviderActivities.provider_cancel,
+                    document,
+                    start_to_close_timeout=PROVIDER_TIMEOUT,
+                    schedule_to_close_timeout=timedelta(hours=6),
+                    retry_policy=PROVIDER_RETRY,
+                )
+            except Exception as error:
+                workflow.logger.warning("signing provider: not cancelled: %s", _cause(error))
 
     def _contacted(self, signer: Signer) -> dt.datetime:
         """When the signer was last sent something (the round's start if never)."""
@@ -453,6 +622,8 @@ class SignatureRoundWorkflow:
     def _outcome(self) -> RoundOutcome | None:
         if self.cancel is not None:
             return RoundOutcome.cancelled
+        if self.provider_outcome is not None:
+            return self.provider_outcome
         if any(s.status is SignerStatus.declined for s in self.round.signers):
             return RoundOutcome.declined
         if all(s.status is SignerStatus.signed for s in self.round.signers):
@@ -637,6 +808,10 @@ class SignatureRoundWorkflow:
             + (f" ({event.reason})" if event.reason else ""),
             data=data,
         )
+
+
+def _cause(error: BaseException) -> str:
+    return str(getattr(error, "cause", None) or error)[:500]
 
 
 def signer_recipient(signer: Signer) -> Recipient:

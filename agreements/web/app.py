@@ -12,6 +12,7 @@ never sign in: their signed link is their key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -42,6 +43,7 @@ from markupsafe import Markup
 from pydantic import Field, ValidationError
 from temporalio.api.common.v1 import Payloads
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from agreements import access, ops
 from agreements.access import Right, Who
@@ -97,6 +99,7 @@ from models.records import EventRecord
 from models.schedule.dates import STOCKHOLM
 from models.schedule.engine import coordinator, plan, recipients
 from models.schedule.engine import everyone as all_contacts
+from signing.callbacks import callback_ok
 from workflows.agreement import (
     Amendment,
     ConfirmPrerequisites,
@@ -110,6 +113,7 @@ from workflows.agreement import (
     WithdrawalOutcome,
     workflow_id,
 )
+from workflows.decider import round_workflow_id
 from workflows.signing import (
     MAX_IP,
     MAX_NAME,
@@ -1004,6 +1008,20 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         except ops.OperationError as error:
             return refusal(request, error, 404)
         return record_file(found, data)
+
+    @app.post("/callbacks/signing/{agreement_id}/{number}/{mac}")
+    async def provider_callback(
+        agreement_id: str, number: int, mac: str, request: Request
+    ) -> Response:
+        """The signing provider says a round's document changed. Only a hint (it may come
+        twice, late or out of order): the round asks the provider itself. A callback whose
+        address was not made by this service is refused."""
+        if not callback_ok(secret, agreement_id, number, mac):
+            return JSONResponse({"detail": "not a callback of this service"}, status_code=403)
+        handle = temporal(request).get_workflow_handle(round_workflow_id(agreement_id, number))
+        with contextlib.suppress(RPCError):  # the round is over (or never was): nothing to tell
+            await handle.signal("provider_changed")
+        return JSONResponse({"ok": True})
 
     @app.get("/sign/{value}", response_class=HTMLResponse)
     async def sign_page(value: str, request: Request) -> HTMLResponse:
