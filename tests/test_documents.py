@@ -41,6 +41,19 @@ def pdf(pages: int = 1, password: str | None = None, text: str = "") -> bytes:
     return out.getvalue()
 
 
+def start_signing(client: TestClient, agreement_id: str) -> None:
+    """Confirm what the draft's prerequisites still lack, and start its signature round."""
+    missing = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
+    confirmed = client.post(
+        f"/api/agreements/{agreement_id}/prerequisites",
+        json={"keys": missing["prerequisites_missing"]},
+        headers=AUTH,
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    started = client.post(f"/api/agreements/{agreement_id}/signing", headers=AUTH)
+    assert started.status_code == 200, started.text
+
+
 def test_a_pdf_is_taken_and_anything_else_is_refused_with_a_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -161,14 +174,7 @@ def test_a_draft_gets_its_documents_in_the_form_and_the_signers_open_them(
     terms = loads_agreement(client.get(f"{at}/terms.toml").text)
     assert [d.name for d in terms.documents] == ["Avtal Kvarnby", "Bilaga 1 Budget", "Bilaga 2"]
     # Signing: each signer sees every document with its hash and opens it from the link.
-    missing = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
-    client.post(
-        f"/api/agreements/{agreement_id}/prerequisites",
-        json={"keys": missing["prerequisites_missing"]},
-        headers=AUTH,
-    )
-    started = client.post(f"/api/agreements/{agreement_id}/signing", headers=AUTH)
-    assert started.status_code == 200, started.text
+    start_signing(client, agreement_id)
     link = links(mail, 2)["sam@laxhjalpen.example.se"]
     signing = client.get(link)
     assert signing.status_code == 200
@@ -200,13 +206,7 @@ def test_a_completed_round_sends_and_offers_the_sealed_record(
     )
     assert added.status_code == 303, added.text
     agreement_id = added.headers["location"].removeprefix("/a/")
-    missing = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
-    client.post(
-        f"/api/agreements/{agreement_id}/prerequisites",
-        json={"keys": missing["prerequisites_missing"]},
-        headers=AUTH,
-    )
-    assert client.post(f"/api/agreements/{agreement_id}/signing", headers=AUTH).is_success
+    start_signing(client, agreement_id)
     personal = links(mail, 2)
     for link in personal.values():
         assert client.post(link, data={"action": "sign"}).status_code == 200
@@ -258,13 +258,7 @@ def test_a_paper_signature_comes_with_its_scan_whose_hash_the_record_keeps(
     fields = {**form_of(client.get("/draft").text), **KVARNBY}
     added = client.post("/draft", data={**fields, "do": "save"}, follow_redirects=False)
     agreement_id = added.headers["location"].removeprefix("/a/")
-    missing = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
-    client.post(
-        f"/api/agreements/{agreement_id}/prerequisites",
-        json={"keys": missing["prerequisites_missing"]},
-        headers=AUTH,
-    )
-    assert client.post(f"/api/agreements/{agreement_id}/signing", headers=AUTH).is_success
+    start_signing(client, agreement_id)
     personal = links(mail, 2)
     page = client.get(f"/a/{agreement_id}").text
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page)

@@ -24,6 +24,7 @@ from documents.store import store_for
 from emails.sink import read_mail
 from tests.conftest import TOKEN
 from tests.fake_scrive import Credentials, FakeScrive, running
+from tests.test_documents import start_signing
 from tests.test_drafting import KVARNBY, form_of
 from tests.test_web import AUTH
 
@@ -57,14 +58,7 @@ def started(client: TestClient, fake: FakeScrive) -> tuple[str, str]:
     added = client.post("/draft", data={**fields, "do": "save"}, follow_redirects=False)
     assert added.status_code == 303, added.text
     agreement_id = added.headers["location"].removeprefix("/a/")
-    missing = client.get(f"/api/agreements/{agreement_id}", headers=AUTH).json()
-    client.post(
-        f"/api/agreements/{agreement_id}/prerequisites",
-        json={"keys": missing["prerequisites_missing"]},
-        headers=AUTH,
-    )
-    answer = client.post(f"/api/agreements/{agreement_id}/signing", headers=AUTH)
-    assert answer.status_code == 200, answer.text
+    start_signing(client, agreement_id)
     for _ in range(400):  # made, its parties set, and started: out for signing
         ids = fake.document_ids()
         if ids and fake.document(ids[0])["status"] == "pending":

@@ -75,7 +75,6 @@ from models.agreement import (
 from models.codec import Sealed, keys_for
 from models.config import Settings
 from models.lifecycle import (
-    Attachment,
     RoundAnswer,
     RoundInfo,
     RoundOutcome,
@@ -1000,14 +999,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             link, _, _, _ = await signing_context(request, value)
         except (LinkError, ops.OperationError) as error:
             return refusal(request, error, 403)
-        found = await asyncio.to_thread(ops.sealed_record, config, link.agreement, link.round)
-        try:
-            if found is None:
-                raise ops.OperationError("no such record", "no-document")
-            data = await asyncio.to_thread(ops.document_bytes, config, found.sha256)
-        except ops.OperationError as error:
-            return refusal(request, error, 404)
-        return record_file(found, data)
+        return await record_file(request, link.agreement, link.round)
 
     @app.post("/callbacks/signing/{agreement_id}/{number}/{mac}")
     async def provider_callback(
@@ -1890,13 +1882,21 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             return refusal(request, error, 404)
         return pdf(document, data)
 
-    def record_file(found: Attachment, data: bytes) -> Response:
+    async def record_file(request: Request, agreement_id: str, number: int) -> Response:
+        """The sealed signing record of round `number` as a file to keep, or a page saying
+        there is none."""
+        found = await asyncio.to_thread(ops.sealed_record, config, agreement_id, number)
+        try:
+            if found is None:
+                raise ops.OperationError("no such record", "no-document")
+            data = await asyncio.to_thread(ops.document_bytes, config, found.sha256)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+        name = quote(found.filename)
         return Response(
             data,
             media_type="application/pdf",
-            headers={
-                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(found.filename)}"
-            },
+            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"},
         )
 
     @app.get("/a/{agreement_id}/records/{number}", dependencies=pages)
@@ -1905,14 +1905,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         agreement."""
         if wrong := entitled(request, agreement_id, Right.read):
             return refusal(request, wrong, 404)
-        found = await asyncio.to_thread(ops.sealed_record, config, agreement_id, number)
-        try:
-            if found is None:
-                raise ops.OperationError("no such record", "no-document")
-            data = await asyncio.to_thread(ops.document_bytes, config, found.sha256)
-        except ops.OperationError as error:
-            return refusal(request, error, 404)
-        return record_file(found, data)
+        return await record_file(request, agreement_id, number)
 
     @app.get("/a/{agreement_id}/outbox", response_class=HTMLResponse, dependencies=pages)
     def outbox_fragment(agreement_id: str, request: Request) -> Response:
