@@ -703,28 +703,30 @@ async def add_document(
 ) -> Snapshot:
     """A document (already taken: `take_document`) added to a draft's terms. A document the
     draft has already is not added twice."""
-    snapshot = await state(client, agreement_id)
-    terms = await terms_soon(config, snapshot.terms_sha256)
-    if any(d.sha256 == document.sha256 for d in terms.documents):
-        return snapshot
-    data = terms.model_dump(mode="json")
-    data["documents"] = [*data["documents"], document.model_dump(mode="json")]
-    try:
-        new = parse_agreement(data, "documents")
-    except AgreementFileError as error:
-        raise OperationError(
-            "; ".join(str(p) for p in error.problems),
-            "invalid-terms",
-            problems="; ".join(str(p) for p in error.problems),
-        ) from None
-    return await decide(
-        client,
-        agreement_id,
-        "edit_draft",
-        EditDraft(agreement=new, by=by),
-        config=config,
-        update_id=update_id,
-    )
+    for attempt in range(5):  # another change came in between: add it to that one
+        snapshot = await state(client, agreement_id)
+        terms = await terms_soon(config, snapshot.terms_sha256)
+        if any(d.sha256 == document.sha256 for d in terms.documents):
+            return snapshot
+        data = terms.model_dump(mode="json")
+        data["documents"] = [*data["documents"], document.model_dump(mode="json")]
+        try:
+            new = parse_agreement(data, "documents")
+        except AgreementFileError as error:
+            raise OperationError(
+                "; ".join(str(p) for p in error.problems),
+                "invalid-terms",
+                problems="; ".join(str(p) for p in error.problems),
+            ) from None
+        change = EditDraft(agreement=new, by=by, based_on=snapshot.terms_sha256)
+        try:
+            return await decide(
+                client, agreement_id, "edit_draft", change, config=config, update_id=update_id
+            )
+        except OperationError as error:
+            if error.code != "draft-changed" or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def documents_kept(config: Settings, agreement: Agreement) -> None:

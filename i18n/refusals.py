@@ -90,6 +90,9 @@ REFUSALS: dict[str, str] = {
     "no-open-round": N_("there is no open signature round to cancel"),
     # What agreements/ops.py refuses or cannot do itself
     "before-taken-on": N_("It lies before the agreement came to the service (%(day)s)."),
+    "draft-changed": N_(
+        "The draft was changed by someone else in the meantime: open it again and redo your change."
+    ),
     "terms-not-stored": N_("The agreement's terms are not stored yet; try again in a moment."),
     "document-missing": N_(
         "The service does not have the document %(names)s: upload it again, then save."

@@ -21,6 +21,9 @@ class Actor(Frozen):
 
 class EditDraft(Actor):
     agreement: Agreement
+    # The terms the change was made from: refused when the draft has changed since (two
+    # people, or two uploads, at once), so neither change is lost without a word.
+    based_on: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 class ConfirmPrerequisites(Actor):

@@ -26,7 +26,14 @@ from models.commands import (
     WithdrawalOutcome,
 )
 from models.core import AgreementInput, Core
-from models.lifecycle import RoundOutcome, SendOutcome, SendResult, SignerStatus, State
+from models.lifecycle import (
+    RoundOutcome,
+    SendOutcome,
+    SendResult,
+    SignerStatus,
+    State,
+    terms_sha256,
+)
 from models.plan import EndingKind, MilestoneKind, MilestoneState, MilestoneStatus
 from models.prerequisites import CHECKLIST
 from models.schedule import dates
@@ -120,6 +127,20 @@ def test_editing_is_refused_for_other_terms_for_bad_terms_and_after_the_draft():
     )
     refused(core, EditDraft(agreement=bad), DRAFTED, "invalid-terms")
     refused(signed(), EditDraft(agreement=agreement()), SIGNED, "not-draft")
+
+
+def test_a_change_made_from_terms_that_have_changed_since_is_refused():
+    """Two people (or two uploads) changing the draft at once: the second change, made
+    from the terms as they were, is refused rather than dropping the first."""
+    core = new()
+    read = terms_sha256(core.agreement)
+    changed = agreement().model_copy(update={"title": "Ändrad titel"})
+    first = step(core, EditDraft(agreement=changed, based_on=read), DRAFTED).core
+    assert first.agreement.title == "Ändrad titel"
+    again = agreement().model_copy(update={"title": "En annan titel"})
+    refused(first, EditDraft(agreement=again, based_on=read), DRAFTED, "draft-changed")
+    now = terms_sha256(first.agreement)
+    assert step(first, EditDraft(agreement=again, based_on=now), DRAFTED).core.agreement == again
 
 
 def test_prerequisites_are_confirmed_in_the_draft_from_the_checklist_only():

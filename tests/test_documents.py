@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,21 @@ def test_a_draft_gets_its_documents_in_the_form_and_the_signers_open_them(
             files={"file": ("b2.pdf", third, "application/pdf")},
         )
         assert answer.status_code == 200, answer.text
+    # Two uploads at the same moment: both documents end up in the terms (the second
+    # change, made from terms that changed meanwhile, is made again from the new ones).
+    together = [pdf(text=f"samtidigt {n}") for n in range(2)]
+
+    def upload(n: int) -> int:
+        answer = client.post(
+            f"/api/agreements/{agreement_id}/documents",
+            headers=AUTH,
+            data={"kind": "attachment", "name": f"Samtidig {n}"},
+            files={"file": (f"s{n}.pdf", together[n], "application/pdf")},
+        )
+        return int(answer.status_code)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(upload, range(2))) == [200, 200]
     refused = client.post(
         f"/api/agreements/{agreement_id}/documents",
         headers=AUTH,
@@ -172,7 +188,9 @@ def test_a_draft_gets_its_documents_in_the_form_and_the_signers_open_them(
     )
     assert refused.status_code == 422 and refused.json()["code"] == "encrypted"
     terms = loads_agreement(client.get(f"{at}/terms.toml").text)
-    assert [d.name for d in terms.documents] == ["Avtal Kvarnby", "Bilaga 1 Budget", "Bilaga 2"]
+    names = [d.name for d in terms.documents]
+    assert names[:3] == ["Avtal Kvarnby", "Bilaga 1 Budget", "Bilaga 2"]
+    assert sorted(names[3:]) == ["Samtidig 0", "Samtidig 1"]
     # Signing: each signer sees every document with its hash and opens it from the link.
     start_signing(client, agreement_id)
     link = links(mail, 2)["sam@laxhjalpen.example.se"]

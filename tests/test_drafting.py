@@ -231,6 +231,17 @@ def test_a_coordinator_drafts_checks_corrects_and_adds_an_agreement_in_the_form(
             break
         time.sleep(0.05)
     assert loads_agreement(terms.text).contributions[0].amount == 300_000
+    # Two people with the draft open at once: the second save, made from the terms as they
+    # were, is refused with a sentence saying so, and what they typed is still there.
+    one = form_of(client.get("/a/iop-laxhjalp-i-kvarnby/draft").text)
+    two = form_of(client.get("/a/iop-laxhjalp-i-kvarnby/draft").text)
+    one["contribution.0.amount"] = "310000"
+    first = client.post("/a/iop-laxhjalp-i-kvarnby/draft", data={**one, "do": "save"})
+    assert first.status_code == 200  # followed to the agreement's page
+    two["reference"] = "KS 2026/999"
+    second = client.post("/a/iop-laxhjalp-i-kvarnby/draft", data={**two, "do": "save"})
+    assert second.status_code == 409 and "ändrats av någon annan" in second.text
+    assert form_of(second.text)["reference"] == "KS 2026/999"
     # The page's list of emails, alone, for the page's script; only for those who may read.
     outbox = client.get("/a/iop-laxhjalp-i-kvarnby/outbox")
     assert outbox.status_code == 200 and "<table>" in outbox.text and "<html" not in outbox.text

@@ -171,3 +171,23 @@ def test_scrive_down_for_a_while_loses_nothing(
     scrive.up()
     found = state_of(client, agreement_id, {"completed"})  # retried until Scrive is back
     assert all(s["status"] == "signed" for s in found["round"]["signers"])
+
+
+def test_a_coordinator_who_cancels_the_round_cancels_the_document_at_the_provider(
+    scrive: FakeScrive, web: tuple[TestClient, Path]
+) -> None:
+    client, _ = web
+    agreement_id, document = started(client, scrive)
+    cancelled = client.post(
+        f"/api/agreements/{agreement_id}/signing/cancel",
+        json={"reason": "Fel belopp", "by": "api"},
+        headers=AUTH,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    found = state_of(client, agreement_id, {"cancelled"})
+    assert found["round"]["reason"] == "Fel belopp" and found["state"] == "draft"
+    for _ in range(200):  # nobody can sign at Scrive what no longer counts
+        if scrive.document(document)["status"] == "canceled":
+            break
+        time.sleep(0.05)
+    assert scrive.document(document)["status"] == "canceled"

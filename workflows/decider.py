@@ -654,6 +654,11 @@ class _Step:
                 f"only a draft can be edited; this agreement is {self.state.value}",
                 state=self.state.value,
             )
+        if request.based_on is not None and request.based_on != self.sha:
+            raise Refusal(
+                "draft-changed",
+                "the draft has changed since it was read; read it again and redo the change",
+            )
         self.require_valid(request.agreement, "the terms are")
         self.agreement = request.agreement
         self.sha = terms_sha256(self.agreement)

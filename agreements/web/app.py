@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -1708,7 +1709,12 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         by = request.state.who.actor[:MAX_NAME]
         body: Any
         if found.state is State.draft:
-            update, body = "edit_draft", EditDraft(agreement=draft.agreement, by=by)
+            # Made from the terms the form was opened with: refused when someone changed
+            # the draft since, rather than dropping their change.
+            read = str(fields.get("based_on", ""))
+            based_on = read if re.fullmatch(r"[0-9a-f]{64}", read) else None
+            update = "edit_draft"
+            body = EditDraft(agreement=draft.agreement, by=by, based_on=based_on)
         else:
             update, body = "amend", Amendment(agreement=draft.agreement, by=by)
         key = str(form.get("idempotency_key", ""))

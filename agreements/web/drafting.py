@@ -296,7 +296,7 @@ def read_form(form: Any) -> Fields:
 
 _FIELD = re.compile(
     r"^(?:(?:id|title|reference|kind|language|purpose|kept|prerequisites|prerequisites\.unmet"
-    r"|upload_kind)"
+    r"|upload_kind|based_on)"
     r"|(?:coordinator|term|signing|meetings|withdrawal|termination)\.[a-z_]+"
     r"|party\.\d+\.(?:key|kept|[a-z_]+|contact\.\d+\.(?:kept|[a-z_]+))"
     r"|(?:contribution|report|milestone|document)\.\d+\.(?:key|kept|[a-z_]+(?:\.[a-z_]+)?))$"
