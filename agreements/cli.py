@@ -1426,3 +1426,46 @@ def document_add(
     else:
         typer.echo(f"{document.name}: SHA-256 {document.sha256}")
         _print_snapshot(snapshot)
+
+
+@app.command("finance")
+def finance_export(
+    start: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD)")],
+    end: Annotated[str, typer.Option("--to", help="Last day (YYYY-MM-DD)")],
+    organisation: Annotated[
+        str | None, typer.Option(help="Only this organisation's agreements (its id)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of CSV")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file")] = None,
+) -> None:
+    """Every instalment of a period with its status, payer and payee by name and
+    organisation number, amount and invoice number: CSV as Swedish Excel opens it, or JSON."""
+    from agreements import access, finance, ops
+
+    try:
+        first = dt.date.fromisoformat(start)
+    except ValueError:
+        raise fail(not_a_date("--from", start)) from None
+    try:
+        last = dt.date.fromisoformat(end)
+    except ValueError:
+        raise fail(not_a_date("--to", end)) from None
+    config = _settings()
+    try:
+        items = _read(lambda: ops.instalments_between(config, first, last))
+    except ops.OperationError as error:
+        raise fail(explain(language(), error)) from None
+    if organisation:
+        owned = _read(lambda: access.owners(_people_db()))
+        items = [r for r in items if owned.get(r[0].id) == organisation]
+    found = finance.rows(items, _read(lambda: ops.terms_of(config, items)))
+    data = (
+        (json.dumps(found, ensure_ascii=False, indent=2) + "\n").encode()
+        if as_json
+        else finance.as_csv(found, language())
+    )
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        _write(out, data, _("file"))

@@ -609,6 +609,36 @@ def upcoming_all(
         return [(a, m.state().as_of(today)) for a, m in session.exec(query)]
 
 
+def instalments_between(
+    config: Settings, start: dt.date, end: dt.date, today: dt.date | None = None
+) -> list[tuple[AgreementRecord, MilestoneState]]:
+    """Every instalment whose effective date lies from `start` to `end` (inclusive), of
+    every agreement, ended ones too, by date then agreement; each with its status as of
+    `today` (to invoice, invoiced, paid, or overdue when its date has passed unpaid)."""
+    if end < start or (end - start).days > MAX_DAYS:
+        raise OperationError(
+            f"the period {start} – {end} is not a period of at most {MAX_DAYS} days",
+            "bad-period",
+            start=start.isoformat(),
+            end=end.isoformat(),
+            most=MAX_DAYS,
+        )
+    today = today or stockholm_today()
+    effective = col(MilestoneRecord.effective_date)
+    query = (
+        select(AgreementRecord, MilestoneRecord)
+        .join(MilestoneRecord, col(MilestoneRecord.agreement_id) == col(AgreementRecord.id))
+        .where(
+            col(MilestoneRecord.kind) == MilestoneKind.invoice.value,
+            effective >= start,
+            effective <= end,
+        )
+        .order_by(effective, col(AgreementRecord.id), col(MilestoneRecord.id))
+    )
+    with Session(_db(config)) as session:
+        return [(a, m.state().as_of(today)) for a, m in session.exec(query)]
+
+
 def upcoming_csv(
     language: str, rows: list[tuple[AgreementRecord, MilestoneState]], terms: dict[str, Agreement]
 ) -> str:

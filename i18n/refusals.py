@@ -133,6 +133,7 @@ REFUSALS: dict[str, str] = {
     "no-round-yet": N_("%(agreement)s has no signature round; start one first"),
     "round-ended": N_("the signature round of %(agreement)s is over"),
     "database": N_("the database cannot be used: %(error)s"),
+    "bad-period": N_("%(start)s – %(end)s is not a period of at most %(most)s days"),
     "unknown-role": N_("role %(role)s is not one of %(roles)s"),
     # A signing link (emails/links.py LinkError)
     "link-invalid": N_("The link is not valid."),

@@ -46,7 +46,7 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from agreements import access, ops
+from agreements import access, finance, ops
 from agreements.access import Right, Who
 from agreements.attention import SOON, Round, Why, attention
 from agreements.web import drafting
@@ -700,6 +700,44 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         rows = ops_run(request, lambda: ops.upcoming_all(config, days, role), 422)
         rows = visible(request, rows, key=lambda r: r[0].id)
         return [{"agreement": a.id, **m.model_dump(mode="json")} for a, m in rows]
+
+    def finance_rows(
+        request: Request, start: dt.date, end: dt.date, organisation: str
+    ) -> list[dict[str, Any]]:
+        """The finance export's rows for the agreements the person may read (and of one
+        organisation when named), as agreements/finance.py writes them."""
+        items = ops.instalments_between(config, start, end)
+        items = visible(request, items, key=lambda r: r[0].id)
+        if organisation:
+            owned = access.owners(gate.db)
+            items = [r for r in items if owned.get(r[0].id) == organisation]
+        return finance.rows(items, ops.terms_of(config, items))
+
+    def finance_file(request: Request, found: list[dict[str, Any]], start: dt.date) -> Response:
+        lang = api_language(request) if request.url.path.startswith("/api/") else None
+        language = lang or page_language(request)
+        name = text(language, "instalments") + f"-{start.isoformat()}.csv"
+        return Response(
+            finance.as_csv(found, language),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @app.get("/api/finance/instalments", dependencies=api)
+    def api_finance(
+        request: Request,
+        start: Annotated[dt.date, Query(alias="from")],
+        end: Annotated[dt.date, Query(alias="to")],
+        organisation: Annotated[str, Query(max_length=64)] = "",
+        format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+    ) -> Any:
+        """Every instalment from `from` to `to` (effective dates, inclusive) with its status,
+        payer and payee by name and organisation number, amount and invoice number: as JSON,
+        or (`format=csv`) as Swedish Excel opens it."""
+        found = ops_run(request, lambda: finance_rows(request, start, end, organisation), 422)
+        if format == "csv":
+            return finance_file(request, found, start)
+        return found
 
     @app.get("/api/agreements/{agreement_id}/outbox", dependencies=api)
     def api_outbox(agreement_id: str, request: Request) -> list[dict[str, Any]]:
@@ -1746,7 +1784,40 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             rows = await coming(request, days, role)
         except ops.OperationError as error:
             return refusal(request, error, 422)
-        return page(request, "upcoming.html", rows=rows, days=days, role=role)
+        who: Who = request.state.who
+        names = organisation_names()
+        mine = who.organisations(Right.read) if not who.local else sorted(names)
+        today = ops.stockholm_today()
+        return page(
+            request,
+            "upcoming.html",
+            rows=rows,
+            days=days,
+            role=role,
+            export_from=today.replace(month=1, day=1).isoformat(),
+            export_to=today.replace(month=12, day=31).isoformat(),
+            export_organisations=[(o, names.get(o, o)) for o in mine],
+        )
+
+    @app.get("/finance.csv", dependencies=pages)
+    def finance_page_file(
+        request: Request,
+        start: Annotated[str, Query(alias="from", max_length=10)] = "",
+        end: Annotated[str, Query(alias="to", max_length=10)] = "",
+        organisation: Annotated[str, Query(max_length=64)] = "",
+    ) -> Response:
+        """The finance export from the pages: the period's instalments as CSV."""
+        lang = page_language(request)
+        try:
+            first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+        except ValueError:
+            message = text(lang, "Give the period as two dates (YYYY-MM-DD), from and to.")
+            return problem(request, message, 422)
+        try:
+            found = finance_rows(request, first, last, organisation)
+        except ops.OperationError as error:
+            return refusal(request, error, 422)
+        return finance_file(request, found, first)
 
     @app.get("/upcoming.csv", dependencies=pages)
     async def upcoming_file(request: Request, days: int = 60, role: str = "finance") -> Response:
