@@ -411,7 +411,7 @@ class Notifier(EmailActivities):
         agreement = self.terms.get(sha256)
         if agreement is None:
             try:
-                agreement = await asyncio.to_thread(_stored_terms, self.db, sha256)
+                agreement = await asyncio.to_thread(stored_terms, self.db, sha256)
             except ApplicationError as error:
                 return error
             if len(self.terms) >= TERMS_KEPT:
@@ -737,7 +737,7 @@ def _why(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _stored_terms(db: Engine, sha256: str) -> Agreement:
+def stored_terms(db: Engine, sha256: str) -> Agreement:
     with Session(db) as session:
         row = session.get(TermsRecord, sha256)
         if row is None:

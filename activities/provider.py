@@ -19,7 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.contracts import ProviderActivities
-from activities.notify import _stored_terms
+from activities.notify import stored_terms
 from documents.store import store_for
 from models.config import Settings
 from models.db import ready
@@ -53,7 +53,7 @@ class ProviderRounds(ProviderActivities):
 
     def _document_to_sign(self, request: ProviderStart) -> bytes:
         round_ = request.round
-        terms = _stored_terms(self.db, round_.terms_sha256)
+        terms = stored_terms(self.db, round_.terms_sha256)
         store = store_for(self.config.data_dir)
         documents = [RecordDocument(d.name, d.sha256, store.get(d.sha256)) for d in terms.documents]
         return build_record(
@@ -72,7 +72,7 @@ class ProviderRounds(ProviderActivities):
     async def provider_start(self, request: ProviderStart) -> ProviderDocument:
         round_ = request.round
         pdf = await asyncio.to_thread(self._document_to_sign, request)
-        terms = await asyncio.to_thread(_stored_terms, self.db, round_.terms_sha256)
+        terms = await asyncio.to_thread(stored_terms, self.db, round_.terms_sha256)
         days = max(1, (round_.expires_at - round_.started_at).days)
         signing = SigningRequest(
             key=f"{request.agreement_id}-round-{round_.number}",

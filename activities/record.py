@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 
 from activities.contracts import RecordActivities
-from activities.notify import _stored_terms
+from activities.notify import stored_terms
 from activities.store import write_event
 from documents.store import store_for
 from models.config import Settings
@@ -121,7 +121,7 @@ class Recorder(RecordActivities):
         store = store_for(self.config.data_dir)
         if found is not None and store.has(found.sha256):
             return found
-        terms = _stored_terms(self.db, round_.terms_sha256)
+        terms = stored_terms(self.db, round_.terms_sha256)
         documents = [RecordDocument(d.name, d.sha256, store.get(d.sha256)) for d in terms.documents]
         made_at = _completed_at(round_)
         events = [RecordEvent(e.at, e.what, e.name or e.recorded_by) for e in round_.events]

@@ -254,9 +254,13 @@ def dumps_agreement(agreement: Agreement) -> str:
     return tomli_w.dumps(_plain(data))
 
 
-def template_from(agreement: Agreement, new_id: str, title: str) -> str:
-    """An earlier agreement as the start of a new one: its file with a new id and title,
-    and not marked as signed (the new one is signed on its own)."""
+def copy_of(agreement: Agreement, new_id: str, title: str) -> Agreement:
+    """An earlier agreement as the start of a new one: a new id and title, and not marked
+    as signed or planned (the new one is signed on its own)."""
     signing = agreement.signing.model_copy(update={"signed": None, "planned": None})
-    copy = agreement.model_copy(update={"id": new_id, "title": title, "signing": signing})
-    return dumps_agreement(copy)
+    return agreement.model_copy(update={"id": new_id, "title": title, "signing": signing})
+
+
+def template_from(agreement: Agreement, new_id: str, title: str) -> str:
+    """An earlier agreement as the start of a new one, as an agreement file (`copy_of`)."""
+    return dumps_agreement(copy_of(agreement, new_id, title))

@@ -300,15 +300,26 @@ def _state(core: Core, m: PlannedMilestone, mark: MilestoneMark | None) -> Miles
         # Before the service took the agreement on (one under way, imported as signed):
         # whatever happened then was handled outside it; nothing is outstanding.
         return MilestoneState(**values, status=MilestoneStatus.passed)
-    match m.kind:
-        case MilestoneKind.report_due:
-            return MilestoneState(**values, status=MilestoneStatus.due)
-        case MilestoneKind.invoice:
-            return MilestoneState(**values, status=MilestoneStatus.to_invoice)
-        case MilestoneKind.notice_deadline | MilestoneKind.extension_deadline:
-            return _deadline(core, m, values)
-        case _:
-            return MilestoneState(**values, status=MilestoneStatus.planned)
+    if m.kind in (MilestoneKind.notice_deadline, MilestoneKind.extension_deadline):
+        return _deadline(core, m, values)
+    return unrecorded(m)
+
+
+# Where a milestone stands while nothing is recorded for it (a deadline: open until the
+# parties decide).
+FIRST_STATUS = {
+    MilestoneKind.report_due: MilestoneStatus.due,
+    MilestoneKind.invoice: MilestoneStatus.to_invoice,
+    MilestoneKind.notice_deadline: MilestoneStatus.open,
+    MilestoneKind.extension_deadline: MilestoneStatus.open,
+}
+
+
+def unrecorded(m: PlannedMilestone) -> MilestoneState:
+    """The milestone as it stands with nothing recorded: a new agreement's, a draft's."""
+    return MilestoneState(
+        **m.model_dump(), status=FIRST_STATUS.get(m.kind, MilestoneStatus.planned)
+    )
 
 
 def _number(core: Core, milestone: str) -> str | None:

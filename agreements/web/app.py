@@ -65,7 +65,6 @@ from i18n.words import actor, role_word, round_event, scope_word, word_for
 from models.agreement import (
     Agreement,
     ContributionKind,
-    Document,
     DocumentKind,
     PartyKind,
     RenewalKind,
@@ -83,7 +82,13 @@ from models.lifecycle import (
     SignerStatus,
     State,
 )
-from models.loader import AgreementFileError, dumps_agreement, loads_agreement, template_from
+from models.loader import (
+    AgreementFileError,
+    copy_of,
+    dumps_agreement,
+    loads_agreement,
+    template_from,
+)
 from models.plan import (
     SETTABLE,
     EndingKind,
@@ -713,9 +718,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             items = [r for r in items if owned.get(r[0].id) == organisation]
         return finance.rows(items, ops.terms_of(config, items))
 
-    def finance_file(request: Request, found: list[dict[str, Any]], start: dt.date) -> Response:
-        lang = api_language(request) if request.url.path.startswith("/api/") else None
-        language = lang or page_language(request)
+    def finance_file(found: list[dict[str, Any]], start: dt.date, language: str) -> Response:
         name = text(language, "instalments") + f"-{start.isoformat()}.csv"
         return Response(
             finance.as_csv(found, language),
@@ -736,7 +739,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         or (`format=csv`) as Swedish Excel opens it."""
         found = ops_run(request, lambda: finance_rows(request, start, end, organisation), 422)
         if format == "csv":
-            return finance_file(request, found, start)
+            return finance_file(found, start, api_language(request))
         return found
 
     @app.get("/api/agreements/{agreement_id}/outbox", dependencies=api)
@@ -834,7 +837,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         if sha256 not in found:
             raise refused(request, 404, ops.OperationError("no such document", "no-document"))
         data = ops_run(request, lambda: ops.document_bytes(config, sha256), 404)
-        return pdf(found[sha256], data)
+        return pdf(data, f"{found[sha256].name}.pdf")
 
     @app.post("/api/agreements/{agreement_id}/signing", dependencies=api)
     async def api_sign_start(
@@ -1029,7 +1032,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             data = await asyncio.to_thread(ops.document_bytes, config, sha256)
         except ops.OperationError as error:
             return refusal(request, error, 404)
-        return pdf(document, data)
+        return pdf(data, f"{document.name}.pdf")
 
     @app.get("/sign/{value}/record")
     async def signing_record(value: str, request: Request) -> Response:
@@ -1591,15 +1594,9 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
                 earlier = ops.stored_terms(config, ops.agreement(config, copy).terms_sha256)
             except ops.OperationError as error:
                 return refusal(request, error, 404)
-            fields = drafting.fields_of(earlier)
-            fields["id"] = ""
-            fields["title"] = text(lang, "%(title)s (copy)", title=earlier.title)
-            kept = json.loads(fields["kept"] or "{}")
-            for gone in ("planned", "signed"):
-                kept.get("signing", {}).pop(gone, None)
-            if not kept.get("signing"):
-                kept.pop("signing", None)
-            fields["kept"] = json.dumps(kept, ensure_ascii=False) if kept else ""
+            title = text(lang, "%(title)s (copy)", title=earlier.title)
+            fields = drafting.fields_of(copy_of(earlier, earlier.id, title))
+            fields["id"] = ""  # made from the new title, or typed
         return drafting_page(request, fields)
 
     async def draft_form(request: Request) -> tuple[drafting.Fields, Any]:
@@ -1817,7 +1814,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             found = finance_rows(request, first, last, organisation)
         except ops.OperationError as error:
             return refusal(request, error, 422)
-        return finance_file(request, found, first)
+        return finance_file(found, first, lang)
 
     @app.get("/upcoming.csv", dependencies=pages)
     async def upcoming_file(request: Request, days: int = 60, role: str = "finance") -> Response:
@@ -1935,13 +1932,13 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             f"{workflow_id(snapshot.agreement_id)}"
         )
 
-    def pdf(document: Document, data: bytes) -> Response:
-        """A document as the browser opens it, named as the agreement names it."""
-        name = quote(f"{document.name}.pdf")
+    def pdf(data: bytes, filename: str, disposition: str = "inline") -> Response:
+        """A PDF for the browser: a document to open (inline), a record to keep."""
+        name = quote(filename)
         return Response(
             data,
             media_type="application/pdf",
-            headers={"Content-Disposition": f"inline; filename*=UTF-8''{name}"},
+            headers={"Content-Disposition": f"{disposition}; filename*=UTF-8''{name}"},
         )
 
     @app.get("/a/{agreement_id}/documents/{sha256}", dependencies=pages)
@@ -1957,7 +1954,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             return refusal(request, ops.OperationError("no such document", "no-document"), 404)
         except ops.OperationError as error:
             return refusal(request, error, 404)
-        return pdf(document, data)
+        return pdf(data, f"{document.name}.pdf")
 
     async def record_file(request: Request, agreement_id: str, number: int) -> Response:
         """The sealed signing record of round `number` as a file to keep, or a page saying
@@ -1969,12 +1966,7 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             data = await asyncio.to_thread(ops.document_bytes, config, found.sha256)
         except ops.OperationError as error:
             return refusal(request, error, 404)
-        name = quote(found.filename)
-        return Response(
-            data,
-            media_type="application/pdf",
-            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"},
-        )
+        return pdf(data, found.filename, "attachment")
 
     @app.get("/a/{agreement_id}/records/{number}", dependencies=pages)
     async def agreement_record(agreement_id: str, number: int, request: Request) -> Response:

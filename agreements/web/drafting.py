@@ -26,9 +26,10 @@ from typing import Any
 from i18n import N_, text
 from models.agreement import Agreement, Document
 from models.loader import AgreementFileError, parse_agreement
-from models.plan import MilestoneKind, MilestoneState, MilestoneStatus, Plan
+from models.plan import MilestoneState, Plan
 from models.prerequisites import CHECKLIST
 from models.validation import Problem
+from workflows.decider import unrecorded
 
 Fields = dict[str, Any]  # a field's value: str, or list[str] for the checkbox groups
 
@@ -569,20 +570,9 @@ def build(fields: Fields, lang: str) -> Draft:
 
 
 def first_states(result: Plan) -> list[MilestoneState]:
-    """The planned milestones as a new agreement's would stand: nothing done yet."""
-    states = []
-    for m in result.milestones:
-        match m.kind:
-            case MilestoneKind.report_due:
-                status = MilestoneStatus.due
-            case MilestoneKind.invoice:
-                status = MilestoneStatus.to_invoice
-            case MilestoneKind.notice_deadline | MilestoneKind.extension_deadline:
-                status = MilestoneStatus.open
-            case _:
-                status = MilestoneStatus.planned
-        states.append(MilestoneState(**m.model_dump(), status=status))
-    return states
+    """The planned milestones as a new agreement's would stand: nothing recorded yet (the
+    decider's rule, `workflows.decider.unrecorded`)."""
+    return [unrecorded(m) for m in result.milestones]
 
 
 # What part of the form a field is in, for the list of problems above it.
