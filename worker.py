@@ -1,6 +1,7 @@
 """The Temporal worker: agreement workflows, signature rounds, persistence and email;
-gallring (weeding) of the signers' IP addresses and user agents every night, and the weekly
-digest to coordinators and finance every Monday, each on a Temporal schedule.
+gallring (weeding) of the signers' IP addresses and user agents every night, the weekly
+digest to coordinators and finance every Monday, and the finance export to a folder every
+morning, each on a Temporal schedule; and the webhook deliveries, each its own workflow.
 
 `python worker.py` runs it against the configured Temporal server (the embedded dev server
 on localhost by default) until SIGTERM or Ctrl-C, then shuts down cleanly: activities that
@@ -42,20 +43,26 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import i18n
+from activities.archive import Archiver
 from activities.digest import Digester
+from activities.finance_export import FinanceExporter
 from activities.notify import Notifier
 from activities.provider import ProviderRounds
 from activities.record import Recorder
 from activities.steps import Steps
 from activities.store import Store
-from activities.weeding import Weeder
+from activities.webhooks import WebhookActivities
+from activities.weeding import MessageWeeder, Weeder
 from models.codec import data_converter, keys_for
 from models.config import Settings, settings
 from models.digest import DigestInput
 from models.schedule import dates
+from webhooks import dispatch
 from workflows.agreement import AgreementWorkflow
 from workflows.digest import DigestWorkflow
+from workflows.finance_export import FinanceExport, FinanceExportInput
 from workflows.signing import SignatureRoundWorkflow
+from workflows.webhook import WebhookDeliveryWorkflow
 from workflows.weeding import WeedingInput, WeedingWorkflow
 
 log = logging.getLogger("agreements.worker")
@@ -88,7 +95,14 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-WORKFLOWS = [AgreementWorkflow, SignatureRoundWorkflow, WeedingWorkflow, DigestWorkflow]
+WORKFLOWS = [
+    AgreementWorkflow,
+    SignatureRoundWorkflow,
+    WeedingWorkflow,
+    DigestWorkflow,
+    WebhookDeliveryWorkflow,
+    FinanceExport,
+]
 
 
 def build_worker(client: Client, config: Settings) -> Worker:
@@ -100,6 +114,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
     digester = Digester(config, notifier)
     recorder = Recorder(config)
     provider = ProviderRounds(config)
+    hooks = WebhookActivities(config.db_url(), config.webhooks_allow_private)
     return Worker(
         client,
         task_queue=config.task_queue,
@@ -113,6 +128,8 @@ def build_worker(client: Client, config: Settings) -> Worker:
             notifier.send_emails,
             steps.carry_out_step,
             weeder.weed_signer_traces,
+            MessageWeeder(config).weed_outbox_messages,
+            Archiver(config).write_archive,
             digester.digest_recipients,
             digester.send_digest,
             recorder.seal_record,
@@ -121,6 +138,9 @@ def build_worker(client: Client, config: Settings) -> Worker:
             provider.provider_remind,
             provider.provider_cancel,
             provider.provider_collect,
+            FinanceExporter(config).export_finance,
+            hooks.deliver_webhook,
+            hooks.webhook_gave_up,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
         workflow_runner=workflow_runner(),
@@ -128,7 +148,7 @@ def build_worker(client: Client, config: Settings) -> Worker:
         # On SIGTERM (a rolling upgrade) an email being sent gets this long to finish
         # before it is cancelled and retried on another worker.
         graceful_shutdown_timeout=timedelta(seconds=config.shutdown_grace_seconds),
-        plugins=[closing(notifier), scheduling(client, config)],
+        plugins=[closing(notifier), scheduling(client, config), dispatching(client, config)],
     )
 
 
@@ -147,17 +167,35 @@ def closing(notifier: Notifier) -> SimplePlugin:
     return SimplePlugin("agreements.notifier", run_context=running)
 
 
+def dispatching(client: Client, config: Settings) -> SimplePlugin:
+    """While the worker runs: the webhook deliveries written with their events are started
+    (webhooks/dispatch.py), each as its own `WebhookDelivery` workflow."""
+
+    @contextlib.asynccontextmanager
+    async def running() -> AsyncIterator[None]:
+        starting = asyncio.create_task(dispatch.keep_starting(client, config))
+        try:
+            yield
+        finally:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+
+    return SimplePlugin("agreements.webhooks", run_context=running)
+
+
 def scheduling(client: Client, config: Settings) -> SimplePlugin:
-    """As the worker starts, however it is run: the daily weeding and the weekly digest
-    schedules as configured (`weeding_schedule`, `digest_schedule`), set beside the
-    worker's start so that a Temporal that is slow to answer never holds the worker up. A
-    worker that cannot set one runs on and says so in its log: that work is only late, and
-    the next worker to start sets it."""
+    """As the worker starts, however it is run: the daily weeding, the weekly digest and the
+    daily finance export schedules as configured (`weeding_schedule`, `digest_schedule`,
+    `finance_export_schedule`), set beside the worker's start so that a Temporal that is
+    slow to answer never holds the worker up. A worker that cannot set one runs on and says
+    so in its log: that work is only late, and the next worker to start sets it."""
 
     async def set_schedules() -> None:
         for name, keep in (
             (WEEDING_SCHEDULE, weeding_schedule),
             (DIGEST_SCHEDULE, digest_schedule),
+            (FINANCE_EXPORT_SCHEDULE, finance_export_schedule),
         ):
             try:
                 done = await keep(client, config)
@@ -240,9 +278,11 @@ def digest(config: Settings) -> Schedule:
 
 
 async def weeding_schedule(client: Client, config: Settings) -> str:
-    """The weeding schedule as configured (`keep_schedule`); AGREEMENTS_RETENTION_DAYS=0
-    weeds nothing: an existing schedule is deleted."""
-    wanted = weeding(config) if config.retention_days > 0 else None
+    """The weeding schedule as configured (`keep_schedule`). With AGREEMENTS_RETENTION_DAYS=0
+    and AGREEMENTS_MESSAGE_RETENTION_DAYS=0 nothing is weeded: an existing schedule is
+    deleted. (The messages' retention is the worker's own setting, read by its activity.)"""
+    weeds = config.retention_days > 0 or config.message_retention_days > 0
+    wanted = weeding(config) if weeds else None
     return await keep_schedule(client, WEEDING_SCHEDULE, wanted)
 
 
@@ -251,6 +291,41 @@ async def digest_schedule(client: Client, config: Settings) -> str:
     no digest: an existing schedule is deleted."""
     wanted = digest(config) if config.digest_days > 0 else None
     return await keep_schedule(client, DIGEST_SCHEDULE, wanted)
+
+
+FINANCE_EXPORT_SCHEDULE = "agreements-finance-export"
+
+
+async def finance_export_schedule(client: Client, config: Settings) -> str:
+    """The schedule that starts `FinanceExport` daily at AGREEMENTS_FINANCE_EXPORT_HOUR (06)
+    Europe/Stockholm on the task queue, when AGREEMENTS_FINANCE_EXPORT_DIR is set
+    (`keep_schedule`; its note names the settings, as weeding's does). Unset: no export, and
+    an existing schedule is deleted. A run still going when the next is due means that
+    day's is skipped; a server that was away makes up a missed day once it is back (within
+    a day), writing that day's files."""
+    folder = config.finance_export_dir
+    wanted = None
+    if folder is not None:
+        wanted = Schedule(
+            action=ScheduleActionStartWorkflow(
+                FinanceExport.run,
+                FinanceExportInput(),
+                id=FINANCE_EXPORT_SCHEDULE,
+                task_queue=config.task_queue,
+            ),
+            spec=ScheduleSpec(
+                calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(config.finance_export_hour)])],
+                time_zone_name=TIME_ZONE,
+            ),
+            policy=SchedulePolicy(
+                overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)
+            ),
+            state=ScheduleState(
+                note=f"finance export to {folder} at {config.finance_export_hour}:00, "
+                f"{config.finance_export_days} days ahead, task queue {config.task_queue}"
+            ),
+        )
+    return await keep_schedule(client, FINANCE_EXPORT_SCHEDULE, wanted)
 
 
 async def keep_schedule(client: Client, schedule_id: str, wanted: Schedule | None) -> str:

@@ -8,6 +8,11 @@ written in another (shared with the claims and results of the worker's other act
 of the same instant); each `handed` mark is one UPDATE of its own, right before the
 content goes.
 
+What was sent is kept: the `handed` mark writes the SHA-256 of the exact bytes that go to
+the relay, and the results write keeps those bytes with each sent row (`outbox.message`,
+cleared by the weeding after AGREEMENTS_MESSAGE_RETENTION_DAYS; the hash stays). A worker
+that dies between the two leaves the hash without the message.
+
 SMTP failures are classified: a connection error, a timeout or a 4xx answer is retried by
 Temporal with backoff; a 5xx answer or a refused recipient is permanent, recorded as
 failed, and reported back so the workflow can tell the coordinator once. So is an email
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import socket
 import threading
@@ -36,6 +42,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import aiosmtplib
 from aiolimiter import AsyncLimiter
+from aiosmtplib.protocol import normalize_message_line_endings
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import BindParameter, Connection, Engine, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -267,11 +274,12 @@ class Notifier(EmailActivities):
         # What each claimed email came to, written down in one transaction when all are
         # done (or the activity is cancelled): until then a row says `sending` under its
         # lease, or `handed`, which no later attempt sends again.
-        marks: dict[str, tuple[str, str | None]] = {}
+        marks: dict[str, Mark] = {}
 
         async def deliver(m: Mail) -> None:
-            status, error, result = await self._deliver(m)
-            marks[m.spec.key] = (status, error)
+            kept = Kept()
+            status, error, result = await self._deliver(m, kept)
+            marks[m.spec.key] = Mark(status, error, kept if status == "sent" else None)
             results[m.at] = result
 
         try:
@@ -287,9 +295,11 @@ class Notifier(EmailActivities):
                 raise outcome
         return _every(results)
 
-    async def _deliver(self, m: Mail) -> tuple[str, str | None, SendResult | ApplicationError]:
+    async def _deliver(
+        self, m: Mail, kept: Kept
+    ) -> tuple[str, str | None, SendResult | ApplicationError]:
         """One claimed email, built and handed to the relay: the status its outbox row
-        takes, with the error, and the result."""
+        takes, with the error, and the result. `kept` gets the bytes that went."""
         spec, mid, subject = m.spec, m.mid, m.subject
 
         def failed(reason: str) -> tuple[str, str | None, SendResult]:
@@ -327,7 +337,7 @@ class Notifier(EmailActivities):
                     data, maintype="application", subtype="pdf", filename=spec.attachment.filename
                 )
         handover = await self.hand_over(
-            spec.to.email, message, lambda: self.outbox.handed(spec.key)
+            spec.to.email, message, lambda: self.outbox.handed(spec.key, kept.sha256), kept.keep
         )
         if handover.status == "failed":
             return failed(handover.error or "")
@@ -337,14 +347,18 @@ class Notifier(EmailActivities):
         return "sent", None, sent
 
     async def hand_over(
-        self, to: str, message: EmailMessage, handed: Callable[[], None]
+        self,
+        to: str,
+        message: EmailMessage,
+        handed: Callable[[], None],
+        keep: Callable[[bytes], None] | None = None,
     ) -> Handover:
         """One message to the relay (`transmit`), and what came of it: sent; failed for good
         (a 5xx answer, a refused recipient, a message that cannot go), with the reason; or
         a passing fault (a connection error, a timeout, a 4xx answer), with the error to
         raise so that Temporal retries. The weekly digest sends through this too."""
         try:
-            await self.transmit(to, message, handed)
+            await self.transmit(to, message, handed, keep)
         except Unsendable as error:
             return Handover("failed", str(error))
         except aiosmtplib.SMTPResponseException as error:
@@ -358,11 +372,18 @@ class Notifier(EmailActivities):
             return Handover("pending", text, retry)
         return Handover("sent")
 
-    async def transmit(self, to: str, message: EmailMessage, handed: Callable[[], None]) -> None:
+    async def transmit(
+        self,
+        to: str,
+        message: EmailMessage,
+        handed: Callable[[], None],
+        keep: Callable[[bytes], None] | None = None,
+    ) -> None:
         """Hand the message to the relay, one step at a time: after the relay's go-ahead and
         just before the content goes, `handed()` marks it (the outbox says `handed`). A
         worker that dies from then on has delivered it, so a later attempt does not send it
-        again (`claim`)."""
+        again (`claim`). `keep` is given the content as the relay will receive it, once it
+        is encoded for this relay and before the envelope is sent."""
         if self.limiter is not None:
             await self.limiter.acquire()
         sender = _sender(self.settings.mail_from)
@@ -380,6 +401,10 @@ class Notifier(EmailActivities):
                 content = as_bytes(message, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
             except Exception as error:  # an encoding the message cannot have: no retry helps
                 raise Unsendable(f"cannot encode the email: {_why(error)}") from None
+            if keep is not None:
+                # As the relay receives it: the transfer's own line endings (CRLF) applied,
+                # which `smtp.data` applies too, so the hash is the message's at the relay.
+                keep(normalize_message_line_endings(content))
             options = ["SMTPUTF8"] if utf8 else []
             if eight_bit:
                 options.append("BODY=8BITMIME")
@@ -433,6 +458,29 @@ class Mail(NamedTuple):
     subject: str
     rendered: Rendered | None
     unrendered: str
+
+
+class Kept:
+    """The message of one email as it went to the relay, and its SHA-256."""
+
+    __slots__ = ("content", "sha256")
+
+    def __init__(self) -> None:
+        self.content: bytes | None = None
+        self.sha256: str | None = None
+
+    def keep(self, content: bytes) -> None:
+        self.content = content
+        self.sha256 = hashlib.sha256(content).hexdigest()
+
+
+class Mark(NamedTuple):
+    """What one email came to, for the results write: its status and error, and for a sent
+    one the message that went."""
+
+    status: str
+    error: str | None
+    kept: Kept | None = None
 
 
 class Handover(NamedTuple):
@@ -506,16 +554,26 @@ class Outbox:
         self.read = select(
             table.c.key, table.c.status, table.c.subject, table.c.error, table.c.worker
         ).where(table.c.key.in_(keys))
-        # handed: still this attempt's, until the answer
+        # handed: still this attempt's, until the answer; with the hash of what goes, so a
+        # worker that dies before the answer leaves the message's hash written down.
         self.hand = (
             update(table)
             .where(table.c.key == bindparam("the_key"))
-            .values(status="handed", error=None)
+            .values(status="handed", error=None, sha256=bindparam("the_sha256"))
         )
+        # Sent: with the message that went (one statement, a row of values for each).
         self.sent = (
             update(table)
-            .where(table.c.key.in_(keys))
-            .values(status="sent", error=None, lease_until=None, sent_at=now)
+            .where(table.c.key == bindparam("the_key"))
+            .values(
+                status="sent",
+                error=None,
+                lease_until=None,
+                sent_at=now,
+                sha256=bindparam("the_sha256"),
+                message=bindparam("the_message", type_=table.c.message.type),
+                message_weeded_at=None,
+            )
         )
         self.other = (
             update(table)
@@ -607,7 +665,7 @@ class Outbox:
                 claims.append((held[spec.key], False))
         return claims
 
-    def handed(self, key: str) -> None:
+    def handed(self, key: str, sha256: str | None = None) -> None:
         """One UPDATE: it runs on the event loop, so it is kept short, on a connection of
         its own kept open (taking one from the engine's pool, and giving it back, cost as
         much as the UPDATE). One that fails is replaced, and the UPDATE tried once more
@@ -618,7 +676,7 @@ class Outbox:
                     self._loop = self.db.connect()
                 try:
                     with self._loop.begin():
-                        self._loop.execute(self.hand, {"the_key": key})
+                        self._loop.execute(self.hand, {"the_key": key, "the_sha256": sha256})
                     return
                 except DBAPIError:
                     self._close_loop()
@@ -635,19 +693,31 @@ class Outbox:
         with self._loop_lock:
             self._close_loop()
 
-    def mark(self, marks: dict[str, tuple[str, str | None]]) -> Callable[[Connection], None]:
-        """What each email came to (status, error), a job for `write`: the sent ones in one
-        UPDATE, the others (failed, or pending again for a retry) one each."""
-        sent = [key for key, (status, _) in marks.items() if status == "sent"]
+    def mark(self, marks: dict[str, Mark]) -> Callable[[Connection], None]:
+        """What each email came to, a job for `write`: the sent ones with their messages in
+        one statement, the others (failed, or pending again for a retry) in another."""
+        sent = [(key, mark.kept) for key, mark in marks.items() if mark.status == "sent"]
         other = [
-            {"the_key": key, "the_status": status, "the_error": error}
-            for key, (status, error) in marks.items()
-            if status != "sent"
+            {"the_key": key, "the_status": mark.status, "the_error": mark.error}
+            for key, mark in marks.items()
+            if mark.status != "sent"
         ]
 
         def job(connection: Connection) -> None:
             if sent:
-                connection.execute(self.sent, {"keys": sent, "now": utcnow()})
+                now = utcnow()
+                connection.execute(
+                    self.sent,
+                    [
+                        {
+                            "the_key": key,
+                            "now": now,
+                            "the_sha256": kept.sha256 if kept else None,
+                            "the_message": kept.content if kept else None,
+                        }
+                        for key, kept in sent
+                    ],
+                )
             if other:
                 connection.execute(self.other, other)
 

@@ -35,6 +35,8 @@ from models.records import (
     milestone_values,
     utcnow,
 )
+from webhooks import events as hooks
+from webhooks import registry
 
 __all__ = [
     "TRACED",
@@ -124,6 +126,9 @@ class Store(StoreActivities):
                     )
             if summary and step.summary is not None:
                 self._write_summary(session, step.summary)
+            if record:  # after the summary: a new agreement's deliveries name it
+                announced = [*hooks.of_events(step.events), *hooks.of_emails(step.emails, utcnow())]
+                registry.enqueue(session, announced)
             session.commit()
 
     @activity.defn(name="record_event")
@@ -147,10 +152,11 @@ class Store(StoreActivities):
                     select(EventRecord.event_key).where(col(EventRecord.event_key).in_(keys))
                 )
             )
-            for event in events:
-                if event.event_key not in written:
-                    _add(session, event)
-            try:
+            new = [event for event in events if event.event_key not in written]
+            for event in new:
+                _add(session, event)
+            try:  # the deliveries' query flushes the events: a duplicate shows here
+                registry.enqueue(session, hooks.of_events(new))
                 session.commit()
                 return
             except IntegrityError:  # another attempt wrote some meanwhile: one at a time
@@ -230,7 +236,8 @@ def write_event(db: Engine, event: EventIn) -> None:
         if exists is not None:
             return
         _add(session, event)
-        try:
+        try:  # the deliveries' query flushes the event: a duplicate shows here
+            registry.enqueue(session, hooks.of_events([event]))
             session.commit()
         except IntegrityError:
             session.rollback()

@@ -7,6 +7,11 @@ An address becomes "pseud:" and the first 16 hex digits of HMAC-SHA256(signing s
 address): two rows of the same address still match each other, the address itself is gone
 (and cannot be found again by trying addresses without the secret). A user agent is
 removed. Idempotent: a row weeded once is never touched again.
+
+The same daily run clears the kept messages of sent emails (`outbox.message`) once they
+are older than AGREEMENTS_MESSAGE_RETENTION_DAYS (`MessageWeeder`); each row keeps the
+SHA-256 of its message and says when the message was weeded (`message_weeded_at`), so the
+archive can still show that it was sent and which message it was.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ import datetime as dt
 import hashlib
 import hmac
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 from temporalio import activity
 
+from models.config import Settings
 from models.db import ready, write_lock
-from models.records import SignerTrace, utcnow
+from models.records import OutboxRecord, SignerTrace, utcnow
 
 PSEUDONYM = "pseud:"
 BATCH = 500  # rows per transaction: a long backlog never holds the database for long
@@ -65,4 +72,46 @@ class Weeder:
                 session.commit()
             done += len(rows)
             if len(rows) < BATCH:
+                return done
+
+
+class MessageWeeder:
+    """The weeding of the messages that sent emails keep, by the configured retention."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.db_url()
+        self.days = settings.message_retention_days
+
+    @activity.defn(name="weed_outbox_messages")
+    async def weed_outbox_messages(self, now: dt.datetime) -> int:
+        """Clear the messages of emails sent more than the retention before `now` (the
+        workflow's time); how many. A retention of 0 keeps them for ever."""
+        if self.days <= 0:
+            return 0
+        return await asyncio.to_thread(self.weed, now - dt.timedelta(days=self.days))
+
+    def weed(self, before: dt.datetime) -> int:
+        db = ready(self.url)
+        before = before.astimezone(dt.UTC)
+        done = 0
+        while True:
+            with write_lock(db), Session(db) as session:
+                keys = session.exec(
+                    select(OutboxRecord.key)
+                    .where(
+                        col(OutboxRecord.sent_at) < before,
+                        col(OutboxRecord.message).is_not(None),
+                    )
+                    .order_by(col(OutboxRecord.key))
+                    .limit(BATCH)
+                ).all()
+                if keys:
+                    session.execute(
+                        update(OutboxRecord)
+                        .where(col(OutboxRecord.key).in_(keys))
+                        .values(message=None, message_weeded_at=utcnow())
+                    )
+                session.commit()
+            done += len(keys)
+            if len(keys) < BATCH:
                 return done

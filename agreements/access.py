@@ -64,6 +64,8 @@ RIGHTS: dict[PersonRole, frozenset[Right]] = {
 SCOPES: dict[str, frozenset[Right]] = {
     "read": frozenset({Right.read}),
     "decide": frozenset(Right) - {Right.administer},
+    # For an integration that registers its own webhook endpoints: an administrator's rights
+    "administer": frozenset(Right),
 }
 LOCAL_KEY = "local-key"  # the actor the event log names for the deployment's own token
 TOKEN_PREFIX = "avt_"

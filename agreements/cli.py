@@ -676,6 +676,32 @@ def export(agreement_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     sys.stdout.write(dumps_agreement(terms))
 
 
+@app.command("archive")
+def archive_package(
+    agreement_id: Annotated[str, typer.Argument(metavar="ID")],
+    out: Annotated[Path, typer.Option("--out", help="Write the ZIP file here")],
+) -> None:
+    """Write the agreement's archive package: an E-ARK SIP (FGS Paketstruktur 2.0) as one
+    ZIP with every version of the terms, the documents, the sealed signing records, the
+    event log and the emails sent, described in METS and PREMIS."""
+    from archive.sip import write_file
+
+    config = _settings()
+    now = dt.datetime.now(dt.UTC)
+    try:
+        objid = _read(lambda: write_file(config, agreement_id, out, now, 0o644))
+    except OSError as error:
+        raise fail(
+            _(
+                "%(path)s: cannot write the %(what)s: %(error)s",
+                path=out,
+                what=_("archive package"),
+                error=error.strerror,
+            )
+        ) from None
+    typer.echo(_("Archive package %(objid)s written to %(path)s", objid=objid, path=out))
+
+
 @app.command("list")
 def list_agreements(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every agreement with its state and next milestone."""
@@ -1459,11 +1485,7 @@ def finance_export(
         owned = _read(lambda: access.owners(_people_db()))
         items = [r for r in items if owned.get(r[0].id) == organisation]
     found = finance.rows(items, _read(lambda: ops.terms_of(config, items)))
-    data = (
-        (json.dumps(found, ensure_ascii=False, indent=2) + "\n").encode()
-        if as_json
-        else finance.as_csv(found, language())
-    )
+    data = finance.as_json(found) if as_json else finance.as_csv(found, language())
     if out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

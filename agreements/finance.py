@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 from agreements.ops import inert
@@ -95,3 +96,9 @@ def as_csv(found: list[dict[str, Any]], language: str) -> bytes:
             cells.append("" if value is None else inert(str(value)))
         writer.writerow(cells)
     return buffer.getvalue().encode("utf-8-sig")
+
+
+def as_json(found: list[dict[str, Any]]) -> bytes:
+    """The rows as a JSON file (the API's list, indented): the CLI's `--json` and the
+    export folder's .json files."""
+    return (json.dumps(found, ensure_ascii=False, indent=2) + "\n").encode()

@@ -845,3 +845,25 @@ def stored_terms(config: Settings, sha256: str) -> Agreement:
         terms = Agreement.model_validate_json(row.terms_json)
     assert terms_sha256(terms) == sha256
     return terms
+
+
+# The archive package (archive/sip.py) and what was sent is kept --------------------------
+
+
+def terms_versions(config: Settings, agreement_id: str) -> list[TermsRecord]:
+    """Every version of the agreement's terms, oldest first."""
+    with Session(_db(config)) as session:
+        query = (
+            select(TermsRecord)
+            .where(TermsRecord.agreement_id == agreement_id)
+            .order_by(col(TermsRecord.created_at), col(TermsRecord.sha256))
+        )
+        return list(session.exec(query))
+
+
+def kept_message(config: Settings, key: str) -> bytes | None:
+    """The exact message an outbox row sent, while it is kept (None: never kept, or weeded).
+    Read on purpose only: a signer's email holds their personal signing link."""
+    with Session(_db(config)) as session:
+        row = session.exec(select(OutboxRecord.message).where(OutboxRecord.key == key)).first()
+    return None if row is None else bytes(row)

@@ -153,6 +153,22 @@ REFUSALS: dict[str, str] = {
     "not-a-member": N_("%(email)s is not in %(organisation)s"),
     "no-person": N_("there is nobody with the email address %(email)s"),
     "token-scope": N_("a token's scope is one of %(scopes)s, not %(scope)s"),
+    # Webhook endpoints (webhooks/registry.py, webhooks/targets.py)
+    "webhook-url-invalid": N_("%(url)s is not a web address a webhook can be sent to"),
+    "webhook-url-scheme": N_("a webhook is sent to an https:// address; %(url)s is not one"),
+    "webhook-url-private": N_(
+        "%(host)s is on a private or local network; webhooks go to addresses on the internet"
+    ),
+    "webhook-url-unknown": N_("the name %(host)s could not be looked up"),
+    "webhook-type-unknown": N_("%(type)s is not an event a webhook can announce"),
+    "webhook-no-types": N_("choose at least one event to announce"),
+    "webhook-description-long": N_("the description is longer than 200 characters"),
+    "webhook-no-endpoint": N_("there is no such webhook endpoint"),
+    "webhook-no-delivery": N_("there is no such webhook delivery"),
+    "webhook-still-trying": N_(
+        "this delivery is still being tried; it can be sent again once it has succeeded or failed"
+    ),
+    "webhook-endpoint-off": N_("the endpoint is turned off; turn it on first"),
     "weak-secret": N_(
         "%(name)s is the default or shorter than %(size)s characters, and the service would "
         "listen on %(host)s: set it to a long random value, or listen on 127.0.0.1 only."

@@ -139,7 +139,35 @@ PERSON_ROLES: dict[str, str] = {
 SCOPES: dict[str, str] = {
     "read": N_("read only"),
     "decide": N_("read and decide"),
+    "administer": N_("read, decide and administer (webhooks)"),
 }
+
+
+# Webhook event types (webhooks/events.py) and what became of a delivery
+HOOK_WORDS: dict[str, str] = {
+    "agreement.created": N_("agreement created"),
+    "agreement.signed": N_("agreement signed by all"),
+    "agreement.amended": N_("amendment signed"),
+    "agreement.ended": N_("agreement ended"),
+    "milestone.due": N_("milestone coming up"),
+    "milestone.overdue": N_("milestone overdue"),
+    "milestone.done": N_("milestone done (approved, paid, held)"),
+    "invoice.due": N_("instalment to invoice"),
+    "report.received": N_("report received"),
+    "round.completed": N_("signature round completed"),
+    "email.failed": N_("email could not be sent"),
+    "pending": N_("being tried"),
+    "delivered": N_("delivered"),
+    "gone": N_("refused with 410 Gone: endpoint turned off"),
+    "stopped": N_("not sent: endpoint turned off"),
+    "failed": N_("gave up after three days"),
+    "by_person": N_("turned off by a person"),
+}
+
+
+def hook_word(language: object, value: object) -> str:
+    found = HOOK_WORDS.get(str(value))
+    return text(language, found) if found else str(value)
 
 
 def role_word(language: object, value: object) -> str:

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASK_QUEUE = "agreements"
@@ -82,6 +82,22 @@ class Settings(BaseSettings):
     # their organisations' agreements (workflows/digest.py, on the schedule
     # `agreements-digest`); none when there is nothing. 0: no digest.
     digest_days: int = Field(default=14, ge=0, le=366)
+    # The finance export written to a folder for an ERP to pick up: every day at this hour
+    # (Europe/Stockholm) the instalments from the first day of the month to this many days
+    # ahead, as CSV and JSON, for all agreements and for each organisation that owns some
+    # (activities/finance_export.py, on the schedule `agreements-finance-export`). The
+    # folder must exist. Unset: no export, and the worker deletes the schedule.
+    finance_export_dir: Path | None = None
+    finance_export_days: int = Field(default=90, ge=1, le=3660)
+    finance_export_hour: int = Field(default=6, ge=0, le=23)
+
+    @field_validator("finance_export_dir", "archive_dir", mode="before")
+    @classmethod
+    def _empty_folder_is_unset(cls, value: object) -> object:
+        """AGREEMENTS_FINANCE_EXPORT_DIR= or AGREEMENTS_ARCHIVE_DIR= (empty) turns the
+        writing off, rather than writing to the working directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     # The local key: signs in from this machine only (the first administrator, trials).
     api_token: SecretStr = SecretStr("change-me-in-production")
     # Sign-in through the municipality's identity provider (OpenID Connect: Entra ID, and any
@@ -104,6 +120,22 @@ class Settings(BaseSettings):
     scrive_access_token: SecretStr | None = None
     scrive_access_secret: SecretStr | None = None
     scrive_timeout_seconds: float = 30.0  # each request to Scrive, connecting included
+
+    # What was sent is kept, and the archive package (issue 17, items 3 and 4). Each sent
+    # email's exact message is kept in its outbox row beside its SHA-256 for this many days
+    # after it was sent; then the daily `Weeding` clears the message and keeps the hash.
+    # 0: kept for ever. The E-ARK package (archive/sip.py) of an agreement that ends is
+    # written to this folder as <agreement id>-<ended date>.zip; unset: not written (the
+    # package can still be downloaded from the agreement page, the API and the CLI).
+    message_retention_days: int = Field(default=730, ge=0, le=36500)
+    archive_dir: Path | None = None
+
+    # Outgoing webhooks (webhooks/). An endpoint on a loopback, private, link-local or
+    # reserved address, or on plain http, is refused unless this allows it (SSRF): for trials
+    # on one machine and for tests, never where the service can reach an internal network.
+    webhooks_allow_private: bool = False
+    # How often the worker looks for new deliveries to start (seconds)
+    webhooks_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     def temporal_target(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, event, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
-from models import people, records  # noqa: F401  (registers the tables on SQLModel.metadata)
+from models import people, records, webhooks  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 
 def driver_url(url: str) -> str:

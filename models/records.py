@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy.orm import declared_attr, deferred
 from sqlmodel import Field, SQLModel
 
 from models.plan import MilestoneState
@@ -169,6 +170,23 @@ class OutboxRecord(SQLModel, table=True):
     planned_at: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
     sent_at: dt.datetime | None = None
+    # What was sent is kept (migration 0007): the SHA-256 of the exact bytes handed to the
+    # relay, and those bytes until the weeding clears them after
+    # AGREEMENTS_MESSAGE_RETENTION_DAYS (message_weeded_at says when); the hash stays, so
+    # the archive can still show which message each party received. The message is never
+    # loaded with the row (the pages and the API list the outbox often, and a completion
+    # email carries the sealed record) nor dumped with it: a signer's email holds their
+    # personal signing link. Read it on purpose (agreements/ops.py `kept_message`).
+    sha256: str | None = Field(default=None, max_length=64)
+    message: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True), exclude=True, repr=False
+    )
+    message_weeded_at: dt.datetime | None = None
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        table = cls.__table__  # type: ignore[attr-defined]
+        return {"properties": {"message": deferred(table.c.message)}}
 
 
 class DigestRecord(SQLModel, table=True):

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from agreements import access
 from agreements.simulate import free_port
+from models.db import engine
 from models.schedule.dates import STOCKHOLM, add_months
 from tests.mail import signing_requests
 from tests.test_up import service
@@ -309,6 +311,15 @@ def test_every_page_meets_wcag_2_1_aa(tmp_path: Path) -> None:
         ending = draft.replace('id = "webbavtal"', 'id = "upphor"')
         today = dt.datetime.now(STOCKHOLM).date().isoformat()
         assert api.post(f"/api/agreements?signed={today}", content=ending).status_code == 201
+        # An organisation with a webhook endpoint: the webhooks' pages with what they list
+        access.add_organisation(
+            engine(f"sqlite:///{tmp_path / 'data' / 'agreements.db'}"), "kultur", "Kultur"
+        )
+        made = api.post(
+            "/api/webhooks", json={"url": "https://93.184.216.34/in", "types": ["invoice.due"]}
+        )
+        assert made.status_code == 201, made.text
+        hook = made.json()
         browser = p.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
         )
@@ -361,6 +372,8 @@ def test_every_page_meets_wcag_2_1_aa(tmp_path: Path) -> None:
             "/draft?copy=lund-radrum",
             "/a/webbavtal/draft",
             "/a/lund-radrum/draft",
+            "/webhooks",
+            f"/webhooks/{hook['id']}",
         ]
         for lang in ("sv", "en"):
             page.goto(f"{base}/?lang={lang}")

@@ -419,7 +419,11 @@ async def test_the_worker_creates_the_weeding_schedule(temporal: Temporal, tmp_p
         assert isinstance(schedule.action, ScheduleActionStartWorkflow)
         [data] = await client.data_converter.decode(list(schedule.action.args), [WeedingInput])
         assert data == WeedingInput(retention_days=365)
-        off = config.model_copy(update={"retention_days": 0})
+        # Traces kept for ever, messages still weeded: the schedule stays.
+        messages_only = config.model_copy(update={"retention_days": 0})
+        assert await weeding_schedule(client, messages_only) == "updated"
+        assert await schedule_exists(handle)
+        off = config.model_copy(update={"retention_days": 0, "message_retention_days": 0})
         assert await weeding_schedule(client, off) == "deleted"
         assert await weeding_schedule(client, off) == "off"
         assert not await schedule_exists(handle)

@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -89,6 +90,15 @@ RETRY_LATER = timedelta(hours=1)  # work that failed after every retry is tried 
 # Runs started before it carry out each kind of work in its own activity, and keep doing so
 # until they continue as new (their histories replay that way); runs after it, one per step.
 ONE_ACTIVITY_PER_STEP = "one-activity-per-step"
+# Runs that reach their end write the archive package (activities/archive.py); runs that
+# ended before this replay without it.
+ARCHIVE_ON_END = "archive-on-end"
+ARCHIVE_TIMEOUT = timedelta(minutes=10)
+ARCHIVE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["ArchiveIncomplete", "NoAgreement"],
+)  # otherwise retried until the folder is there again
 
 
 def reject(code: str, message: str, params: dict[str, Any] | None = None) -> ApplicationError:
@@ -524,7 +534,27 @@ class AgreementWorkflow:
             del outlook, rows, summary
             await self.sleep_until(wake)
         await self.close("the agreement has ended", final=True)
+        if workflow.patched(ARCHIVE_ON_END):
+            await self.archive()
         return self.snapshot()
+
+    async def archive(self) -> None:
+        """The archive package, once everything is written and sent, put in the archive
+        folder when the settings name one (activities/archive.py). A folder that is away is
+        waited for; a package that cannot be made whole (a document the store lost) is said
+        in the worker's log, and the agreement ends all the same: its package can still be
+        downloaded from its page once the document is restored."""
+        try:
+            await workflow.execute_activity(
+                "write_archive",
+                self.core.agreement.id,
+                result_type=str | None,  # type: ignore[arg-type]
+                start_to_close_timeout=ARCHIVE_TIMEOUT,
+                retry_policy=ARCHIVE_RETRY,
+            )
+        except Exception as error:  # ActivityError: ArchiveIncomplete or NoAgreement
+            cause = getattr(error, "cause", None) or error
+            workflow.logger.error("the archive package was not written: %s", cause)
 
     async def next_run_if_due(self, outlook: Outlook) -> None:
         """Go on as a new run at a period's end, or when the history has grown long; never

@@ -61,7 +61,7 @@ from emails.render import contribution_terms, day, kronor, render_subject
 from i18n import N_, language_of, text, translations
 from i18n.events import event_text
 from i18n.refusals import explain
-from i18n.words import actor, role_word, round_event, scope_word, word_for
+from i18n.words import actor, hook_word, role_word, round_event, scope_word, word_for
 from models.agreement import (
     Agreement,
     ContributionKind,
@@ -104,7 +104,12 @@ from models.records import EventRecord
 from models.schedule.dates import STOCKHOLM
 from models.schedule.engine import coordinator, plan, recipients
 from models.schedule.engine import everyone as all_contacts
+from models.webhooks import WebhookEndpoint
 from signing.callbacks import callback_ok
+from webhooks import events as hook_events
+from webhooks import registry as hook_registry
+from webhooks import targets as hook_targets
+from webhooks.shapes import Enabled, EndpointIn, delivery_json, endpoint_json
 from workflows.agreement import (
     Amendment,
     ConfirmPrerequisites,
@@ -249,6 +254,7 @@ def templates(language: str) -> Jinja2Templates:
         round_event=functools.partial(round_event, lang),
         role_word=functools.partial(role_word, lang),
         scope_word=functools.partial(scope_word, lang),
+        hook_word=functools.partial(hook_word, lang),
         checklist=functools.partial(checklist_text, lang),
         party_name=ops.party_name,
         event_line=functools.partial(event_line, lang),
@@ -746,6 +752,92 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
     def api_outbox(agreement_id: str, request: Request) -> list[dict[str, Any]]:
         may(request, agreement_id)
         return [r.model_dump(mode="json") for r in ops.outbox(config, agreement_id)]
+
+    # --- webhooks: an organisation's endpoints, for its administrators -----------------------
+
+    def hooks_of(request: Request) -> list[str]:
+        """The organisations whose webhooks the person asking may manage."""
+        who: Who = request.state.who
+        if who.local and who.scope is None:
+            return [o.id for o in access.organisations(gate.db)]
+        return who.organisations(Right.administer)
+
+    def hook_refused(request: Request, error: Exception, status: int = 422) -> Refused:
+        return refused(request, 404 if "no-" in getattr(error, "code", "") else status, error)
+
+    def own_endpoint(request: Request, endpoint_id: str) -> WebhookEndpoint:
+        found = hook_registry.endpoint(gate.db, endpoint_id)
+        if found is None or found.organisation_id not in hooks_of(request):
+            raise hook_refused(request, hook_registry.EndpointRefused("webhook-no-endpoint"))
+        return found
+
+    @app.get("/api/webhooks", dependencies=api)
+    def api_webhooks(request: Request) -> dict[str, Any]:
+        """The webhook endpoints of the organisations the person administers (never their
+        secrets), and the event types an endpoint can ask for."""
+        mine = hooks_of(request)
+        return {
+            "types": list(hook_events.TYPES),
+            "endpoints": [endpoint_json(e) for e in hook_registry.endpoints(gate.db, mine)],
+        }
+
+    @app.post("/api/webhooks", dependencies=api, status_code=201)
+    def api_add_webhook(request: Request, body: EndpointIn) -> dict[str, Any]:
+        """Register an endpoint for one of the organisations the person administers. The
+        answer holds its signing secret (`secret`): shown this once, never again."""
+        mine = hooks_of(request)
+        organisation = body.organisation or (mine[0] if len(mine) == 1 else None)
+        if organisation is None or organisation not in mine:
+            who: Who = request.state.who
+            raise refused(
+                request,
+                403,
+                ops.OperationError(
+                    "your role does not allow this",
+                    "not-allowed",
+                    agreement="-",
+                    role=sorted({r.value for r in who.roles.values()}),
+                ),
+            )
+        try:
+            row = hook_registry.add_endpoint(
+                gate.db,
+                organisation,
+                body.url,
+                body.types,
+                body.description,
+                request.state.who.actor,
+                config.webhooks_allow_private,
+            )
+        except (hook_registry.EndpointRefused, hook_targets.TargetRefused) as error:
+            raise refused(request, 422, error) from None
+        log.info("webhook endpoint %s added for %s", row.id, organisation)
+        return {**endpoint_json(row), "secret": row.secret}
+
+    @app.post("/api/webhooks/{endpoint_id}/enabled", dependencies=api)
+    def api_webhook_enabled(request: Request, endpoint_id: str, body: Enabled) -> dict[str, Any]:
+        """Turn an endpoint on or off."""
+        own_endpoint(request, endpoint_id)
+        return endpoint_json(hook_registry.set_enabled(gate.db, endpoint_id, body.enabled))
+
+    @app.get("/api/webhooks/{endpoint_id}/deliveries", dependencies=api)
+    def api_webhook_deliveries(
+        request: Request, endpoint_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 100
+    ) -> list[dict[str, Any]]:
+        """The endpoint's deliveries, newest first, each with its attempts and answers."""
+        own_endpoint(request, endpoint_id)
+        rows = hook_registry.deliveries(gate.db, endpoint_id, limit)
+        tried = hook_registry.attempts(gate.db, [r.id for r in rows])
+        return [delivery_json(r, tried[r.id]) for r in rows]
+
+    @app.post("/api/webhooks/deliveries/{delivery_id}/resend", dependencies=api, status_code=202)
+    def api_webhook_resend(request: Request, delivery_id: str) -> dict[str, Any]:
+        """Send a delivery again: the same body under the same webhook-id."""
+        try:
+            row = hook_registry.resend(gate.db, delivery_id, hooks_of(request))
+        except hook_registry.EndpointRefused as error:
+            raise hook_refused(request, error, 409) from None
+        return delivery_json(row, [])
 
     def update_id(request: Request, update: str, key: str | None) -> str | None:
         """The update id for an idempotency key, or a 400 naming what is wrong with it."""
@@ -1976,6 +2068,60 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             return refusal(request, wrong, 404)
         return await record_file(request, agreement_id, number)
 
+    # --- the archive package (E-ARK SIP, archive/sip.py), for those who may read -----------
+
+    async def archive_file(agreement_id: str) -> Response:
+        """The agreement's archive package as a ZIP to keep, made now. Built in a temporary
+        file (it holds every document), then sent from it in pieces."""
+        import tempfile
+
+        from fastapi.responses import StreamingResponse
+
+        from archive.sip import write_package
+
+        out = tempfile.TemporaryFile()  # noqa: SIM115  (closed once sent, in `pieces`)
+        try:
+            objid = await asyncio.to_thread(
+                write_package, config, agreement_id, out, dt.datetime.now(dt.UTC)
+            )
+            out.seek(0)
+        except BaseException:
+            out.close()
+            raise
+
+        def pieces() -> Any:
+            with out:
+                while piece := out.read(1 << 20):
+                    yield piece
+
+        name = quote(f"{objid}.zip")
+        return StreamingResponse(
+            pieces(),
+            media_type="application/zip",
+            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"},
+        )
+
+    @app.get("/a/{agreement_id}/archive.zip", dependencies=pages)
+    async def agreement_archive(agreement_id: str, request: Request) -> Response:
+        """The agreement's archive package (E-ARK SIP) as a ZIP file."""
+        if wrong := entitled(request, agreement_id, Right.read):
+            return refusal(request, wrong, 404)
+        try:
+            return await archive_file(agreement_id)
+        except ops.OperationError as error:
+            return refusal(request, error, 404)
+
+    @app.get("/api/agreements/{agreement_id}/archive", dependencies=api)
+    async def api_archive(agreement_id: str, request: Request) -> Response:
+        """The agreement's archive package (E-ARK SIP, FGS Paketstruktur 2.0) as a ZIP file:
+        every version of the terms, the documents, the sealed signing records, the event log
+        and the emails sent, with METS and PREMIS."""
+        may(request, agreement_id, Right.read)
+        try:
+            return await archive_file(agreement_id)
+        except ops.OperationError as error:
+            raise refused(request, 404, error) from None
+
     @app.get("/a/{agreement_id}/outbox", response_class=HTMLResponse, dependencies=pages)
     def outbox_fragment(agreement_id: str, request: Request) -> Response:
         """The agreement's emails as its page shows them: fetched again by the page's
@@ -2325,6 +2471,109 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
             return refusal(request, error, 400)
         log.info("people: %s in %s by %s", action, organisation, who.person_id or "local key")
         return RedirectResponse("/people", status_code=303)
+
+    # --- webhooks in the pages, for the organisation's administrators ------------------------
+
+    def hooks_page(request: Request, status: int = 200, **values: Any) -> HTMLResponse:
+        mine = hooks_of(request)
+        return page(
+            request,
+            "webhooks.html",
+            status=status,
+            orgs=[o for o in access.organisations(gate.db) if o.id in mine],
+            endpoints=hook_registry.endpoints(gate.db, mine),
+            types=hook_events.TYPES,
+            types_of=hook_registry.types_of,
+            **values,
+        )
+
+    def not_hooks(request: Request) -> HTMLResponse | None:
+        if hooks_of(request):
+            return None
+        lang = page_language(request)
+        return problem(request, text(lang, "Only administrators manage webhooks."), 403)
+
+    @app.get("/webhooks", response_class=HTMLResponse, dependencies=pages)
+    def webhooks_page(request: Request) -> HTMLResponse:
+        return not_hooks(request) or hooks_page(request)
+
+    @app.post("/webhooks/add", response_class=HTMLResponse, dependencies=pages)
+    def webhooks_add(
+        request: Request,
+        csrf: Annotated[str, Form()],
+        url: Annotated[str, Form(max_length=2000)] = "",
+        description: Annotated[str, Form(max_length=1000)] = "",
+        organisation: Annotated[str, Form(max_length=64)] = "",
+        types: Annotated[list[str], Form(max_length=40)] = [],  # noqa: B006 (FastAPI's form)
+    ) -> HTMLResponse:
+        """A new endpoint; the page shows its secret this once."""
+        if wrong := forged(request, csrf) or not_hooks(request):
+            return wrong
+        typed = {"url": url, "description": description, "organisation": organisation}
+        lang = page_language(request)
+        if organisation not in hooks_of(request):
+            return problem(request, text(lang, "Only administrators manage webhooks."), 403)
+        try:
+            row = hook_registry.add_endpoint(
+                gate.db,
+                organisation,
+                url,
+                types,
+                description,
+                request.state.who.actor,
+                config.webhooks_allow_private,
+            )
+        except (hook_registry.EndpointRefused, hook_targets.TargetRefused) as error:
+            return hooks_page(
+                request, 422, error=explain(lang, error), typed=typed, chosen=set(types)
+            )
+        log.info("webhook endpoint %s added for %s", row.id, organisation)
+        return hooks_page(request, 201, new=row)
+
+    @app.post("/webhooks/{endpoint_id}/enabled", dependencies=pages)
+    def webhooks_enabled(
+        request: Request,
+        endpoint_id: str,
+        csrf: Annotated[str, Form()],
+        enabled: Annotated[str, Form(max_length=1)] = "",
+    ) -> Response:
+        if wrong := forged(request, csrf):
+            return wrong
+        try:
+            own_endpoint(request, endpoint_id)
+        except Refused:
+            return refusal(request, hook_registry.EndpointRefused("webhook-no-endpoint"), 404)
+        hook_registry.set_enabled(gate.db, endpoint_id, enabled == "1")
+        return RedirectResponse("/webhooks", status_code=303)
+
+    @app.get("/webhooks/{endpoint_id}", response_class=HTMLResponse, dependencies=pages)
+    def webhook_deliveries(request: Request, endpoint_id: str) -> HTMLResponse:
+        """The endpoint's deliveries, newest first, with every attempt's answer."""
+        try:
+            point = own_endpoint(request, endpoint_id)
+        except Refused:
+            return refusal(request, hook_registry.EndpointRefused("webhook-no-endpoint"), 404)
+        rows = hook_registry.deliveries(gate.db, endpoint_id)
+        return page(
+            request,
+            "webhook.html",
+            point=point,
+            types=hook_registry.types_of(point),
+            rows=rows,
+            tried=hook_registry.attempts(gate.db, [r.id for r in rows]),
+        )
+
+    @app.post("/webhooks/deliveries/{delivery_id}/resend", dependencies=pages)
+    def webhook_resend(
+        request: Request, delivery_id: str, csrf: Annotated[str, Form()]
+    ) -> Response:
+        if wrong := forged(request, csrf):
+            return wrong
+        try:
+            row = hook_registry.resend(gate.db, delivery_id, hooks_of(request))
+        except hook_registry.EndpointRefused as error:
+            return refusal(request, error, 404 if error.code == "webhook-no-delivery" else 409)
+        return RedirectResponse(f"/webhooks/{row.endpoint_id}#{row.id}", status_code=303)
 
     # --- the codec endpoint for the Temporal Web UI ------------------------------------------
     # What the service stores in Temporal is sealed (models/codec.py): the Web UI shows it

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from models import people, records  # noqa: F401  (registers the tables)
+from models import people, records, webhooks  # noqa: F401  (registers the tables)
 from models.db import engine
 
 target_metadata = SQLModel.metadata
