@@ -16,11 +16,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from temporalio.client import (
     Client,
@@ -170,18 +170,23 @@ def closing(notifier: Notifier) -> SimplePlugin:
 def dispatching(client: Client, config: Settings) -> SimplePlugin:
     """While the worker runs: the webhook deliveries written with their events are started
     (webhooks/dispatch.py), each as its own `WebhookDelivery` workflow."""
+    return beside("agreements.webhooks", lambda: dispatch.keep_starting(client, config))
+
+
+def beside(name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> SimplePlugin:
+    """A plugin that runs `work` beside the worker, from its start until it stops."""
 
     @contextlib.asynccontextmanager
     async def running() -> AsyncIterator[None]:
-        starting = asyncio.create_task(dispatch.keep_starting(client, config))
+        task = asyncio.create_task(work())
         try:
             yield
         finally:
-            starting.cancel()
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await starting
+                await task
 
-    return SimplePlugin("agreements.webhooks", run_context=running)
+    return SimplePlugin(name, run_context=running)
 
 
 def scheduling(client: Client, config: Settings) -> SimplePlugin:
@@ -204,17 +209,7 @@ def scheduling(client: Client, config: Settings) -> SimplePlugin:
                 continue
             log.info("schedule %s: %s", name, done)
 
-    @contextlib.asynccontextmanager
-    async def starting() -> AsyncIterator[None]:
-        setting = asyncio.create_task(set_schedules())
-        try:
-            yield
-        finally:
-            setting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await setting
-
-    return SimplePlugin("agreements.schedules", run_context=starting)
+    return beside("agreements.schedules", set_schedules)
 
 
 TIME_ZONE = "Europe/Stockholm"  # the schedules' local times, daylight saving or not

@@ -20,6 +20,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -51,28 +52,39 @@ class Weeder:
         return await asyncio.to_thread(self.weed, before)
 
     def weed(self, before: dt.datetime) -> int:
-        db = ready(self.url)
         before = before.astimezone(dt.UTC)
-        done = 0
-        while True:
-            with write_lock(db), Session(db) as session:
-                rows = session.exec(
-                    select(SignerTrace)
-                    .where(col(SignerTrace.at) < before, col(SignerTrace.weeded_at).is_(None))
-                    .order_by(col(SignerTrace.id))
-                    .limit(BATCH)
-                ).all()
-                now = utcnow()
-                for row in rows:
-                    if row.ip and not row.ip.startswith(PSEUDONYM):
-                        row.ip = pseudonym(self.secret, row.ip)
-                    row.user_agent = None
-                    row.weeded_at = now
-                    session.add(row)
-                session.commit()
-            done += len(rows)
-            if len(rows) < BATCH:
-                return done
+
+        def batch(session: Session) -> int:
+            rows = session.exec(
+                select(SignerTrace)
+                .where(col(SignerTrace.at) < before, col(SignerTrace.weeded_at).is_(None))
+                .order_by(col(SignerTrace.id))
+                .limit(BATCH)
+            ).all()
+            now = utcnow()
+            for row in rows:
+                if row.ip and not row.ip.startswith(PSEUDONYM):
+                    row.ip = pseudonym(self.secret, row.ip)
+                row.user_agent = None
+                row.weeded_at = now
+                session.add(row)
+            return len(rows)
+
+        return in_batches(self.url, batch)
+
+
+def in_batches(url: str, batch: Callable[[Session], int]) -> int:
+    """Run `batch` (which weeds at most BATCH rows and says how many) in a transaction of
+    its own, again and again until one weeds fewer: how many in all."""
+    db = ready(url)
+    done = 0
+    while True:
+        with write_lock(db), Session(db) as session:
+            weeded = batch(session)
+            session.commit()
+        done += weeded
+        if weeded < BATCH:
+            return done
 
 
 class MessageWeeder:
@@ -91,27 +103,24 @@ class MessageWeeder:
         return await asyncio.to_thread(self.weed, now - dt.timedelta(days=self.days))
 
     def weed(self, before: dt.datetime) -> int:
-        db = ready(self.url)
         before = before.astimezone(dt.UTC)
-        done = 0
-        while True:
-            with write_lock(db), Session(db) as session:
-                keys = session.exec(
-                    select(OutboxRecord.key)
-                    .where(
-                        col(OutboxRecord.sent_at) < before,
-                        col(OutboxRecord.message).is_not(None),
-                    )
-                    .order_by(col(OutboxRecord.key))
-                    .limit(BATCH)
-                ).all()
-                if keys:
-                    session.execute(
-                        update(OutboxRecord)
-                        .where(col(OutboxRecord.key).in_(keys))
-                        .values(message=None, message_weeded_at=utcnow())
-                    )
-                session.commit()
-            done += len(keys)
-            if len(keys) < BATCH:
-                return done
+
+        def batch(session: Session) -> int:
+            keys = session.exec(
+                select(OutboxRecord.key)
+                .where(
+                    col(OutboxRecord.sent_at) < before,
+                    col(OutboxRecord.message).is_not(None),
+                )
+                .order_by(col(OutboxRecord.key))
+                .limit(BATCH)
+            ).all()
+            if keys:
+                session.execute(
+                    update(OutboxRecord)
+                    .where(col(OutboxRecord.key).in_(keys))
+                    .values(message=None, message_weeded_at=utcnow())
+                )
+            return len(keys)
+
+        return in_batches(self.url, batch)

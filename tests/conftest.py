@@ -257,15 +257,20 @@ finally:
 """
 
 
-@pytest.fixture
-def web(service_env: dict[str, str]) -> Iterator[tuple[TestClient, Path]]:
-    """The web application in-process against the service: (client, mail folder)."""
-    config = Settings(
+def service_settings(service_env: dict[str, str]) -> Settings:
+    """The settings of the service that `service_env` runs, with the API token `TOKEN`."""
+    return Settings(
         temporal_address=service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
         temporal_namespace=service_env["AGREEMENTS_TEMPORAL_NAMESPACE"],
         data_dir=Path(service_env["AGREEMENTS_DATA_DIR"]),
         smtp_port=int(service_env["AGREEMENTS_SMTP_PORT"]),
         api_token=TOKEN,
     )
+
+
+@pytest.fixture
+def web(service_env: dict[str, str]) -> Iterator[tuple[TestClient, Path]]:
+    """The web application in-process against the service: (client, mail folder)."""
+    config = service_settings(service_env)
     with TestClient(create_app(config), client=("127.0.0.1", 50000)) as client:
         yield client, config.data_dir / "mail"

@@ -30,14 +30,14 @@ from activities.webhooks import WebhookActivities
 from agreements import access
 from agreements.web.app import create_app
 from models.agreement import DateRule
-from models.config import Settings, binary
+from models.config import binary
 from models.db import migrate, ready
 from models.effects import EventIn, Step
 from models.lifecycle import EmailSpec
 from models.people import Ownership
 from models.plan import MilestoneKind, PlannedMilestone, Recipient
 from models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, service_settings
 from tests.receiver import Receiver, receiving
 from tests.test_people import csrf_of
 from tests.test_web import PLANTERINGEN
@@ -398,13 +398,7 @@ def test_endpoints_through_the_api_deliver_signed_events_listed_with_their_answe
     signed, verified by the receiver; the deliveries and answers are listed, one is sent
     again by hand; what is wrong with an endpoint is said, and another organisation's
     endpoint cannot be seen or changed."""
-    config = Settings(
-        temporal_address=service_env["AGREEMENTS_TEMPORAL_ADDRESS"],
-        temporal_namespace=service_env["AGREEMENTS_TEMPORAL_NAMESPACE"],
-        data_dir=Path(service_env["AGREEMENTS_DATA_DIR"]),
-        smtp_port=int(service_env["AGREEMENTS_SMTP_PORT"]),
-        api_token=TOKEN,
-    )
+    config = service_settings(service_env)
     assert config.webhooks_allow_private
     db = ready(config.db_url())
     access.add_organisation(db, "kultur", "Kultur- och fritidsnämnden")
