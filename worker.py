@@ -38,6 +38,7 @@ from temporalio.client import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.plugin import SimplePlugin
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -53,6 +54,7 @@ from activities.steps import Steps
 from activities.store import Store
 from activities.webhooks import WebhookActivities
 from activities.weeding import MessageWeeder, Weeder
+from agreements import logs, telemetry
 from models.codec import data_converter, keys_for
 from models.config import Settings, settings
 from models.digest import DigestInput
@@ -105,7 +107,9 @@ WORKFLOWS = [
 ]
 
 
-def build_worker(client: Client, config: Settings) -> Worker:
+def build_worker(client: Client, config: Settings, watch: bool = False) -> Worker:
+    """The worker with every workflow and activity; `watch`: a service's worker, which also
+    reads the gauges and says its readiness in its log (agreements/telemetry.py)."""
     dates.warm()
     store = Store(config.db_url())
     notifier = Notifier(config)
@@ -148,7 +152,12 @@ def build_worker(client: Client, config: Settings) -> Worker:
         # On SIGTERM (a rolling upgrade) an email being sent gets this long to finish
         # before it is cancelled and retried on another worker.
         graceful_shutdown_timeout=timedelta(seconds=config.shutdown_grace_seconds),
-        plugins=[closing(notifier), scheduling(client, config), dispatching(client, config)],
+        plugins=[
+            closing(notifier),
+            scheduling(client, config),
+            dispatching(client, config),
+            *([watching(client, config)] if watch else []),
+        ],
     )
 
 
@@ -171,6 +180,12 @@ def dispatching(client: Client, config: Settings) -> SimplePlugin:
     """While the worker runs: the webhook deliveries written with their events are started
     (webhooks/dispatch.py), each as its own `WebhookDelivery` workflow."""
     return beside("agreements.webhooks", lambda: dispatch.keep_starting(client, config))
+
+
+def watching(client: Client, config: Settings) -> SimplePlugin:
+    """The gauges and the readiness read every few seconds beside the worker, the readiness
+    said in the log at start and when it changes (agreements/telemetry.py)."""
+    return beside("agreements.metrics", lambda: telemetry.keep_sampling(client, config))
 
 
 def beside(name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> SimplePlugin:
@@ -361,9 +376,10 @@ async def keep_schedule(client: Client, schedule_id: str, wanted: Schedule | Non
         raise
 
 
-async def connect(config: Settings) -> Client:
+async def connect(config: Settings, runtime: Runtime | None = None) -> Client:
     """The one way this service reaches Temporal: the embedded dev server, or a remote
-    cluster with mutual TLS (client certificate and key) or an API key."""
+    cluster with mutual TLS (client certificate and key) or an API key. A process that
+    runs a worker gives the `runtime` that serves its metrics (agreements/telemetry.py)."""
     tls: TLSConfig | bool = False
     if config.temporal_tls_cert or config.temporal_api_key:
         tls = TLSConfig(
@@ -377,6 +393,7 @@ async def connect(config: Settings) -> Client:
         data_converter=data_converter(pydantic_data_converter, payload_keys(config)),
         tls=tls,
         api_key=config.temporal_api_key.get_secret_value() if config.temporal_api_key else None,
+        runtime=runtime,
     )
 
 
@@ -391,8 +408,9 @@ def _read(path: Path | None) -> bytes | None:
 
 
 async def serve(config: Settings) -> None:
-    client = await connect(config)
-    worker = build_worker(client, config)
+    logs.configure(config)
+    client = await connect(config, telemetry.runtime_for(config))
+    worker = build_worker(client, config, watch=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

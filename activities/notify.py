@@ -53,6 +53,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import smtp
 from activities.contracts import EmailActivities
+from agreements import telemetry
 from documents.store import store_for
 from emails.links import make_link
 from emails.message import as_bytes, build, message_id, sender_address
@@ -281,6 +282,8 @@ class Notifier(EmailActivities):
             status, error, result = await self._deliver(m, kept)
             marks[m.spec.key] = Mark(status, error, kept if status == "sent" else None)
             results[m.at] = result
+            outcome = "retried" if status == "pending" else status
+            telemetry.count("agreements_emails", {"template": m.spec.template, "outcome": outcome})
 
         try:
             # Every one to its end, also when another meets an error no SMTP answer explains

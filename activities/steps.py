@@ -29,6 +29,13 @@ class Steps(StepActivities):
     @activity.defn(name="carry_out_step")
     async def carry_out_step(self, step: Step) -> list[SendResult]:
         await asyncio.to_thread(self.store.write_step, step)
+        if step.events or step.emails or step.terms:
+            activity.logger.info(
+                "step: %d events, %d emails, %d new terms",
+                len(step.events),
+                len(step.emails),
+                len(step.terms),
+            )
         if not step.emails:
             return []
         return await self.notifier.send_emails(step.emails)

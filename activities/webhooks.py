@@ -12,6 +12,7 @@ import asyncio
 from sqlmodel import Session
 from temporalio import activity
 
+from agreements import telemetry
 from models.db import ready, write_lock
 from models.records import utcnow
 from models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -94,6 +95,9 @@ class WebhookActivities:
             delivery.status = "pending" if outcome == "retry" else outcome
             session.add(delivery)
             session.commit()
+            telemetry.count(
+                "agreements_webhook_deliveries", {"type": delivery.type, "outcome": outcome}
+            )
             activity.logger.info(
                 "webhook %s attempt %s: %s",
                 delivery.id,
@@ -119,4 +123,7 @@ class WebhookActivities:
                 delivery.next_attempt_at = None
                 session.add(delivery)
                 session.commit()
+                telemetry.count(
+                    "agreements_webhook_deliveries", {"type": delivery.type, "outcome": "failed"}
+                )
             return delivery.status

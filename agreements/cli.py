@@ -457,14 +457,25 @@ def simulate(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    metrics: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Write the metrics (Prometheus text) as a worker serves them after this life",
+        ),
+    ] = None,
 ) -> None:
     """Run the agreement's whole life through the real workflows on Temporal's time-skipping
     test server, with a real mail sink, and list every email actually sent. A scripted step
     the workflow refuses is listed with its reason, and the life goes on."""
     import asyncio
 
-    from agreements.simulate import RefusedStep, ScenarioError
+    from agreements.simulate import RefusedStep, ScenarioError, free_port, quiet_runtime
     from agreements.simulate import simulate as run_simulation
+
+    address = f"127.0.0.1:{free_port()}" if metrics is not None else None
+    if address is not None:
+        quiet_runtime(address)  # the process's runtime, serving the metrics there
 
     agreement = _load(file)
     script = load_scenario(scenario) if scenario is not None else None
@@ -476,6 +487,11 @@ def simulate(
         )
     except ScenarioError as error:
         raise fail(str(error)) from None
+    if metrics is not None:
+        import httpx
+
+        scraped = httpx.get(f"http://{address}/metrics", timeout=10).content
+        _write(metrics, scraped, "metrics")
     data = {
         "agreement": agreement.id,
         "from": day.isoformat() if day else None,
@@ -1257,6 +1273,140 @@ def migrate() -> None:
     config = _settings()
     run_migrations(config.db_url())
     out.print(_("The database is up to date: %(url)s", url=shown(config.db_url())), highlight=False)
+
+
+# --- backup and restore (the embedded default; docs/operations.md) ---------------------------
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "kB", "MB"):
+        if count < 1000:
+            return f"{count} {unit}"
+        count //= 1000
+    return f"{count} GB"
+
+
+def _backup_refused(error: Any) -> typer.Exit:
+    """A refused backup or restore (agreements.backup.BackupError), in the reader's words."""
+    return fail(_(error.message, **error.params), error.code)
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Copy the embedded default's data while the service runs: Temporal's database, then
+    the service's (SQLite's online backup), the documents, the payload key and the seal,
+    with a manifest of each file's SHA-256. PostgreSQL and a Temporal cluster are backed
+    up with their own tools (docs/operations.md)."""
+    from agreements.backup import BackupError
+    from agreements.backup import backup as run_backup
+
+    try:
+        manifest = run_backup(_settings(), dest)
+    except BackupError as error:
+        raise _backup_refused(error) from None
+    except OSError as error:
+        raise fail(
+            _(
+                "%(path)s: cannot write the %(what)s: %(error)s",
+                path=dest,
+                what=_("backup"),
+                error=error.strerror,
+            )
+        ) from None
+    if as_json:
+        _emit({"path": str(dest.resolve()), **manifest.as_json()}, True)
+        return
+    files = manifest.files
+    typer.echo(
+        _(
+            "Backup written to %(path)s: %(files)d files, %(size)s, schema %(schema)s.",
+            path=dest.resolve(),
+            files=len(files),
+            size=_size(sum(f["size"] for f in files.values())),
+            schema=manifest.schema or "?",
+        )
+    )
+    documents = [name for name in files if name.startswith("documents/")]
+    notes = {
+        "temporal.db": _("Temporal's database: the agreements' workflows and timers"),
+        "agreements.db": _("the service's database: terms, events, outbox, people"),
+        "payload.key": _("the key to Temporal's histories: without it they cannot be read"),
+        "seal.p12": _("the seal of the signing records"),
+    }
+    for name, note in notes.items():
+        if name in files:
+            typer.echo(f"  {name:<14} {_size(files[name]['size']):>8}  {note}")
+    if documents:
+        typer.echo("  " + _("documents: %(count)d files", count=len(documents)))
+    if manifest.payload_keys == "settings":
+        typer.echo(
+            _(
+                "The payload keys are AGREEMENTS_PAYLOAD_KEYS, not in the backup: keep them in"
+                " the secret store, without them the backup cannot be read."
+            )
+        )
+    typer.echo(
+        _(
+            "It holds personal data and the keys: keep it on another machine, readable by the"
+            " service's operators only (docs/operations.md)."
+        )
+    )
+
+
+@app.command()
+def restore(
+    src: Annotated[Path, typer.Argument(help="A folder written by agreements backup")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Put a backup into the configured data folder (AGREEMENTS_DATA_DIR), which must be
+    empty or absent; every file is checked against the manifest's SHA-256 first."""
+    from agreements.backup import BackupError
+    from agreements.backup import restore as run_restore
+    from models.db import head
+
+    config = _settings()
+    try:
+        manifest = run_restore(config, src)
+    except BackupError as error:
+        raise _backup_refused(error) from None
+    except OSError as error:
+        raise fail(
+            _(
+                "%(path)s: cannot write the %(what)s: %(error)s",
+                path=config.data_dir,
+                what=_("data folder"),
+                error=error.strerror,
+            )
+        ) from None
+    if as_json:
+        _emit({"path": str(config.data_dir.resolve()), **manifest}, True)
+        return
+    typer.echo(
+        _(
+            "Restored %(files)d files made %(made)s into %(path)s; each matches the manifest's"
+            " SHA-256.",
+            files=len(manifest["files"]),
+            made=manifest["made_at"],
+            path=config.data_dir.resolve(),
+        )
+    )
+    if manifest.get("schema") != head():
+        typer.echo(
+            _(
+                "Its database is at schema %(schema)s: agreements up brings it to %(head)s.",
+                schema=manifest.get("schema"),
+                head=head(),
+            )
+        )
+    typer.echo(
+        _(
+            "Start the service on it (agreements up) with the same AGREEMENTS_SIGNING_SECRET"
+            " (and AGREEMENTS_PAYLOAD_KEYS if set), so that the links already emailed work."
+        )
+    )
 
 
 # --- people -----------------------------------------------------------------------------------

@@ -83,11 +83,13 @@ class OperationError(Exception):
         self.params = params
 
 
-async def connect(config: Settings) -> Client:
+async def connect(config: Settings, runtime: Any = None) -> Client:
+    """A client of the configured Temporal, or a refusal that says why not; a process that
+    runs a worker gives the `runtime` serving its metrics (agreements/telemetry.py)."""
     from worker import connect as connect_client
 
     try:
-        return await connect_client(config)
+        return await connect_client(config, runtime)
     except PayloadKeyError as error:
         raise OperationError(str(error), "payload-key", problem=str(error)) from None
     except (RuntimeError, OSError) as error:

@@ -45,6 +45,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
+    PrometheusConfig,
     Runtime,
     TelemetryConfig,
     TelemetryFilter,
@@ -52,6 +53,7 @@ from temporalio.runtime import (
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from agreements import telemetry
 from agreements.ops import OperationError, refusal, round_tokens, taken_on
 from emails.sink import read_mail, start_sink
 from models.agreement import Agreement, RenewalKind
@@ -193,10 +195,11 @@ def _test_server_notice(record: logging.LogRecord) -> bool:
     return "activity_failure_include_heartbeat" not in record.getMessage()
 
 
-def quiet_runtime() -> Runtime:
+def quiet_runtime(metrics: str | None = None) -> Runtime:
     """A Temporal runtime whose SDK core logs go to the Python logger `temporalio.core`
     (standard error when nothing is configured): by default the core writes them to
-    standard output, before a command's JSON. One per process."""
+    standard output, before a command's JSON. One per process; the first call may ask it
+    to serve the metrics at the address `metrics` (`simulate --metrics`)."""
     global _runtime
     if _runtime is None:
         logger = logging.getLogger("temporalio.core")
@@ -205,7 +208,16 @@ def quiet_runtime() -> Runtime:
             filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
             forwarding=LogForwardingConfig(logger=logger),
         )
-        _runtime = Runtime(telemetry=TelemetryConfig(logging=logging_config))
+        exporter = (
+            PrometheusConfig(
+                bind_address=metrics, counters_total_suffix=True, durations_as_seconds=True
+            )
+            if metrics
+            else None
+        )
+        _runtime = Runtime(telemetry=TelemetryConfig(logging=logging_config, metrics=exporter))
+        if metrics:
+            telemetry.adopt(_runtime)  # the service's own metrics on the same exporter
     return _runtime
 
 

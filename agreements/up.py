@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 from temporalio.client import Client
 
+from agreements import logs, telemetry
 from agreements.ops import OperationError, connect
 from agreements.web.app import create_app
 from emails.sink import start_sink
@@ -61,6 +62,9 @@ def dev_server_command(config: Settings) -> list[str]:
         str(config.temporal_ui_port),
         "--db-filename",
         str((config.data_dir / "temporal.db").resolve()),
+        # Write-ahead logging: a reader (the backup's copy) never holds the server's writes
+        "--sqlite-pragma",
+        "journal_mode=wal",
         "--namespace",
         config.temporal_namespace,
         "--log-level",
@@ -78,7 +82,9 @@ def start_dev_server(config: Settings, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-async def wait_for_temporal(config: Settings, server: subprocess.Popen[bytes] | None) -> Client:
+async def wait_for_temporal(
+    config: Settings, server: subprocess.Popen[bytes] | None, runtime: Any = None
+) -> Client:
     last: OperationError | None = None
     for _ in range(300):
         if server is not None and server.poll() is not None:
@@ -90,7 +96,7 @@ async def wait_for_temporal(config: Settings, server: subprocess.Popen[bytes] | 
                 log=str(log),
             )
         try:
-            return await connect(config)
+            return await connect(config, runtime)
         except OperationError as error:
             last = error
             await asyncio.sleep(0.1)
@@ -155,6 +161,7 @@ async def up(
     server, `web=False` a worker. Only the whole service migrates the database and runs
     its own Temporal dev server and mail sink; a part expects them (docs/deploy.md)."""
     whole = worker and web
+    logs.configure(config)
     if web:
         refuse_weak_secrets(config)
     stop = asyncio.Event()
@@ -176,14 +183,15 @@ async def up(
                 migrate(config.db_url()) if whole else schema_ready(config.db_url())
             except SchemaError as error:
                 raise OperationError(str(error), "schema", problem=str(error)) from None
-            client = await wait_for_temporal(config, server)
+            runtime = telemetry.runtime_for(config) if worker else None
+            client = await wait_for_temporal(config, server, runtime)
             mail = config.data_dir / "mail"
             sink = whole and uses_sink(config)
             if sink:
                 controller = start_sink(mail, host="127.0.0.1", port=config.smtp_port)
                 stack.callback(controller.stop)
             if worker:
-                await stack.enter_async_context(build_worker(client, config))
+                await stack.enter_async_context(build_worker(client, config, watch=True))
             if web:
                 server_web = WebServer(web_config(config, create_app(config, client)))
                 serving = asyncio.create_task(server_web.serve())
@@ -193,6 +201,12 @@ async def up(
                     await serving
 
                 stack.push_async_callback(stop_web)
+                # Said to be running once it answers: a script may ask at once
+                while not server_web.started and not serving.done():
+                    await asyncio.sleep(0.02)
+                if serving.done():
+                    await serving  # it could not start (its reason is raised here)
+                    raise OperationError("the web server stopped", "web-stopped")
             what = "agreement service" if whole else ("worker" if worker else "web server")
             print(f"Avtalstjänsten körs / the {what} is running:", flush=True)
             if web:

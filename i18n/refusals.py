@@ -98,6 +98,7 @@ REFUSALS: dict[str, str] = {
         "The service does not have the document %(names)s: upload it again, then save."
     ),
     "no-document": N_("There is no such document."),
+    "web-stopped": N_("The web server stopped before it answered; see the log above."),
     "server-exited": N_("The Temporal dev server stopped (exit status %(status)s); see %(log)s"),
     "unreachable-quiet": N_("Temporal did not answer."),
     "schema": N_("The database is not ready: %(problem)s"),

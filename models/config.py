@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     # How often the worker looks for new deliveries to start (seconds)
     webhooks_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
+    # Metrics in Prometheus format (agreements/telemetry.py), served by each process that
+    # runs a worker at http://<this>/metrics: no login, so loopback by default; an operator
+    # sets an address their Prometheus reaches. Empty: none.
+    metrics_address: str = "127.0.0.1:9464"
+    # The service's log: "text" (a person at a terminal) or "json" (one JSON object a line,
+    # for a log collector). Unset: text when standard error is a terminal, else json.
+    log_format: str | None = Field(default=None, pattern="^(text|json)$")
+
     def temporal_target(self) -> str:
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
 

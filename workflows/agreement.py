@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.common import (
         Clock,
         carry_out_step,
+        count_decision,
         record_all,
         save_summary,
         save_terms,
@@ -104,6 +105,7 @@ ARCHIVE_RETRY = RetryPolicy(
 def reject(code: str, message: str, params: dict[str, Any] | None = None) -> ApplicationError:
     """A refusal for the client: the English message, then in the details its stable code
     and what it names (i18n/refusals.py says it in the reader's language)."""
+    count_decision("refused")
     return ApplicationError(message, code, params or {}, type="Rejected", non_retryable=True)
 
 
@@ -194,6 +196,7 @@ class AgreementWorkflow:
     def take(self, command: Command) -> Snapshot:
         self.apply(self.check(command))
         self._checked = None
+        count_decision("applied")
         return self.snapshot()
 
     def snapshot(self) -> Snapshot:

@@ -172,3 +172,15 @@ async def carry_out_step(step: Step) -> list[SendResult]:
 async def record(event: EventIn) -> None:
     """One event of a signature round: retried for as long as it takes."""
     await store(StoreActivities.record_event, event, deadline=None)
+
+
+def count_decision(outcome: str) -> None:
+    """One decision for the metrics (`agreements_decisions_total`, agreements/telemetry.py),
+    by the name of the update being handled: `applied` or `refused`. Outside an update
+    (the main loop, a query) nothing is counted; on a replay the SDK counts nothing again."""
+    info = workflow.current_update_info()
+    if info is None:
+        return
+    workflow.metric_meter().create_counter(
+        "agreements_decisions", "Decisions on agreements and signature rounds"
+    ).add(1, {"kind": info.name, "outcome": outcome})

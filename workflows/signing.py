@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from models.schedule.dates import STOCKHOLM
     from workflows.common import (
         Clock,
+        count_decision,
         record,
         record_all,
         sealed_record,
@@ -146,6 +147,7 @@ class CancelRequest(Frozen):
 def reject(code: str, message: str, **params: str | None) -> ApplicationError:
     """A refusal for the client, as the agreement's (workflows/agreement.py `reject`): the
     English message, then in the details its stable code and what it names."""
+    count_decision("refused")
     return ApplicationError(message, code, params, type="Rejected", non_retryable=True)
 
 
@@ -263,6 +265,7 @@ class SignatureRoundWorkflow:
         self.changed = True
 
     def _answer(self, signer: Signer | None = None) -> RoundAnswer:
+        count_decision("applied")  # every action's handler answers with this
         now = self._find(signer.email) if signer is not None else None
         return RoundAnswer(
             number=self.round.number,

@@ -49,6 +49,7 @@ from temporalio.service import RPCError
 from agreements import access, finance, ops
 from agreements.access import Right, Who
 from agreements.attention import SOON, Round, Why, attention
+from agreements.health import readiness
 from agreements.web import drafting
 from agreements.web.gate import SIGN_IN_COOKIE, SIGN_IN_LASTS, Gate, SignInFailed
 from agreements.web.picture import Words, timeline_svg
@@ -2138,12 +2139,18 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
         )
 
     @app.get("/a/{agreement_id}/terms.toml", dependencies=pages)
-    def terms_file(agreement_id: str, request: Request) -> Response:
-        """The agreement's current terms as an agreement file, to keep or to edit."""
+    async def terms_file(agreement_id: str, request: Request) -> Response:
+        """The agreement's current terms as an agreement file, to keep or to edit: as the
+        agreement has them now (a change just made is in it, though the list may not show
+        it yet); from the agreement list when Temporal cannot say."""
         if wrong := entitled(request, agreement_id, Right.read):
             return refusal(request, wrong, 404)
         try:
-            terms = ops.stored_terms(config, ops.agreement(config, agreement_id).terms_sha256)
+            try:
+                sha256 = (await ops.state(temporal(request), agreement_id)).terms_sha256
+            except ops.OperationError:
+                sha256 = ops.agreement(config, agreement_id).terms_sha256
+            terms = await ops.terms_soon(config, sha256)
         except ops.OperationError as error:
             return refusal(request, error, 404)
         return Response(
@@ -2636,7 +2643,16 @@ def create_app(config: Settings, client: Client | None = None) -> FastAPI:
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def health() -> str:
+        """The process lives (and answers): nothing else is checked."""
         return "ok"
+
+    @app.get("/readyz")
+    async def ready(request: Request) -> JSONResponse:
+        """Whether the service can do its work: the database answers, Temporal answers and
+        a worker polls the task queue; 503 naming what is wrong. No login (a load
+        balancer asks it) and nothing secret in the answer."""
+        report = await readiness(getattr(request.app.state, "client", None), config)
+        return JSONResponse(report.answer(), status_code=200 if report.ready else 503)
 
     return app
 
