@@ -12,9 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -243,6 +244,7 @@ def service_env(temporal: Temporal, dev_server: str, tmp_path: Path) -> Iterator
 SERVE = """
 import asyncio, os
 from pathlib import Path
+from typing import Any
 from models.config import settings
 from emails.sink import start_sink
 from models.db import migrate
@@ -274,3 +276,16 @@ def web(service_env: dict[str, str]) -> Iterator[tuple[TestClient, Path]]:
     config = service_settings(service_env)
     with TestClient(create_app(config), client=("127.0.0.1", 50000)) as client:
         yield client, config.data_dir / "mail"
+
+
+def eventually(check: Callable[[], Any], what: str, seconds: float = 30) -> Any:
+    """Ask `check` until it answers something true, and return that; after `seconds`, fail
+    naming `what`. Never a fixed sleep standing in for a condition."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {seconds:.0f} s waiting for {what}")
+        time.sleep(0.1)

@@ -58,7 +58,7 @@ from archive.sip import package_bytes
 from models.config import Settings, settings
 from models.db import downgrade, engine, migrate
 from models.records import EventRecord, OutboxRecord
-from tests.conftest import TOKEN, Temporal
+from tests.conftest import TOKEN, Temporal, eventually
 from tests.test_documents import pdf, start_signing
 from tests.test_drafting import KVARNBY, form_of
 from tests.test_people import made_token, person, settled
@@ -255,16 +255,6 @@ def outbox_rows(config: Settings, agreement_id: str) -> list[tuple[OutboxRecord,
         return [(row, row.message) for row in rows]
 
 
-def wait_for(check: Any, what: str, seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"waited {seconds} s for {what}")
-
-
 def quiet(config: Settings, agreement_id: str, still: float = 2.0) -> None:
     """Until the agreement's event log and outbox have not changed for `still` seconds (the
     worker writes the round's last events and emails a moment after the completion)."""
@@ -352,7 +342,7 @@ def signed(web: tuple[TestClient, Path]) -> Iterator[tuple[TestClient, Path, str
         done = [r for r in rows if r.template == "signature_completed" and r.status == "sent"]
         return len(done) >= 2 and all(r.status in ("sent", "failed") for r in rows)
 
-    wait_for(all_sent, "the completion emails to be sent")
+    eventually(all_sent, "the completion emails to be sent")
     quiet(config, agreement_id)
     yield client, mail, agreement_id, while_signing.content
 

@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -23,7 +22,7 @@ from agreements import logs
 from agreements.simulate import free_port
 from agreements.web.app import create_app
 from models.config import Settings
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, eventually
 from tests.mail import signing_requests
 from tests.test_browser import settings_here
 from tests.test_documents import start_signing
@@ -64,14 +63,6 @@ def metrics_address(monkeypatch: pytest.MonkeyPatch) -> str:
     return address
 
 
-def wait_until(check: object, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_metrics_move_as_an_agreement_sends_its_first_emails_and_decisions_are_made(
     metrics_address: str, web: tuple[TestClient, Path]
 ) -> None:
@@ -90,7 +81,7 @@ def test_metrics_move_as_an_agreement_sends_its_first_emails_and_decisions_are_m
         now = scrape(metrics_address)
         return total(now, "agreements_emails_total", template="signature_request") >= 6
 
-    wait_until(emails_counted, 30, "the signing invitations counted")
+    eventually(emails_counted, "the signing invitations counted", 30)
     after = scrape(metrics_address)
     sent = total(after, "agreements_emails_total", template="signature_request", outcome="sent")
     assert sent == 6  # planteringen's six signatories, each invited once
@@ -151,15 +142,15 @@ def test_the_log_is_json_lines_that_name_the_agreement_and_hold_no_secret(
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_until(lambda: answers(base + "/healthz"), 60, "the service")
+            eventually(lambda: answers(base + "/healthz"), "the service", 60)
             key = env["AGREEMENTS_API_TOKEN"]
             api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"})
             assert api.post("/api/agreements", content=PLANTERINGEN).status_code == 201
             start = api.get("/api/agreements/planteringen").json()["prerequisites_missing"]
             assert api.post("/api/agreements/planteringen/prerequisites", json={"keys": start})
             assert api.post("/api/agreements/planteringen/signing").status_code == 200
-            wait_until(lambda: len(signing_requests(mail)) >= 6, 30, "the invitations")
-            wait_until(lambda: "readiness:" in log.read_text(), 30, "the worker's readiness")
+            eventually(lambda: len(signing_requests(mail)) >= 6, "the invitations", 30)
+            eventually(lambda: "readiness:" in log.read_text(), "the worker's readiness", 30)
         finally:
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=60) == 0

@@ -9,9 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from models.lifecycle import EmailSpec
 from models.people import Ownership
 from models.plan import MilestoneKind, PlannedMilestone, Recipient
 from models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from tests.conftest import TOKEN, service_settings
+from tests.conftest import TOKEN, eventually, service_settings
 from tests.receiver import Receiver, receiving
 from tests.test_people import csrf_of
 from tests.test_web import PLANTERINGEN
@@ -447,7 +446,7 @@ def test_endpoints_through_the_api_deliver_signed_events_listed_with_their_answe
             ).json()
             return [r for r in rows if r["status"] == "delivered"]
 
-        wait_for(lambda: delivered(), 30, "the delivery of agreement.created")
+        eventually(lambda: delivered(), "the delivery of agreement.created", 30)
         [row] = delivered()
         assert row["type"] == "agreement.created"
         assert row["body"]["data"]["agreement"]["id"] == "planteringen"
@@ -461,7 +460,7 @@ def test_endpoints_through_the_api_deliver_signed_events_listed_with_their_answe
 
         again = client.post(f"/api/webhooks/deliveries/{row['id']}/resend", headers=auth)
         assert again.status_code == 202, again.text
-        wait_for(lambda: len(receiver.received) == 2, 30, "the delivery sent again")
+        eventually(lambda: len(receiver.received) == 2, "the delivery sent again", 30)
         assert receiver.received[1].headers["webhook-id"] == row["id"]
         assert receiver.received[1].error is None
 
@@ -506,16 +505,8 @@ def test_endpoints_through_the_api_deliver_signed_events_listed_with_their_answe
             follow_redirects=False,
         )
         assert resent.status_code == 303
-        wait_for(lambda: len(receiver.received) == 3, 30, "the delivery sent from the page")
+        eventually(lambda: len(receiver.received) == 3, "the delivery sent from the page", 30)
         assert client.get(f"/webhooks/{other['id']}").status_code == 200  # local key: all
-
-
-def wait_for(check: Callable[[], object], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {seconds:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 async def test_an_address_that_comes_to_point_inside_is_not_sent_to(
