@@ -241,21 +241,36 @@ def weeding(config: Settings) -> Schedule:
     A run still going when the next is due means that day's is skipped, and a server that
     was away makes up a missed day once it is back (within a day): each run weeds all that
     is due, so nothing is left behind."""
+    return stockholm_schedule(
+        config,
+        WEEDING_SCHEDULE,
+        WeedingWorkflow.run,
+        WeedingInput(retention_days=config.retention_days),
+        ScheduleCalendarSpec(hour=[ScheduleRange(WEEDING_HOUR)]),
+        f"retention {config.retention_days} days",
+    )
+
+
+def stockholm_schedule(
+    config: Settings,
+    schedule_id: str,
+    run: Any,
+    argument: Any,
+    when: ScheduleCalendarSpec,
+    note: str,
+) -> Schedule:
+    """A schedule that starts `run(argument)` on the task queue at `when`, Europe/Stockholm
+    time. A run still going when the next is due means that one is skipped; a server that
+    was away makes up a missed run once it is back (within a day). Its note names the
+    settings it was made with (and the task queue), so a worker knows whether to update it
+    (`keep_schedule`)."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            WeedingWorkflow.run,
-            WeedingInput(retention_days=config.retention_days),
-            id=WEEDING_SCHEDULE,
-            task_queue=config.task_queue,
+            run, argument, id=schedule_id, task_queue=config.task_queue
         ),
-        spec=ScheduleSpec(
-            calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(WEEDING_HOUR)])],
-            time_zone_name=TIME_ZONE,
-        ),
+        spec=ScheduleSpec(calendars=[when], time_zone_name=TIME_ZONE),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)),
-        state=ScheduleState(
-            note=f"retention {config.retention_days} days, task queue {config.task_queue}"
-        ),
+        state=ScheduleState(note=f"{note}, task queue {config.task_queue}"),
     )
 
 
@@ -264,26 +279,15 @@ def digest(config: Settings) -> Schedule:
     queue, looking AGREEMENTS_DIGEST_DAYS ahead; its note names the settings, as weeding's
     does. A server that was away makes up a missed Monday once it is back (within a day):
     the digests are still this week's, and each goes once per person and week."""
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            DigestWorkflow.run,
-            DigestInput(days=config.digest_days),
-            id=DIGEST_SCHEDULE,
-            task_queue=config.task_queue,
+    return stockholm_schedule(
+        config,
+        DIGEST_SCHEDULE,
+        DigestWorkflow.run,
+        DigestInput(days=config.digest_days),
+        ScheduleCalendarSpec(
+            day_of_week=[ScheduleRange(DIGEST_WEEKDAY)], hour=[ScheduleRange(DIGEST_HOUR)]
         ),
-        spec=ScheduleSpec(
-            calendars=[
-                ScheduleCalendarSpec(
-                    day_of_week=[ScheduleRange(DIGEST_WEEKDAY)],
-                    hour=[ScheduleRange(DIGEST_HOUR)],
-                )
-            ],
-            time_zone_name=TIME_ZONE,
-        ),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)),
-        state=ScheduleState(
-            note=f"digest {config.digest_days} days, task queue {config.task_queue}"
-        ),
+        f"digest {config.digest_days} days",
     )
 
 
@@ -316,24 +320,14 @@ async def finance_export_schedule(client: Client, config: Settings) -> str:
     folder = config.finance_export_dir
     wanted = None
     if folder is not None:
-        wanted = Schedule(
-            action=ScheduleActionStartWorkflow(
-                FinanceExport.run,
-                FinanceExportInput(),
-                id=FINANCE_EXPORT_SCHEDULE,
-                task_queue=config.task_queue,
-            ),
-            spec=ScheduleSpec(
-                calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(config.finance_export_hour)])],
-                time_zone_name=TIME_ZONE,
-            ),
-            policy=SchedulePolicy(
-                overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)
-            ),
-            state=ScheduleState(
-                note=f"finance export to {folder} at {config.finance_export_hour}:00, "
-                f"{config.finance_export_days} days ahead, task queue {config.task_queue}"
-            ),
+        wanted = stockholm_schedule(
+            config,
+            FINANCE_EXPORT_SCHEDULE,
+            FinanceExport.run,
+            FinanceExportInput(),
+            ScheduleCalendarSpec(hour=[ScheduleRange(config.finance_export_hour)]),
+            f"finance export to {folder} at {config.finance_export_hour}:00, "
+            f"{config.finance_export_days} days ahead",
         )
     return await keep_schedule(client, FINANCE_EXPORT_SCHEDULE, wanted)
 

@@ -37,9 +37,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-import os
 import re
-import tempfile
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -49,6 +47,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from agreements import access, finance, ops
+from agreements.files import whole_file
 from models.config import Settings
 
 log = logging.getLogger("agreements.finance_export")
@@ -90,29 +89,9 @@ def write_atomically(path: Path, data: bytes) -> bool:
             if path.stat().st_mode & 0o777 != MODE:
                 path.chmod(MODE)
             return False
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            os.fchmod(file.fileno(), MODE)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _sync_folder(path.parent)
+    with whole_file(path, MODE) as file:
+        file.write(data)
     return True
-
-
-def _sync_folder(folder: Path) -> None:
-    """The rename itself on disk (a crash right after it keeps the new file)."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 def _remove_stale(folder: Path, now: float) -> None:

@@ -29,15 +29,12 @@ signs, and the next package has the message.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 import unicodedata
 import zipfile
 from collections.abc import Iterable
@@ -51,6 +48,7 @@ from urllib.parse import quote
 from lxml import etree  # type: ignore[import-untyped]  # no stubs installed
 
 from agreements import ops
+from agreements.files import whole_file
 from i18n.words import word_for
 from models.agreement import Agreement
 from models.config import Settings
@@ -248,25 +246,8 @@ def write_file(
     """The package written to `target` whole or not at all: into a temporary file beside
     it, flushed to disk, then renamed over it (an earlier package by that name is
     replaced); readable by its owner and group. Its OBJID."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w+b") as out:
-            objid = write_package(settings, agreement_id, out, created)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # the rename itself, durable where the system allows
-        directory = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    return objid
+    with whole_file(target, mode) as out:
+        return write_package(settings, agreement_id, out, created)
 
 
 def ended_on(settings: Settings, agreement_id: str) -> dt.date:
