@@ -22,7 +22,7 @@ from documents.check import DocumentRefused, check_pdf
 from documents.store import FolderStore
 from models.lifecycle import terms_json, terms_sha256
 from models.loader import load_agreement, loads_agreement
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, eventually
 from tests.test_drafting import KVARNBY, form_of
 from tests.test_web import AUTH, links
 
@@ -299,13 +299,10 @@ def test_a_paper_signature_comes_with_its_scan_whose_hash_the_record_keeps(
     done = client.post(f"/a/{agreement_id}/sign-paper", data=hidden, follow_redirects=False)
     assert done.status_code == 303, done.text
     assert client.post(personal["sam@laxhjalpen.example.se"], data={"action": "sign"}).is_success
-    for _ in range(300):
-        completed = [
-            m for m in read_mail(mail) if m["X-Agreement-Template"] == "signature_completed"
-        ]
-        if completed:
-            break
-        time.sleep(0.1)
+    completed = eventually(
+        lambda: [m for m in read_mail(mail) if m["X-Agreement-Template"] == "signature_completed"],
+        "the completion emails",
+    )
     assert isinstance(completed[0], EmailMessage)
     record = next(completed[0].iter_attachments()).get_content()
     words = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(record)).pages)

@@ -22,7 +22,7 @@ from pypdf import PdfReader
 
 from documents.store import store_for
 from emails.sink import read_mail
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, eventually
 from tests.fake_scrive import Credentials, FakeScrive, running
 from tests.test_documents import start_signing
 from tests.test_drafting import KVARNBY, form_of
@@ -106,14 +106,10 @@ def test_everyone_signs_with_bankid_and_the_callbacks_twice_and_backwards_end_it
     found = state_of(client, agreement_id, {"completed"})
     assert [e["what"] for e in found["round"]["events"]].count("signed") == 2
     assert all(s["status"] == "signed" for s in found["round"]["signers"])
-    completed: list[Any] = []
-    for _ in range(300):
-        completed = [
-            m for m in read_mail(mail) if m["X-Agreement-Template"] == "signature_completed"
-        ]
-        if completed:
-            break
-        time.sleep(0.1)
+    completed = eventually(
+        lambda: [m for m in read_mail(mail) if m["X-Agreement-Template"] == "signature_completed"],
+        "the completion emails",
+    )
     message = completed[0]
     assert isinstance(message, EmailMessage)
     record = next(message.iter_attachments()).get_content()
